@@ -1,0 +1,133 @@
+//! Typed errors, one enum per operation, each variant saying whose fault it is.
+
+use crate::keys::KeyError;
+
+/// Bytes from the network or disk that are not a valid hush-v1 structure. Always the sender's
+/// (or storage's) fault; nothing was changed by the failed parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Input ended before the structure did.
+    #[error("{what} is truncated")]
+    Truncated {
+        /// Which structure.
+        what: &'static str,
+    },
+    /// Input continued after the structure ended.
+    #[error("{what} has {extra} trailing bytes")]
+    TrailingBytes {
+        /// Which structure.
+        what: &'static str,
+        /// How many bytes were left over.
+        extra: usize,
+    },
+    /// The version byte names a version this build does not speak.
+    #[error("{what} version {got} is not supported (this build speaks version {supported})")]
+    UnsupportedVersion {
+        /// Which structure.
+        what: &'static str,
+        /// The version byte received.
+        got: u8,
+        /// The version this build speaks.
+        supported: u8,
+    },
+    /// A type or flag field holds a value with no meaning.
+    #[error("{what} has invalid value {value}")]
+    InvalidField {
+        /// Which field.
+        what: &'static str,
+        /// The value received.
+        value: u64,
+    },
+    /// A length exceeds its documented limit.
+    #[error("{what} is {len} bytes, over the limit of {max}")]
+    TooLong {
+        /// Which field.
+        what: &'static str,
+        /// The length received.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A public key inside the structure is invalid.
+    #[error("invalid key: {0}")]
+    Key(#[from] KeyError),
+}
+
+/// Why a session could not be created (X3DH, either side).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The signed prekey's signature does not verify under the bundle's identity key: the relay
+    /// or the network substituted it.
+    #[error("signed prekey signature is invalid")]
+    BadPrekeySignature,
+    /// The bundle or message carries our own identity key; talking to ourselves through X3DH
+    /// would let a relay reflect our messages back.
+    #[error("peer identity is our own identity")]
+    OwnIdentity,
+    /// A Diffie-Hellman step produced the all-zero value (a small-order key was supplied).
+    #[error("a key agreement step was non-contributory")]
+    NonContributory,
+    /// The message names a signed prekey we do not hold (expired, or never ours).
+    #[error("unknown signed prekey id {0}")]
+    UnknownSignedPrekey(u32),
+    /// The message names a one-time prekey we do not hold (already used, or never ours).
+    #[error("unknown one-time prekey id {0}")]
+    UnknownOneTimePrekey(u32),
+    /// The first message did not decrypt, so no session was created and no prekey used up.
+    #[error("initial message rejected: {0}")]
+    InitialMessage(DecryptError),
+}
+
+/// Why a message could not be encrypted. The session is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncryptError {
+    /// 2^32 - 1 messages were sent on this chain without a reply; the counter would wrap.
+    #[error("sending chain exhausted; a reply is needed before sending more")]
+    ChainExhausted,
+    /// The plaintext exceeds [`crate::MAX_PLAINTEXT_LEN`].
+    #[error("plaintext of {len} bytes exceeds the limit of {max}")]
+    PlaintextTooLarge {
+        /// Plaintext length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The AEAD refused to seal (cannot happen for in-limit inputs; kept typed, not panicked).
+    #[error("AEAD seal failed")]
+    Aead,
+}
+
+/// Why a message was rejected. In every case the session is byte-for-byte unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecryptError {
+    /// The envelope did not parse.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The AEAD tag did not verify: the message was forged, corrupted, or is not for this session.
+    #[error("message authentication failed")]
+    Authentication,
+    /// The message key for this position was already used (or was dropped): a replay.
+    #[error("duplicate message (counter {counter}); already decrypted or expired")]
+    Duplicate {
+        /// The header counter of the rejected message.
+        counter: u32,
+    },
+    /// Accepting would require skipping more message keys than the limit allows in one chain.
+    #[error("message would skip {requested} keys, over the limit of {limit}")]
+    TooManySkipped {
+        /// Keys that would have to be skipped.
+        requested: u64,
+        /// The per-chain limit.
+        limit: u32,
+    },
+    /// The header's ratchet key yields an all-zero DH value.
+    #[error("ratchet key is non-contributory")]
+    NonContributory,
+    /// The message belongs to another session (a different X3DH base key).
+    #[error("message is for a different session")]
+    SessionMismatch,
+}

@@ -1,0 +1,227 @@
+//! A pairwise session: X3DH setup plus a Double Ratchet, producing and consuming [`Envelope`]s.
+
+use rand_core::CryptoRngCore;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::envelope::{Envelope, PrekeyMessage};
+use crate::keys::{IdentityKeyPair, IdentityPublicKey, VerifiedBundle, X25519PublicKey};
+use crate::message::MAX_PLAINTEXT_LEN;
+use crate::ratchet::{DoubleRatchet, RatchetLimits};
+use crate::x3dh::{self, PrekeyStore, X3dhHeader, ASSOCIATED_DATA_LEN};
+use crate::{DecryptError, EncryptError, SessionError};
+
+/// One end of an end-to-end encrypted session with one peer.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) ratchet: DoubleRatchet,
+    pub(crate) local_identity: IdentityPublicKey,
+    pub(crate) remote_identity: IdentityPublicKey,
+    pub(crate) is_initiator: bool,
+    /// The initiator's X3DH ephemeral key: names the session on both sides.
+    pub(crate) base_key: X25519PublicKey,
+    /// Initiator only: the X3DH header, attached to every message until a reply arrives.
+    pub(crate) pending_prekey: Option<X3dhHeader>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("remote_identity", &self.remote_identity)
+            .field("is_initiator", &self.is_initiator)
+            .field("ratchet", &self.ratchet)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session created from a received prekey message, with that message's plaintext.
+#[derive(Debug)]
+pub struct InboundSession {
+    /// The new session.
+    pub session: Session,
+    /// The first message's plaintext.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The one-time prekey the message used: delete it only after this result is committed.
+    pub used_one_time_prekey: Option<u32>,
+}
+
+impl Session {
+    /// Start a session as initiator from a verified bundle. Draws 64 bytes (ephemeral key,
+    /// first ratchet key).
+    pub fn initiate(
+        rng: &mut impl CryptoRngCore,
+        ours: &IdentityKeyPair,
+        bundle: &VerifiedBundle,
+    ) -> Result<Self, SessionError> {
+        Self::initiate_with_limits(rng, ours, bundle, RatchetLimits::default())
+    }
+
+    /// [`Session::initiate`] with non-default skip limits (tests and vectors).
+    pub fn initiate_with_limits(
+        rng: &mut impl CryptoRngCore,
+        ours: &IdentityKeyPair,
+        bundle: &VerifiedBundle,
+        limits: RatchetLimits,
+    ) -> Result<Self, SessionError> {
+        let (output, header, spk) = x3dh::initiate(rng, ours, bundle)?;
+        let ratchet = DoubleRatchet::new_initiator(rng, &output.shared_secret, spk, limits)?;
+        Ok(Self {
+            ratchet,
+            local_identity: ours.public_key(),
+            remote_identity: bundle.bundle().identity_key,
+            is_initiator: true,
+            base_key: header.ephemeral_key,
+            pending_prekey: Some(header),
+        })
+    }
+
+    /// Create the responder's session from a prekey message and decrypt it. Nothing is created
+    /// and no prekey is consumed unless the message authenticates. May draw 32 bytes.
+    pub fn respond(
+        rng: &mut impl CryptoRngCore,
+        ours: &IdentityKeyPair,
+        prekeys: &impl PrekeyStore,
+        message: &PrekeyMessage,
+    ) -> Result<InboundSession, SessionError> {
+        Self::respond_with_limits(rng, ours, prekeys, message, RatchetLimits::default())
+    }
+
+    /// [`Session::respond`] with non-default skip limits (tests and vectors).
+    pub fn respond_with_limits(
+        rng: &mut impl CryptoRngCore,
+        ours: &IdentityKeyPair,
+        prekeys: &impl PrekeyStore,
+        message: &PrekeyMessage,
+        limits: RatchetLimits,
+    ) -> Result<InboundSession, SessionError> {
+        let header = &message.x3dh;
+        let spk = prekeys
+            .signed_prekey(header.signed_prekey_id)
+            .ok_or(SessionError::UnknownSignedPrekey(header.signed_prekey_id))?;
+        let opk = match header.one_time_prekey_id {
+            Some(id) => Some(
+                prekeys
+                    .one_time_prekey(id)
+                    .ok_or(SessionError::UnknownOneTimePrekey(id))?,
+            ),
+            None => None,
+        };
+        let output = x3dh::respond(ours, spk, opk, header)?;
+        let ratchet =
+            DoubleRatchet::new_responder(&output.shared_secret, spk.secret.clone(), limits);
+        let mut session = Self {
+            ratchet,
+            local_identity: ours.public_key(),
+            remote_identity: header.identity_key,
+            is_initiator: false,
+            base_key: header.ephemeral_key,
+            pending_prekey: None,
+        };
+        let plaintext = session
+            .ratchet
+            .decrypt(rng, &message.message, &output.associated_data)
+            .map_err(SessionError::InitialMessage)?;
+        Ok(InboundSession {
+            session,
+            plaintext,
+            used_one_time_prekey: header.one_time_prekey_id,
+        })
+    }
+
+    /// Encrypt one (already padded) plaintext. Draws 24 bytes for the nonce.
+    pub fn encrypt(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        plaintext: &[u8],
+    ) -> Result<Envelope, EncryptError> {
+        if plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(EncryptError::PlaintextTooLarge {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
+        let ad = self.associated_data();
+        let message = self.ratchet.encrypt(rng, plaintext, &ad)?;
+        Ok(match &self.pending_prekey {
+            Some(x3dh) => Envelope::Prekey(PrekeyMessage {
+                x3dh: *x3dh,
+                message,
+            }),
+            None => Envelope::Message(message),
+        })
+    }
+
+    /// Decrypt one envelope. On any error the session is byte-for-byte unchanged. May draw
+    /// 32 bytes (a new ratchet key) when the message starts a new chain.
+    pub fn decrypt(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        envelope: &Envelope,
+    ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        if let Envelope::Prekey(prekey) = envelope {
+            if !self.matches(prekey) {
+                return Err(DecryptError::SessionMismatch);
+            }
+        }
+        let ad = self.associated_data();
+        let plaintext = self.ratchet.decrypt(rng, envelope.ratchet_message(), &ad)?;
+        // A reply proves the responder has the session: stop attaching the X3DH header.
+        self.pending_prekey = None;
+        Ok(plaintext)
+    }
+
+    /// Whether a prekey message belongs to this session (same initiator and base key), as when
+    /// an initiator sends several messages before hearing back.
+    pub fn matches(&self, message: &PrekeyMessage) -> bool {
+        !self.is_initiator
+            && bool::from(
+                self.base_key
+                    .as_bytes()
+                    .ct_eq(message.x3dh.ephemeral_key.as_bytes()),
+            )
+            && self.remote_identity == message.x3dh.identity_key
+    }
+
+    /// The peer's identity key.
+    pub fn remote_identity(&self) -> &IdentityPublicKey {
+        &self.remote_identity
+    }
+
+    /// Our identity key.
+    pub fn local_identity(&self) -> &IdentityPublicKey {
+        &self.local_identity
+    }
+
+    /// Whether we started this session.
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    /// The initiator's base key: a public identifier of this session, equal on both sides.
+    pub fn session_id(&self) -> &X25519PublicKey {
+        &self.base_key
+    }
+
+    /// Whether a reply has been received (initiator) — until then messages carry X3DH headers.
+    pub fn has_received(&self) -> bool {
+        self.pending_prekey.is_none()
+    }
+
+    /// Whether this side can send now.
+    pub fn can_send(&self) -> bool {
+        self.ratchet.can_send()
+    }
+
+    /// Skipped message keys currently stored.
+    pub fn skipped_keys(&self) -> usize {
+        self.ratchet.skipped_len()
+    }
+
+    fn associated_data(&self) -> [u8; ASSOCIATED_DATA_LEN] {
+        if self.is_initiator {
+            x3dh::associated_data(&self.local_identity, &self.remote_identity)
+        } else {
+            x3dh::associated_data(&self.remote_identity, &self.local_identity)
+        }
+    }
+}
