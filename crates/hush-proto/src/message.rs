@@ -135,7 +135,7 @@ mod tests {
     fn padme_buckets() {
         assert_eq!(padded_len(0), 128);
         assert_eq!(padded_len(128), 128);
-        assert_eq!(padded_len(129), 136);
+        assert_eq!(padded_len(129), 144);
         assert_eq!(padded_len(1000), 1024);
         assert_eq!(padded_len(MAX_BODY_LEN + CONTENT_HEADER_LEN), 63488);
         assert!(padded_len(MAX_BODY_LEN + CONTENT_HEADER_LEN) <= MAX_PLAINTEXT_LEN);

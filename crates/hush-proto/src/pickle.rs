@@ -206,8 +206,8 @@ pub struct SessionPickle {
     local_identity: [u8; 32],
     remote_identity: [u8; 32],
     is_initiator: bool,
-    base_key: [u8; 32],
-    pending_prekey: Option<X3dhHeaderPickle>,
+    x3dh_header: X3dhHeaderPickle,
+    pending_prekey: bool,
     root_key: [u8; 32],
     self_ratchet_secret: [u8; 32],
     remote_ratchet_key: Option<[u8; 32]>,
@@ -232,13 +232,13 @@ impl Session {
             local_identity: *self.local_identity.as_bytes(),
             remote_identity: *self.remote_identity.as_bytes(),
             is_initiator: self.is_initiator,
-            base_key: *self.base_key.as_bytes(),
-            pending_prekey: self.pending_prekey.map(|h| X3dhHeaderPickle {
-                identity_key: *h.identity_key.as_bytes(),
-                ephemeral_key: *h.ephemeral_key.as_bytes(),
-                signed_prekey_id: h.signed_prekey_id,
-                one_time_prekey_id: h.one_time_prekey_id,
-            }),
+            x3dh_header: X3dhHeaderPickle {
+                identity_key: *self.x3dh_header.identity_key.as_bytes(),
+                ephemeral_key: *self.x3dh_header.ephemeral_key.as_bytes(),
+                signed_prekey_id: self.x3dh_header.signed_prekey_id,
+                one_time_prekey_id: self.x3dh_header.one_time_prekey_id,
+            },
+            pending_prekey: self.pending_prekey,
             root_key: r.root_key.0,
             self_ratchet_secret: *r.self_ratchet.to_bytes(),
             remote_ratchet_key: r.remote_ratchet.map(|k| *k.as_bytes()),
@@ -271,14 +271,12 @@ impl Session {
         };
         let local_identity = identity(&pickle.local_identity, "local identity")?;
         let remote_identity = identity(&pickle.remote_identity, "remote identity")?;
-        let pending_prekey = match &pickle.pending_prekey {
-            Some(h) => Some(X3dhHeader {
-                identity_key: identity(&h.identity_key, "pending prekey identity")?,
-                ephemeral_key: X25519PublicKey::from_bytes(h.ephemeral_key),
-                signed_prekey_id: h.signed_prekey_id,
-                one_time_prekey_id: h.one_time_prekey_id,
-            }),
-            None => None,
+        let h = &pickle.x3dh_header;
+        let x3dh_header = X3dhHeader {
+            identity_key: identity(&h.identity_key, "X3DH header identity")?,
+            ephemeral_key: X25519PublicKey::from_bytes(h.ephemeral_key),
+            signed_prekey_id: h.signed_prekey_id,
+            one_time_prekey_id: h.one_time_prekey_id,
         };
         let limits = RatchetLimits {
             max_skip: pickle.max_skip,
@@ -325,8 +323,8 @@ impl Session {
             local_identity,
             remote_identity,
             is_initiator: pickle.is_initiator,
-            base_key: X25519PublicKey::from_bytes(pickle.base_key),
-            pending_prekey,
+            x3dh_header,
+            pending_prekey: pickle.pending_prekey,
         })
     }
 }

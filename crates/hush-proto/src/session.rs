@@ -18,10 +18,11 @@ pub struct Session {
     pub(crate) local_identity: IdentityPublicKey,
     pub(crate) remote_identity: IdentityPublicKey,
     pub(crate) is_initiator: bool,
-    /// The initiator's X3DH ephemeral key: names the session on both sides.
-    pub(crate) base_key: X25519PublicKey,
-    /// Initiator only: the X3DH header, attached to every message until a reply arrives.
-    pub(crate) pending_prekey: Option<X3dhHeader>,
+    /// The X3DH header that set the session up (sent by the initiator, received by the
+    /// responder). Its ephemeral key names the session on both sides.
+    pub(crate) x3dh_header: X3dhHeader,
+    /// Initiator only: attach the X3DH header to every message until a reply arrives.
+    pub(crate) pending_prekey: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -70,8 +71,8 @@ impl Session {
             local_identity: ours.public_key(),
             remote_identity: bundle.bundle().identity_key,
             is_initiator: true,
-            base_key: header.ephemeral_key,
-            pending_prekey: Some(header),
+            x3dh_header: header,
+            pending_prekey: true,
         })
     }
 
@@ -114,8 +115,8 @@ impl Session {
             local_identity: ours.public_key(),
             remote_identity: header.identity_key,
             is_initiator: false,
-            base_key: header.ephemeral_key,
-            pending_prekey: None,
+            x3dh_header: *header,
+            pending_prekey: false,
         };
         let plaintext = session
             .ratchet
@@ -142,12 +143,13 @@ impl Session {
         }
         let ad = self.associated_data();
         let message = self.ratchet.encrypt(rng, plaintext, &ad)?;
-        Ok(match &self.pending_prekey {
-            Some(x3dh) => Envelope::Prekey(PrekeyMessage {
-                x3dh: *x3dh,
+        Ok(if self.pending_prekey {
+            Envelope::Prekey(PrekeyMessage {
+                x3dh: self.x3dh_header,
                 message,
-            }),
-            None => Envelope::Message(message),
+            })
+        } else {
+            Envelope::Message(message)
         })
     }
 
@@ -166,20 +168,23 @@ impl Session {
         let ad = self.associated_data();
         let plaintext = self.ratchet.decrypt(rng, envelope.ratchet_message(), &ad)?;
         // A reply proves the responder has the session: stop attaching the X3DH header.
-        self.pending_prekey = None;
+        self.pending_prekey = false;
         Ok(plaintext)
     }
 
-    /// Whether a prekey message belongs to this session (same initiator and base key), as when
-    /// an initiator sends several messages before hearing back.
+    /// Whether a prekey message belongs to this session (the very X3DH header that created it),
+    /// as when an initiator sends several messages before hearing back. Every header field must
+    /// match, so a relay cannot alter the unauthenticated prekey ids of later copies.
     pub fn matches(&self, message: &PrekeyMessage) -> bool {
+        let ours = &self.x3dh_header;
+        let theirs = &message.x3dh;
         !self.is_initiator
             && bool::from(
-                self.base_key
+                ours.ephemeral_key
                     .as_bytes()
-                    .ct_eq(message.x3dh.ephemeral_key.as_bytes()),
+                    .ct_eq(theirs.ephemeral_key.as_bytes()),
             )
-            && self.remote_identity == message.x3dh.identity_key
+            && ours == theirs
     }
 
     /// The peer's identity key.
@@ -199,12 +204,12 @@ impl Session {
 
     /// The initiator's base key: a public identifier of this session, equal on both sides.
     pub fn session_id(&self) -> &X25519PublicKey {
-        &self.base_key
+        &self.x3dh_header.ephemeral_key
     }
 
     /// Whether a reply has been received (initiator) — until then messages carry X3DH headers.
     pub fn has_received(&self) -> bool {
-        self.pending_prekey.is_none()
+        !self.pending_prekey
     }
 
     /// Whether this side can send now.
