@@ -90,7 +90,10 @@ fn initiator_keeps_sending_prekey_envelopes_until_a_reply_arrives() {
     assert_eq!(&b.decrypt(&mut rng, &second).unwrap()[..], b"second");
     roundtrip(&mut rng, &mut b, &mut a, b"reply");
     assert!(a.has_received());
-    assert!(matches!(a.encrypt(&mut rng, b"x").unwrap(), Envelope::Message(_)));
+    assert!(matches!(
+        a.encrypt(&mut rng, b"x").unwrap(),
+        Envelope::Message(_)
+    ));
 }
 
 #[test]
@@ -123,13 +126,19 @@ fn replays_are_rejected_as_duplicates_without_changing_state() {
         b.decrypt(&mut rng, &m0),
         Err(DecryptError::Duplicate { counter: 1 })
     ));
-    assert!(matches!(b.decrypt(&mut rng, &m1), Err(DecryptError::Duplicate { .. })));
+    assert!(matches!(
+        b.decrypt(&mut rng, &m1),
+        Err(DecryptError::Duplicate { .. })
+    ));
     assert!(b.pickle() == before);
     // After a DH round trip the old chain's messages are still recognised as replays.
     roundtrip(&mut rng, &mut b, &mut a, b"reply");
     roundtrip(&mut rng, &mut a, &mut b, b"next chain");
     let before = b.pickle();
-    assert!(matches!(b.decrypt(&mut rng, &m1), Err(DecryptError::Duplicate { .. })));
+    assert!(matches!(
+        b.decrypt(&mut rng, &m1),
+        Err(DecryptError::Duplicate { .. })
+    ));
     assert!(b.pickle() == before);
 }
 
@@ -180,7 +189,10 @@ fn skip_of_exactly_max_skip_is_accepted_and_one_more_is_rejected() {
     let before = b.pickle();
     assert!(matches!(
         b.decrypt(&mut rng, too_far),
-        Err(DecryptError::TooManySkipped { requested: 1001, limit: MAX_SKIP })
+        Err(DecryptError::TooManySkipped {
+            requested: 1001,
+            limit: MAX_SKIP
+        })
     ));
     assert!(b.pickle() == before);
     let exactly = &msgs[MAX_SKIP as usize]; // counter 1001: skips 1000 keys
@@ -275,7 +287,10 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
         SessionError::OwnIdentity
     );
     let inbound = Session::respond(&mut rng, &bob.identity, &bob.prekeys, &pre).unwrap();
-    assert_eq!(inbound.used_one_time_prekey, bundle.bundle().one_time_prekey.map(|o| o.id));
+    assert_eq!(
+        inbound.used_one_time_prekey,
+        bundle.bundle().one_time_prekey.map(|o| o.id)
+    );
 }
 
 #[test]
@@ -306,7 +321,10 @@ fn prekey_copies_with_altered_header_fields_do_not_match_the_session() {
         b.decrypt(&mut rng, &Envelope::Prekey(altered)),
         Err(DecryptError::SessionMismatch)
     );
-    assert_eq!(&b.decrypt(&mut rng, &Envelope::Prekey(pre)).unwrap()[..], b"again");
+    assert_eq!(
+        &b.decrypt(&mut rng, &Envelope::Prekey(pre)).unwrap()[..],
+        b"again"
+    );
 }
 
 #[test]
@@ -346,14 +364,20 @@ fn pickles_from_other_versions_or_with_bad_fields_are_refused() {
     let p: SessionPickle = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(
         Session::from_pickle(&p).unwrap_err(),
-        PickleError::UnsupportedVersion { got: 2, supported: 1 }
+        PickleError::UnsupportedVersion {
+            got: 2,
+            supported: 1
+        }
     );
     json["version"] = 1.into();
     let mut weak = vec![0u8; 32];
     weak[0] = 1;
     json["remote_identity"] = weak.into();
     let p: SessionPickle = serde_json::from_value(json).unwrap();
-    assert!(matches!(Session::from_pickle(&p), Err(PickleError::InvalidField(_))));
+    assert!(matches!(
+        Session::from_pickle(&p),
+        Err(PickleError::InvalidField(_))
+    ));
 }
 
 #[test]
@@ -374,10 +398,22 @@ fn debug_output_never_contains_key_material() {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Send { from_alice: bool },
-    Deliver { to_bob: bool, pick: usize },
-    Replay { to_bob: bool, pick: usize },
-    Corrupt { to_bob: bool, pick: usize, bit: usize },
+    Send {
+        from_alice: bool,
+    },
+    Deliver {
+        to_bob: bool,
+        pick: usize,
+    },
+    Replay {
+        to_bob: bool,
+        pick: usize,
+    },
+    Corrupt {
+        to_bob: bool,
+        pick: usize,
+        bit: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -428,7 +464,8 @@ impl Sim {
         let text = format!("message {}", self.sent).into_bytes();
         let (p, queue) = if from_alice {
             if self.alice.session.is_none() {
-                let s = Session::initiate(&mut self.rng, &self.alice.identity, &self.bundle).unwrap();
+                let s =
+                    Session::initiate(&mut self.rng, &self.alice.identity, &self.bundle).unwrap();
                 self.alice.session = Some(s);
             }
             (&mut self.alice, &mut self.to_bob)
@@ -449,7 +486,11 @@ impl Sim {
     /// Deliver `wire` to a party; returns the plaintext on success. Checks that a failure
     /// leaves the party's state exactly as it was.
     fn receive(&mut self, to_bob: bool, wire: &[u8]) -> Option<Vec<u8>> {
-        let p = if to_bob { &mut self.bob } else { &mut self.alice };
+        let p = if to_bob {
+            &mut self.bob
+        } else {
+            &mut self.alice
+        };
         let before = p.session.as_ref().map(Session::pickle);
         let result = match Envelope::from_bytes(wire) {
             Err(_) => None,
@@ -479,15 +520,24 @@ impl Sim {
             Op::Send { from_alice } => self.send(from_alice),
             Op::Deliver { to_bob, pick } => {
                 let queue = if to_bob { &self.to_bob } else { &self.to_alice };
-                let pending: Vec<usize> = (0..queue.len()).filter(|&i| !queue[i].delivered).collect();
+                let pending: Vec<usize> =
+                    (0..queue.len()).filter(|&i| !queue[i].delivered).collect();
                 if pending.is_empty() {
                     return;
                 }
                 let i = pending[pick % pending.len()];
                 let wire = queue[i].wire.clone();
                 let got = self.receive(to_bob, &wire);
-                let queue = if to_bob { &mut self.to_bob } else { &mut self.to_alice };
-                assert_eq!(got.as_deref(), Some(&queue[i].plaintext[..]), "genuine message lost");
+                let queue = if to_bob {
+                    &mut self.to_bob
+                } else {
+                    &mut self.to_alice
+                };
+                assert_eq!(
+                    got.as_deref(),
+                    Some(&queue[i].plaintext[..]),
+                    "genuine message lost"
+                );
                 queue[i].delivered = true;
             }
             Op::Replay { to_bob, pick } => {
@@ -507,7 +557,11 @@ impl Sim {
                 let mut wire = queue[pick % queue.len()].wire.clone();
                 let bit = bit % (wire.len() * 8);
                 wire[bit / 8] ^= 1 << (bit % 8);
-                assert_eq!(self.receive(to_bob, &wire), None, "corrupted message accepted");
+                assert_eq!(
+                    self.receive(to_bob, &wire),
+                    None,
+                    "corrupted message accepted"
+                );
             }
         }
     }
@@ -515,7 +569,11 @@ impl Sim {
     /// Everything still in flight arrives: every genuine message decrypts exactly once.
     fn drain(&mut self) {
         for to_bob in [true, false] {
-            let n = if to_bob { self.to_bob.len() } else { self.to_alice.len() };
+            let n = if to_bob {
+                self.to_bob.len()
+            } else {
+                self.to_alice.len()
+            };
             for i in (0..n).rev() {
                 let q = if to_bob { &self.to_bob } else { &self.to_alice };
                 if q[i].delivered {
@@ -523,7 +581,11 @@ impl Sim {
                 }
                 let wire = q[i].wire.clone();
                 let expected = q[i].plaintext.clone();
-                assert_eq!(self.receive(to_bob, &wire), Some(expected), "late message lost");
+                assert_eq!(
+                    self.receive(to_bob, &wire),
+                    Some(expected),
+                    "late message lost"
+                );
             }
         }
     }
