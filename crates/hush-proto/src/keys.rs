@@ -166,12 +166,13 @@ impl IdentityKeyPair {
     /// Rebuild from the 32-byte Ed25519 seed.
     pub fn from_seed(seed: &[u8; KEY_LEN]) -> Self {
         let signing = ed25519_dalek::SigningKey::from_bytes(seed);
-        // SHA-512(seed)[0..32], the unclamped Ed25519 signing scalar.
+        // SHA-512(seed)[0..32], the unclamped Ed25519 signing scalar. x25519-dalek clamps on
+        // use; clamping here too keeps the stored bytes canonical.
         let mut scalar = Zeroizing::new(signing.to_scalar_bytes());
-        // x25519-dalek clamps on use; clamping here too keeps stored bytes canonical.
-        scalar[0] &= 248;
-        scalar[31] &= 127;
-        scalar[31] |= 64;
+        let bytes: &mut [u8; KEY_LEN] = &mut scalar;
+        bytes[0] &= 248;
+        bytes[31] &= 127;
+        bytes[31] |= 64;
         let x25519 = X25519Secret::from_bytes(*scalar);
         let ed_public = signing.verifying_key();
         let public = IdentityPublicKey {
