@@ -10,11 +10,12 @@ use crate::DecodeError;
 pub const CONTENT_VERSION: u8 = 1;
 /// Bytes before the body: version(1) ‖ id(16) ‖ sent_at u64be(8) ‖ type(1) ‖ body_len u32be(4).
 pub const CONTENT_HEADER_LEN: usize = 1 + 16 + 8 + 1 + 4;
-/// Largest body accepted: 60 KiB, so that the padded plaintext stays within
+/// Largest body accepted: 56 KiB, so that the padded plaintext stays within
 /// [`MAX_PLAINTEXT_LEN`]. Larger payloads (attachments) belong in a separate, keyed blob.
-pub const MAX_BODY_LEN: usize = 60 * 1024;
-/// Largest padded plaintext a ratchet message may carry (64 KiB); bounds memory per message.
-pub const MAX_PLAINTEXT_LEN: usize = 64 * 1024;
+pub const MAX_BODY_LEN: usize = 56 * 1024;
+/// Largest padded plaintext a ratchet message may carry (60 KiB): bounds memory per message and
+/// keeps a whole envelope, with its relay request around it, inside one 64 KiB Noise message.
+pub const MAX_PLAINTEXT_LEN: usize = 60 * 1024;
 /// Every plaintext is padded to at least this many bytes, so short messages all look alike.
 pub const MIN_PADDED_LEN: usize = 128;
 
@@ -137,7 +138,7 @@ mod tests {
         assert_eq!(padded_len(128), 128);
         assert_eq!(padded_len(129), 144);
         assert_eq!(padded_len(1000), 1024);
-        assert_eq!(padded_len(MAX_BODY_LEN + CONTENT_HEADER_LEN), 63488);
+        assert_eq!(padded_len(MAX_BODY_LEN + CONTENT_HEADER_LEN), 59392);
         assert!(padded_len(MAX_BODY_LEN + CONTENT_HEADER_LEN) <= MAX_PLAINTEXT_LEN);
     }
 
