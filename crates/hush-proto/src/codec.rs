@@ -34,6 +34,10 @@ impl<'a> Reader<'a> {
         Ok(u8::from_be_bytes(self.array::<1>()?))
     }
 
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array::<2>()?))
+    }
+
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array::<4>()?))
     }

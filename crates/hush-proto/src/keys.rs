@@ -201,6 +201,12 @@ impl IdentityKeyPair {
         self.signing.sign(message).to_bytes()
     }
 
+    /// The X25519 form of the identity secret, used as the client's Noise static key so the
+    /// relay can tie the transport to this identity. Never store or log it.
+    pub fn x25519_secret_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        self.x25519.to_bytes()
+    }
+
     pub(crate) fn x25519_secret(&self) -> &X25519Secret {
         &self.x25519
     }

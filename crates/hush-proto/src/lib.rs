@@ -22,6 +22,7 @@ pub mod pickle;
 pub mod prekeys;
 pub mod primitives;
 pub mod ratchet;
+pub mod relay;
 pub mod safety;
 pub mod session;
 pub mod x3dh;

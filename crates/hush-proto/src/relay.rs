@@ -1,0 +1,825 @@
+//! The client ↔ relay request protocol (`hush-relay/1`): requests, replies, errors and pushed
+//! deliveries, encoded and decoded here so that the relay and the client share one definition.
+//! These are the plaintexts of Noise transport messages; see docs/PROTOCOL.md, section 11.
+
+use crate::codec::Reader;
+use crate::envelope::MAX_ENVELOPE_LEN;
+use crate::keys::{IdentityPublicKey, OneTimePrekey, PrekeyBundle, SignedPrekey, X25519PublicKey};
+use crate::DecodeError;
+
+/// Version byte of every relay-protocol message.
+pub const RELAY_PROTOCOL_VERSION: u8 = 1;
+/// Noise protocol name of the client ↔ relay channel.
+pub const NOISE_PATTERN: &str = "Noise_XK_25519_ChaChaPoly_SHA256";
+/// Noise prologue, binding the handshake to this protocol.
+pub const NOISE_PROLOGUE: &[u8] = b"hush-relay-v1";
+/// Domain separation for the signature over the Noise handshake hash in [`Request::Hello`].
+pub const AUTH_CONTEXT: &[u8] = b"hush-relay-auth-v1";
+/// Domain separation for the signature over a username in [`Request::Register`].
+pub const REGISTER_CONTEXT: &[u8] = b"hush-register-v1";
+/// Longest username, in bytes.
+pub const MAX_NAME_LEN: usize = 32;
+/// Most one-time prekeys in one publish request.
+pub const MAX_PREKEYS_PER_PUBLISH: usize = 200;
+/// Most message ids in one ack.
+pub const MAX_ACK_IDS: usize = 1000;
+/// Longest error text in an error reply.
+pub const MAX_ERROR_TEXT: usize = 512;
+/// Largest plaintext of one relay-protocol message: a send request with a maximal envelope.
+/// Fits one Noise transport message (65 535 bytes including the 16-byte tag).
+pub const MAX_MESSAGE_LEN: usize = 1 + 8 + 1 + 32 + MAX_ENVELOPE_LEN;
+
+/// Whether `name` is a valid username: 1–32 bytes of `a-z 0-9 _ - .`, starting with a letter
+/// or digit. Lowercase only, so names cannot be confused by case.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_NAME_LEN
+        && bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(b))
+}
+
+/// The message a client signs to authenticate a connection.
+pub fn auth_message(handshake_hash: &[u8]) -> Vec<u8> {
+    [AUTH_CONTEXT, handshake_hash].concat()
+}
+
+/// The message a client signs to register a name.
+pub fn register_message(name: &str) -> Vec<u8> {
+    [REGISTER_CONTEXT, name.as_bytes()].concat()
+}
+
+/// A client request; each carries a request id echoed in its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// First request on a connection: who I am, proven by a signature over the handshake hash.
+    Hello {
+        /// The client's Ed25519 identity key; its X25519 form must be the Noise static key.
+        identity_key: IdentityPublicKey,
+        /// Signature over [`auth_message`] of the handshake hash.
+        signature: [u8; 64],
+    },
+    /// Claim a username for the connected identity.
+    Register {
+        /// The username.
+        name: String,
+        /// Signature over [`register_message`].
+        signature: [u8; 64],
+    },
+    /// Publish a signed prekey and one-time prekeys.
+    PublishPrekeys {
+        /// The signed prekey.
+        signed_prekey: SignedPrekey,
+        /// One-time prekeys (at most [`MAX_PREKEYS_PER_PUBLISH`]).
+        one_time: Vec<OneTimePrekey>,
+    },
+    /// Fetch (and pop a one-time prekey of) someone's bundle.
+    FetchBundle {
+        /// Their username.
+        name: String,
+    },
+    /// Store an envelope for a recipient.
+    Send {
+        /// The recipient's identity key.
+        recipient: [u8; 32],
+        /// The opaque envelope.
+        envelope: Vec<u8>,
+    },
+    /// Start receiving: everything pending, then live pushes.
+    Subscribe,
+    /// Delete delivered messages from my mailbox.
+    Ack {
+        /// Relay message ids.
+        ids: Vec<u64>,
+    },
+    /// Liveness check.
+    Ping,
+}
+
+const REQ_HELLO: u8 = 1;
+const REQ_REGISTER: u8 = 2;
+const REQ_PUBLISH: u8 = 3;
+const REQ_FETCH: u8 = 4;
+const REQ_SEND: u8 = 5;
+const REQ_SUBSCRIBE: u8 = 6;
+const REQ_ACK: u8 = 7;
+const REQ_PING: u8 = 8;
+
+/// Why the relay refused a request. The numeric codes are part of the wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request did not parse.
+    Malformed,
+    /// Unknown relay-protocol version.
+    UnsupportedVersion,
+    /// Unknown request type.
+    UnknownRequest,
+    /// A request other than Hello before authentication, or Hello twice.
+    NotAuthenticated,
+    /// The signature does not verify.
+    BadSignature,
+    /// The name is invalid.
+    InvalidName,
+    /// The name belongs to someone else.
+    NameTaken,
+    /// This identity already registered another name.
+    AlreadyRegistered,
+    /// No such user, or no prekeys published.
+    UnknownUser,
+    /// Too many one-time prekeys in stock.
+    TooManyPrekeys,
+    /// The recipient's mailbox is full.
+    MailboxFull,
+    /// Rate limit exceeded; retry later.
+    RateLimited,
+    /// The relay failed internally (storage); retry later.
+    Internal,
+    /// The relay is shutting down.
+    ShuttingDown,
+    /// A code this build does not know.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// Wire value.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::Malformed => 1,
+            ErrorCode::UnsupportedVersion => 2,
+            ErrorCode::UnknownRequest => 3,
+            ErrorCode::NotAuthenticated => 4,
+            ErrorCode::BadSignature => 5,
+            ErrorCode::InvalidName => 6,
+            ErrorCode::NameTaken => 7,
+            ErrorCode::AlreadyRegistered => 8,
+            ErrorCode::UnknownUser => 9,
+            ErrorCode::TooManyPrekeys => 10,
+            ErrorCode::MailboxFull => 11,
+            ErrorCode::RateLimited => 12,
+            ErrorCode::Internal => 13,
+            ErrorCode::ShuttingDown => 14,
+            ErrorCode::Other(code) => code,
+        }
+    }
+
+    /// From the wire value.
+    pub fn from_u16(code: u16) -> Self {
+        match code {
+            1 => ErrorCode::Malformed,
+            2 => ErrorCode::UnsupportedVersion,
+            3 => ErrorCode::UnknownRequest,
+            4 => ErrorCode::NotAuthenticated,
+            5 => ErrorCode::BadSignature,
+            6 => ErrorCode::InvalidName,
+            7 => ErrorCode::NameTaken,
+            8 => ErrorCode::AlreadyRegistered,
+            9 => ErrorCode::UnknownUser,
+            10 => ErrorCode::TooManyPrekeys,
+            11 => ErrorCode::MailboxFull,
+            12 => ErrorCode::RateLimited,
+            13 => ErrorCode::Internal,
+            14 => ErrorCode::ShuttingDown,
+            other => ErrorCode::Other(other),
+        }
+    }
+
+    /// A short stable label (used in metrics).
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::UnknownRequest => "unknown_request",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::AlreadyRegistered => "already_registered",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::TooManyPrekeys => "too_many_prekeys",
+            ErrorCode::MailboxFull => "mailbox_full",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Other(_) => "other",
+        }
+    }
+}
+
+/// A successful reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Hello accepted; the name this identity has registered, if any.
+    Welcome {
+        /// Registered name.
+        name: Option<String>,
+    },
+    /// Name registered.
+    Registered,
+    /// Prekeys stored; one-time prekeys now in stock (refill when low).
+    PrekeysStored {
+        /// Stock after this publish.
+        one_time_remaining: u32,
+    },
+    /// The bundle (its one-time prekey, if any, is now deleted on the relay).
+    Bundle(PrekeyBundle),
+    /// Envelope durably stored.
+    Stored {
+        /// Relay message id.
+        id: u64,
+    },
+    /// Subscribed; pending messages follow as deliveries.
+    Subscribed,
+    /// Acked messages deleted.
+    Acked {
+        /// How many were deleted.
+        removed: u32,
+    },
+    /// Reply to ping.
+    Pong,
+}
+
+const REP_WELCOME: u8 = 1;
+const REP_REGISTERED: u8 = 2;
+const REP_PREKEYS_STORED: u8 = 3;
+const REP_BUNDLE: u8 = 4;
+const REP_STORED: u8 = 5;
+const REP_SUBSCRIBED: u8 = 6;
+const REP_ACKED: u8 = 7;
+const REP_PONG: u8 = 8;
+
+/// Anything the relay sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// The reply to request `request_id`.
+    Response {
+        /// Echo of the request id.
+        request_id: u64,
+        /// Success or a typed error.
+        result: Result<Reply, RelayError>,
+    },
+    /// A stored envelope for the connected identity.
+    Deliver(Delivery),
+}
+
+/// A typed error reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayError {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// Human-readable detail (never contains payloads or keys).
+    pub message: String,
+}
+
+impl std::fmt::Display for RelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.label())
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+/// One pushed envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Relay message id, to ack.
+    pub id: u64,
+    /// The authenticated sender's identity key.
+    pub sender: [u8; 32],
+    /// When the relay stored it (ms since the Unix epoch).
+    pub received_at_ms: u64,
+    /// The envelope.
+    pub envelope: Vec<u8>,
+}
+
+const KIND_RESPONSE: u8 = 1;
+const KIND_DELIVER: u8 = 2;
+const STATUS_OK: u8 = 0;
+const STATUS_ERROR: u8 = 1;
+
+fn check_version(r: &mut Reader<'_>, what: &'static str) -> Result<(), DecodeError> {
+    let version = r.u8()?;
+    if version != RELAY_PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            what,
+            got: version,
+            supported: RELAY_PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    let bytes = name.as_bytes();
+    let len = bytes.len().min(MAX_NAME_LEN);
+    out.push(len as u8);
+    out.extend_from_slice(bytes.get(..len).unwrap_or_default());
+}
+
+fn read_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let len = usize::from(r.u8()?);
+    if len > MAX_NAME_LEN {
+        return Err(DecodeError::TooLong {
+            what: "username",
+            len,
+            max: MAX_NAME_LEN,
+        });
+    }
+    String::from_utf8(r.take(len)?.to_vec()).map_err(|_| DecodeError::InvalidField {
+        what: "username (not UTF-8)",
+        value: 0,
+    })
+}
+
+fn put_signed_prekey(out: &mut Vec<u8>, spk: &SignedPrekey) {
+    out.extend_from_slice(&spk.id.to_be_bytes());
+    out.extend_from_slice(&spk.created_at.to_be_bytes());
+    out.extend_from_slice(spk.public_key.as_bytes());
+    out.extend_from_slice(&spk.signature);
+}
+
+fn read_signed_prekey(r: &mut Reader<'_>) -> Result<SignedPrekey, DecodeError> {
+    Ok(SignedPrekey {
+        id: r.u32()?,
+        created_at: r.u64()?,
+        public_key: X25519PublicKey::from_bytes(r.array()?),
+        signature: r.array()?,
+    })
+}
+
+impl Request {
+    /// Encode as `version ‖ request_id u64 ‖ type u8 ‖ body`.
+    pub fn encode(&self, request_id: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.push(RELAY_PROTOCOL_VERSION);
+        out.extend_from_slice(&request_id.to_be_bytes());
+        match self {
+            Request::Hello {
+                identity_key,
+                signature,
+            } => {
+                out.push(REQ_HELLO);
+                out.extend_from_slice(identity_key.as_bytes());
+                out.extend_from_slice(signature);
+            }
+            Request::Register { name, signature } => {
+                out.push(REQ_REGISTER);
+                put_name(&mut out, name);
+                out.extend_from_slice(signature);
+            }
+            Request::PublishPrekeys {
+                signed_prekey,
+                one_time,
+            } => {
+                out.push(REQ_PUBLISH);
+                put_signed_prekey(&mut out, signed_prekey);
+                let count = one_time.len().min(MAX_PREKEYS_PER_PUBLISH);
+                out.extend_from_slice(&(count as u16).to_be_bytes());
+                for opk in one_time.iter().take(count) {
+                    out.extend_from_slice(&opk.id.to_be_bytes());
+                    out.extend_from_slice(opk.public_key.as_bytes());
+                }
+            }
+            Request::FetchBundle { name } => {
+                out.push(REQ_FETCH);
+                put_name(&mut out, name);
+            }
+            Request::Send {
+                recipient,
+                envelope,
+            } => {
+                out.push(REQ_SEND);
+                out.extend_from_slice(recipient);
+                out.extend_from_slice(envelope);
+            }
+            Request::Subscribe => out.push(REQ_SUBSCRIBE),
+            Request::Ack { ids } => {
+                out.push(REQ_ACK);
+                let count = ids.len().min(MAX_ACK_IDS);
+                out.extend_from_slice(&(count as u16).to_be_bytes());
+                for id in ids.iter().take(count) {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+            }
+            Request::Ping => out.push(REQ_PING),
+        }
+        out
+    }
+
+    /// Decode. On error, the request id is returned too when it could be read, so the relay
+    /// can answer with a typed error for that request.
+    pub fn decode(bytes: &[u8]) -> Result<(u64, Request), (Option<u64>, DecodeError)> {
+        let mut r = Reader::new(bytes, "relay request");
+        check_version(&mut r, "relay request").map_err(|e| (None, e))?;
+        let request_id = r.u64().map_err(|e| (None, e))?;
+        Self::decode_body(&mut r)
+            .and_then(|req| r.finish().map(|()| req))
+            .map(|req| (request_id, req))
+            .map_err(|e| (Some(request_id), e))
+    }
+
+    fn decode_body(r: &mut Reader<'_>) -> Result<Request, DecodeError> {
+        Ok(match r.u8()? {
+            REQ_HELLO => Request::Hello {
+                identity_key: IdentityPublicKey::from_bytes(&r.array()?)?,
+                signature: r.array()?,
+            },
+            REQ_REGISTER => Request::Register {
+                name: read_name(r)?,
+                signature: r.array()?,
+            },
+            REQ_PUBLISH => {
+                let signed_prekey = read_signed_prekey(r)?;
+                let count = usize::from(r.u16()?);
+                if count > MAX_PREKEYS_PER_PUBLISH {
+                    return Err(DecodeError::TooLong {
+                        what: "one-time prekey batch",
+                        len: count,
+                        max: MAX_PREKEYS_PER_PUBLISH,
+                    });
+                }
+                let mut one_time = Vec::with_capacity(count);
+                for _ in 0..count {
+                    one_time.push(OneTimePrekey {
+                        id: r.u32()?,
+                        public_key: X25519PublicKey::from_bytes(r.array()?),
+                    });
+                }
+                Request::PublishPrekeys {
+                    signed_prekey,
+                    one_time,
+                }
+            }
+            REQ_FETCH => Request::FetchBundle {
+                name: read_name(r)?,
+            },
+            REQ_SEND => {
+                let recipient = r.array()?;
+                let envelope = r.rest();
+                if envelope.len() > MAX_ENVELOPE_LEN {
+                    return Err(DecodeError::TooLong {
+                        what: "envelope",
+                        len: envelope.len(),
+                        max: MAX_ENVELOPE_LEN,
+                    });
+                }
+                Request::Send {
+                    recipient,
+                    envelope: envelope.to_vec(),
+                }
+            }
+            REQ_SUBSCRIBE => Request::Subscribe,
+            REQ_ACK => {
+                let count = usize::from(r.u16()?);
+                if count > MAX_ACK_IDS {
+                    return Err(DecodeError::TooLong {
+                        what: "ack batch",
+                        len: count,
+                        max: MAX_ACK_IDS,
+                    });
+                }
+                let mut ids = Vec::with_capacity(count);
+                for _ in 0..count {
+                    ids.push(r.u64()?);
+                }
+                Request::Ack { ids }
+            }
+            REQ_PING => Request::Ping,
+            other => {
+                return Err(DecodeError::InvalidField {
+                    what: "relay request type",
+                    value: u64::from(other),
+                })
+            }
+        })
+    }
+}
+
+impl ServerMessage {
+    /// Encode: `version ‖ kind ‖ …` (see docs/PROTOCOL.md §11).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.push(RELAY_PROTOCOL_VERSION);
+        match self {
+            ServerMessage::Response { request_id, result } => {
+                out.push(KIND_RESPONSE);
+                out.extend_from_slice(&request_id.to_be_bytes());
+                match result {
+                    Ok(reply) => {
+                        out.push(STATUS_OK);
+                        encode_reply(&mut out, reply);
+                    }
+                    Err(err) => {
+                        out.push(STATUS_ERROR);
+                        out.extend_from_slice(&err.code.to_u16().to_be_bytes());
+                        let text = truncate_utf8(&err.message, MAX_ERROR_TEXT);
+                        out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+                        out.extend_from_slice(text.as_bytes());
+                    }
+                }
+            }
+            ServerMessage::Deliver(d) => {
+                out.push(KIND_DELIVER);
+                out.extend_from_slice(&d.id.to_be_bytes());
+                out.extend_from_slice(&d.sender);
+                out.extend_from_slice(&d.received_at_ms.to_be_bytes());
+                out.extend_from_slice(&d.envelope);
+            }
+        }
+        out
+    }
+
+    /// Decode a relay message.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "relay message");
+        check_version(&mut r, "relay message")?;
+        let message = match r.u8()? {
+            KIND_RESPONSE => {
+                let request_id = r.u64()?;
+                let result = match r.u8()? {
+                    STATUS_OK => Ok(decode_reply(&mut r)?),
+                    STATUS_ERROR => {
+                        let code = ErrorCode::from_u16(r.u16()?);
+                        let len = usize::from(r.u16()?);
+                        if len > MAX_ERROR_TEXT {
+                            return Err(DecodeError::TooLong {
+                                what: "error text",
+                                len,
+                                max: MAX_ERROR_TEXT,
+                            });
+                        }
+                        let message = String::from_utf8_lossy(r.take(len)?).into_owned();
+                        Err(RelayError { code, message })
+                    }
+                    other => {
+                        return Err(DecodeError::InvalidField {
+                            what: "response status",
+                            value: u64::from(other),
+                        })
+                    }
+                };
+                ServerMessage::Response { request_id, result }
+            }
+            KIND_DELIVER => {
+                let id = r.u64()?;
+                let sender = r.array()?;
+                let received_at_ms = r.u64()?;
+                let envelope = r.rest();
+                if envelope.len() > MAX_ENVELOPE_LEN {
+                    return Err(DecodeError::TooLong {
+                        what: "delivered envelope",
+                        len: envelope.len(),
+                        max: MAX_ENVELOPE_LEN,
+                    });
+                }
+                ServerMessage::Deliver(Delivery {
+                    id,
+                    sender,
+                    received_at_ms,
+                    envelope: envelope.to_vec(),
+                })
+            }
+            other => {
+                return Err(DecodeError::InvalidField {
+                    what: "relay message kind",
+                    value: u64::from(other),
+                })
+            }
+        };
+        r.finish()?;
+        Ok(message)
+    }
+}
+
+fn encode_reply(out: &mut Vec<u8>, reply: &Reply) {
+    match reply {
+        Reply::Welcome { name } => {
+            out.push(REP_WELCOME);
+            put_name(out, name.as_deref().unwrap_or(""));
+        }
+        Reply::Registered => out.push(REP_REGISTERED),
+        Reply::PrekeysStored { one_time_remaining } => {
+            out.push(REP_PREKEYS_STORED);
+            out.extend_from_slice(&one_time_remaining.to_be_bytes());
+        }
+        Reply::Bundle(bundle) => {
+            out.push(REP_BUNDLE);
+            out.extend_from_slice(&bundle.to_bytes());
+        }
+        Reply::Stored { id } => {
+            out.push(REP_STORED);
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        Reply::Subscribed => out.push(REP_SUBSCRIBED),
+        Reply::Acked { removed } => {
+            out.push(REP_ACKED);
+            out.extend_from_slice(&removed.to_be_bytes());
+        }
+        Reply::Pong => out.push(REP_PONG),
+    }
+}
+
+fn decode_reply(r: &mut Reader<'_>) -> Result<Reply, DecodeError> {
+    Ok(match r.u8()? {
+        REP_WELCOME => {
+            let name = read_name(r)?;
+            Reply::Welcome {
+                name: (!name.is_empty()).then_some(name),
+            }
+        }
+        REP_REGISTERED => Reply::Registered,
+        REP_PREKEYS_STORED => Reply::PrekeysStored {
+            one_time_remaining: r.u32()?,
+        },
+        REP_BUNDLE => Reply::Bundle(PrekeyBundle::from_bytes(r.rest())?),
+        REP_STORED => Reply::Stored { id: r.u64()? },
+        REP_SUBSCRIBED => Reply::Subscribed,
+        REP_ACKED => Reply::Acked { removed: r.u32()? },
+        REP_PONG => Reply::Pong,
+        other => {
+            return Err(DecodeError::InvalidField {
+                what: "reply type",
+                value: u64::from(other),
+            })
+        }
+    })
+}
+
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IdentityKeyPair;
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<Request> {
+        let id = IdentityKeyPair::from_seed(&[5; 32]);
+        let spk = SignedPrekey {
+            id: 3,
+            created_at: 99,
+            public_key: X25519PublicKey::from_bytes([7; 32]),
+            signature: [8; 64],
+        };
+        vec![
+            Request::Hello {
+                identity_key: id.public_key(),
+                signature: [1; 64],
+            },
+            Request::Register {
+                name: "alice".into(),
+                signature: [2; 64],
+            },
+            Request::PublishPrekeys {
+                signed_prekey: spk,
+                one_time: vec![OneTimePrekey {
+                    id: 4,
+                    public_key: X25519PublicKey::from_bytes([9; 32]),
+                }],
+            },
+            Request::FetchBundle { name: "bob".into() },
+            Request::Send {
+                recipient: [3; 32],
+                envelope: vec![1, 2, 3],
+            },
+            Request::Subscribe,
+            Request::Ack {
+                ids: vec![1, 2, 99],
+            },
+            Request::Ping,
+        ]
+    }
+
+    #[test]
+    fn requests_round_trip_and_truncations_fail() {
+        for (i, req) in samples().into_iter().enumerate() {
+            let bytes = req.encode(i as u64 + 10);
+            assert_eq!(
+                Request::decode(&bytes).unwrap(),
+                (i as u64 + 10, req.clone())
+            );
+            // Send's envelope runs to the end, so only its fixed part must be complete.
+            let fixed = if matches!(req, Request::Send { .. }) {
+                bytes.len() - 3
+            } else {
+                bytes.len()
+            };
+            for cut in 0..fixed {
+                assert!(Request::decode(&bytes[..cut]).is_err(), "{req:?} cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let id = IdentityKeyPair::from_seed(&[5; 32]);
+        let bundle = PrekeyBundle {
+            identity_key: id.public_key(),
+            signed_prekey: SignedPrekey {
+                id: 1,
+                created_at: 2,
+                public_key: X25519PublicKey::from_bytes([3; 32]),
+                signature: [4; 64],
+            },
+            one_time_prekey: None,
+        };
+        let replies = [
+            Reply::Welcome { name: None },
+            Reply::Welcome {
+                name: Some("carol".into()),
+            },
+            Reply::Registered,
+            Reply::PrekeysStored {
+                one_time_remaining: 7,
+            },
+            Reply::Bundle(bundle),
+            Reply::Stored { id: 5 },
+            Reply::Subscribed,
+            Reply::Acked { removed: 2 },
+            Reply::Pong,
+        ];
+        let mut messages: Vec<ServerMessage> = replies
+            .into_iter()
+            .map(|r| ServerMessage::Response {
+                request_id: 1,
+                result: Ok(r),
+            })
+            .collect();
+        messages.push(ServerMessage::Response {
+            request_id: 2,
+            result: Err(RelayError {
+                code: ErrorCode::MailboxFull,
+                message: "mailbox of recipient is full".into(),
+            }),
+        });
+        messages.push(ServerMessage::Deliver(Delivery {
+            id: 9,
+            sender: [6; 32],
+            received_at_ms: 12,
+            envelope: vec![0xee; 40],
+        }));
+        for m in messages {
+            assert_eq!(ServerMessage::decode(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_types_are_typed_errors_with_the_request_id() {
+        let mut bytes = Request::Ping.encode(77);
+        bytes[0] = 9;
+        assert!(matches!(
+            Request::decode(&bytes),
+            Err((
+                None,
+                DecodeError::UnsupportedVersion {
+                    got: 9,
+                    supported: 1,
+                    ..
+                }
+            ))
+        ));
+        let mut bytes = Request::Ping.encode(77);
+        bytes[9] = 200;
+        assert!(matches!(
+            Request::decode(&bytes),
+            Err((Some(77), DecodeError::InvalidField { .. }))
+        ));
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("alice"));
+        assert!(is_valid_name("a.b-c_9"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("Alice"));
+        assert!(!is_valid_name("-x"));
+        assert!(!is_valid_name(&"a".repeat(33)));
+        assert!(!is_valid_name("al ice"));
+    }
+
+    #[test]
+    fn a_maximal_send_fits_one_noise_message() {
+        assert!(MAX_MESSAGE_LEN + 16 <= 65_535);
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Request::decode(&bytes);
+            let _ = ServerMessage::decode(&bytes);
+        }
+    }
+}
