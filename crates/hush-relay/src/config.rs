@@ -1,0 +1,127 @@
+//! Relay settings: command-line flags, an optional TOML file, and the documented defaults of
+//! every limit (see docs/OPERATIONS.md).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every tunable of the relay. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on for clients.
+    pub listen: SocketAddr,
+    /// Directory for the static key and the database.
+    pub data: PathBuf,
+    /// Address for the Prometheus text endpoint (off when unset).
+    pub metrics: Option<SocketAddr>,
+    /// Most simultaneous client connections; further clients wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Seconds a client has to finish the Noise handshake and its Hello.
+    pub handshake_timeout_secs: u64,
+    /// Seconds without a complete frame before a connection is closed (clients ping).
+    pub idle_timeout_secs: u64,
+    /// Sends per second per connection (token bucket refill rate).
+    pub send_rate: f64,
+    /// Send burst per connection (token bucket size).
+    pub send_burst: f64,
+    /// Bundle fetches per second per connection; low, since each pops a one-time prekey.
+    pub fetch_rate: f64,
+    /// Bundle fetch burst per connection.
+    pub fetch_burst: f64,
+    /// Messages a mailbox may hold.
+    pub mailbox_max_messages: u32,
+    /// Envelope bytes a mailbox may hold.
+    pub mailbox_max_bytes: u64,
+    /// Seconds a message is kept before it expires undelivered (default 30 days).
+    pub message_ttl_secs: u64,
+    /// Seconds between expiry sweeps.
+    pub expiry_interval_secs: u64,
+    /// One-time prekeys kept per identity.
+    pub max_one_time_prekeys: u32,
+    /// Frames queued for one connection's socket; a slow reader stops being fed and its
+    /// messages wait in the mailbox.
+    pub outbound_queue: usize,
+    /// Messages held in memory per connection for fast live delivery before falling back to
+    /// reading the mailbox.
+    pub live_queue: usize,
+    /// Most writes committed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            data: PathBuf::from("hush-relay-data"),
+            metrics: None,
+            max_connections: 20_000,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            send_rate: 200.0,
+            send_burst: 1000.0,
+            fetch_rate: 5.0,
+            fetch_burst: 20.0,
+            mailbox_max_messages: 10_000,
+            mailbox_max_bytes: 64 * 1024 * 1024,
+            message_ttl_secs: 30 * 24 * 3600,
+            expiry_interval_secs: 600,
+            max_one_time_prekeys: 500,
+            outbound_queue: 128,
+            live_queue: 256,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Load a TOML file; keys not given keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Handshake timeout as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// Idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// Message time-to-live in milliseconds.
+    pub fn ttl_ms(&self) -> u64 {
+        self.message_ttl_secs.saturating_mul(1000)
+    }
+}

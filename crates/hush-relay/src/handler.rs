@@ -1,0 +1,551 @@
+//! One client connection: Noise handshake, authentication, then requests in order, with live
+//! delivery running beside them. Nothing a client sends can affect another client beyond what
+//! the protocol allows (sending to its mailbox, popping one prekey per allowed fetch).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use hush_net::{NetError, NoiseReader, NoiseWriter};
+use hush_proto::envelope::ENVELOPE_VERSION;
+use hush_proto::relay::{
+    auth_message, is_valid_name, register_message, Delivery, ErrorCode, RelayError, Reply, Request,
+    ServerMessage, MAX_PREKEYS_PER_PUBLISH,
+};
+use hush_proto::{DecodeError, IdentityPublicKey};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::Config;
+use crate::limits::TokenBucket;
+use crate::metrics::Metrics;
+use crate::presence::{LiveQueue, Presence};
+use crate::store::{IdentityBytes, Store, StoredMessage, WriteOp, WriteResult};
+use crate::writer::Writer;
+
+/// Messages read from a mailbox per page when catching up.
+const PAGE: usize = 256;
+
+/// Everything a connection handler shares with the rest of the relay.
+pub struct Shared {
+    /// Settings.
+    pub config: Config,
+    /// The relay's static Noise secret.
+    pub static_secret: zeroize::Zeroizing<[u8; 32]>,
+    /// Durable state (reads).
+    pub store: Arc<dyn Store>,
+    /// Durable state (writes, group-committed).
+    pub writer: Writer,
+    /// Subscriptions.
+    pub presence: Arc<Presence>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Identities known to be registered (a positive cache; registrations are permanent).
+    pub known: Mutex<HashSet<IdentityBytes>>,
+}
+
+/// Why a connection ended early; counted under its label.
+fn close_reason(e: &NetError) -> &'static str {
+    match e {
+        NetError::FrameTooLarge { .. } => "frame_too_large",
+        NetError::Noise(_) => "noise_failure",
+        NetError::Truncated => "truncated_frame",
+        NetError::Timeout => "timeout",
+        NetError::Io(_) => "io_error",
+        _ => "protocol_error",
+    }
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> RelayError {
+    RelayError {
+        code,
+        message: message.into(),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Run one connection to completion.
+pub async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let metrics = Arc::clone(&shared.metrics);
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    let result = tokio::select! {
+        r = authenticate(stream, &shared) => r,
+        _ = shutdown.recv() => Err("shutdown"),
+    };
+    match result {
+        Ok((identity, reader, writer)) => {
+            metrics.authenticated_total.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, identity = %identity.fingerprint(), "client authenticated");
+            serve(identity, reader, writer, &shared, &mut shutdown).await;
+        }
+        Err(reason) => {
+            metrics.reject(reason);
+            tracing::debug!(%peer, reason, "connection closed before authentication");
+        }
+    }
+    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Handshake and Hello, within the handshake timeout.
+async fn authenticate(
+    stream: TcpStream,
+    shared: &Shared,
+) -> Result<(IdentityPublicKey, NoiseReader, NoiseWriter), &'static str> {
+    let deadline = shared.config.handshake_timeout();
+    tokio::time::timeout(deadline, async {
+        let hs = hush_net::accept(stream, &shared.static_secret)
+            .await
+            .map_err(|_| "handshake_failed")?;
+        let mut reader = hs.reader;
+        let mut writer = hs.writer;
+        let first = reader
+            .recv()
+            .await
+            .map_err(|e| close_reason(&e))?
+            .ok_or("closed")?;
+        let (request_id, request) = match Request::decode(&first) {
+            Ok(r) => r,
+            Err((id, e)) => {
+                let reply = decode_error_reply(&e);
+                let _ = send(&mut writer, id.unwrap_or(0), Err(reply)).await;
+                return Err("malformed_hello");
+            }
+        };
+        let Request::Hello {
+            identity_key,
+            signature,
+        } = request
+        else {
+            let _ = send(
+                &mut writer,
+                request_id,
+                Err(err(
+                    ErrorCode::NotAuthenticated,
+                    "the first request must be Hello",
+                )),
+            )
+            .await;
+            return Err("not_authenticated");
+        };
+        // The Noise static key must be this identity's X25519 form, and the identity must
+        // sign this very handshake: a replayed Hello from another channel fails.
+        let bound = identity_key.x25519().as_bytes() == &hs.remote_static;
+        if !bound || !identity_key.verify(&auth_message(&hs.handshake_hash), &signature) {
+            let _ = send(
+                &mut writer,
+                request_id,
+                Err(err(
+                    ErrorCode::BadSignature,
+                    "identity does not match the channel",
+                )),
+            )
+            .await;
+            return Err("bad_hello");
+        }
+        let store = Arc::clone(&shared.store);
+        let id_bytes = *identity_key.as_bytes();
+        let name = tokio::task::spawn_blocking(move || store.name_of(&id_bytes))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        send(&mut writer, request_id, Ok(Reply::Welcome { name }))
+            .await
+            .map_err(|e| close_reason(&e))?;
+        Ok((identity_key, reader, writer))
+    })
+    .await
+    .map_err(|_| "handshake_timeout")?
+}
+
+async fn send(
+    writer: &mut NoiseWriter,
+    request_id: u64,
+    result: Result<Reply, RelayError>,
+) -> Result<(), NetError> {
+    writer
+        .send(&ServerMessage::Response { request_id, result }.encode())
+        .await
+}
+
+fn decode_error_reply(e: &DecodeError) -> RelayError {
+    match e {
+        DecodeError::UnsupportedVersion { .. } => err(ErrorCode::UnsupportedVersion, e.to_string()),
+        DecodeError::InvalidField {
+            what: "relay request type",
+            ..
+        } => err(ErrorCode::UnknownRequest, e.to_string()),
+        _ => err(ErrorCode::Malformed, e.to_string()),
+    }
+}
+
+struct Session<'a> {
+    identity: IdentityPublicKey,
+    id_bytes: IdentityBytes,
+    shared: &'a Shared,
+    outbound: mpsc::Sender<Vec<u8>>,
+    send_bucket: TokenBucket,
+    fetch_bucket: TokenBucket,
+    delivery: Option<(Arc<LiveQueue>, tokio::task::JoinHandle<()>)>,
+}
+
+/// The authenticated part: requests until close, idle timeout or shutdown.
+async fn serve(
+    identity: IdentityPublicKey,
+    mut reader: NoiseReader,
+    mut writer: NoiseWriter,
+    shared: &Shared,
+    shutdown: &mut broadcast::Receiver<()>,
+) {
+    let (outbound, mut outbound_rx) = mpsc::channel::<Vec<u8>>(shared.config.outbound_queue.max(1));
+    let metrics = Arc::clone(&shared.metrics);
+    let stall = shared.config.idle_timeout();
+    let writer_task = tokio::spawn(async move {
+        while let Some(frame) = outbound_rx.recv().await {
+            // A peer that stops reading for the whole idle timeout is disconnected; what it
+            // did not get stays in its mailbox.
+            match tokio::time::timeout(stall, writer.send(&frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    metrics.reject(close_reason(&e));
+                    break;
+                }
+                Err(_) => {
+                    metrics.reject("write_stalled");
+                    break;
+                }
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let now = Instant::now();
+    let mut session = Session {
+        identity,
+        id_bytes: *identity.as_bytes(),
+        shared,
+        outbound,
+        send_bucket: TokenBucket::new(shared.config.send_rate, shared.config.send_burst, now),
+        fetch_bucket: TokenBucket::new(shared.config.fetch_rate, shared.config.fetch_burst, now),
+        delivery: None,
+    };
+    let idle = shared.config.idle_timeout();
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.recv() => break,
+            r = tokio::time::timeout(idle, reader.recv()) => r,
+        };
+        let bytes = match frame {
+            Err(_) => {
+                shared.metrics.reject("idle_timeout");
+                break;
+            }
+            Ok(Ok(Some(bytes))) => bytes,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                shared.metrics.reject(close_reason(&e));
+                break;
+            }
+        };
+        let (request_id, result) = match Request::decode(&bytes) {
+            Ok((id, request)) => (id, session.handle(request).await),
+            Err((id, e)) => (id.unwrap_or(0), Err(decode_error_reply(&e))),
+        };
+        if let Err(e) = &result {
+            shared.metrics.reject(e.code.label());
+        }
+        let message = ServerMessage::Response { request_id, result }.encode();
+        if session.outbound.send(message).await.is_err() {
+            break;
+        }
+    }
+    if let Some((queue, task)) = session.delivery.take() {
+        task.abort();
+        shared.presence.unsubscribe(&session.id_bytes, &queue);
+    }
+    drop(session);
+    let _ = writer_task.await;
+}
+
+impl Session<'_> {
+    async fn write(&self, op: WriteOp) -> Result<WriteResult, RelayError> {
+        self.shared.writer.write(op).await.map_err(|e| {
+            tracing::error!(error = %e, "storage failure");
+            err(ErrorCode::Internal, "storage failure; retry later")
+        })
+    }
+
+    async fn handle(&mut self, request: Request) -> Result<Reply, RelayError> {
+        match request {
+            Request::Hello { .. } => Err(err(ErrorCode::NotAuthenticated, "already authenticated")),
+            Request::Ping => Ok(Reply::Pong),
+            Request::Register { name, signature } => {
+                if !is_valid_name(&name) {
+                    return Err(err(
+                        ErrorCode::InvalidName,
+                        "names are 1-32 of a-z 0-9 _ - . starting with a letter or digit",
+                    ));
+                }
+                if !self.identity.verify(&register_message(&name), &signature) {
+                    return Err(err(
+                        ErrorCode::BadSignature,
+                        "registration signature invalid",
+                    ));
+                }
+                match self
+                    .write(WriteOp::Register {
+                        name,
+                        identity: self.id_bytes,
+                        signature: signature.to_vec(),
+                    })
+                    .await?
+                {
+                    WriteResult::Registered => {
+                        if let Ok(mut known) = self.shared.known.lock() {
+                            known.insert(self.id_bytes);
+                        }
+                        Ok(Reply::Registered)
+                    }
+                    WriteResult::NameTaken => Err(err(ErrorCode::NameTaken, "name is taken")),
+                    WriteResult::AlreadyRegistered { name } => Err(err(
+                        ErrorCode::AlreadyRegistered,
+                        format!("this identity is already registered as {name}"),
+                    )),
+                    _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
+                }
+            }
+            Request::PublishPrekeys {
+                signed_prekey,
+                one_time,
+            } => {
+                if one_time.len() > MAX_PREKEYS_PER_PUBLISH {
+                    return Err(err(
+                        ErrorCode::TooManyPrekeys,
+                        "too many prekeys in one request",
+                    ));
+                }
+                if !self.identity.verify(
+                    signed_prekey.public_key.as_bytes(),
+                    &signed_prekey.signature,
+                ) {
+                    return Err(err(
+                        ErrorCode::BadSignature,
+                        "signed prekey signature invalid",
+                    ));
+                }
+                match self
+                    .write(WriteOp::PublishPrekeys {
+                        identity: self.id_bytes,
+                        signed_prekey,
+                        one_time,
+                        max_stock: self.shared.config.max_one_time_prekeys,
+                    })
+                    .await?
+                {
+                    WriteResult::PrekeysStored { one_time_remaining } => {
+                        Ok(Reply::PrekeysStored { one_time_remaining })
+                    }
+                    WriteResult::TooManyPrekeys => Err(err(
+                        ErrorCode::TooManyPrekeys,
+                        format!(
+                            "at most {} one-time prekeys may be stored",
+                            self.shared.config.max_one_time_prekeys
+                        ),
+                    )),
+                    _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
+                }
+            }
+            Request::FetchBundle { name } => {
+                if !self.fetch_bucket.try_take(Instant::now()) {
+                    return Err(err(ErrorCode::RateLimited, "too many bundle fetches"));
+                }
+                if !is_valid_name(&name) {
+                    return Err(err(ErrorCode::InvalidName, "invalid name"));
+                }
+                match self.write(WriteOp::FetchBundle { name }).await? {
+                    WriteResult::Bundle(bundle) => Ok(Reply::Bundle(bundle)),
+                    WriteResult::UnknownUser => Err(err(ErrorCode::UnknownUser, "no such user")),
+                    _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
+                }
+            }
+            Request::Send {
+                recipient,
+                envelope,
+            } => {
+                if !self.send_bucket.try_take(Instant::now()) {
+                    return Err(err(ErrorCode::RateLimited, "sending too fast"));
+                }
+                if envelope.first() != Some(&ENVELOPE_VERSION) {
+                    return Err(err(ErrorCode::Malformed, "not a hush-v1 envelope"));
+                }
+                if !self.is_registered(recipient).await {
+                    return Err(err(ErrorCode::UnknownUser, "no such recipient"));
+                }
+                let config = &self.shared.config;
+                match self
+                    .write(WriteOp::Enqueue {
+                        recipient,
+                        sender: self.id_bytes,
+                        envelope,
+                        received_at_ms: now_ms(),
+                        max_messages: config.mailbox_max_messages,
+                        max_bytes: config.mailbox_max_bytes,
+                    })
+                    .await?
+                {
+                    WriteResult::Stored(id) => Ok(Reply::Stored { id }),
+                    WriteResult::MailboxFull => Err(err(
+                        ErrorCode::MailboxFull,
+                        "the recipient's mailbox is full; retry later",
+                    )),
+                    _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
+                }
+            }
+            Request::Subscribe => {
+                if self.delivery.is_none() {
+                    let queue = self
+                        .shared
+                        .presence
+                        .subscribe(self.id_bytes, self.shared.config.live_queue);
+                    let task = tokio::spawn(deliver(
+                        self.id_bytes,
+                        Arc::clone(&queue),
+                        Arc::clone(&self.shared.store),
+                        self.outbound.clone(),
+                        Arc::clone(&self.shared.metrics),
+                    ));
+                    self.delivery = Some((queue, task));
+                }
+                Ok(Reply::Subscribed)
+            }
+            Request::Ack { ids } => match self
+                .write(WriteOp::Ack {
+                    recipient: self.id_bytes,
+                    ids,
+                })
+                .await?
+            {
+                WriteResult::Acked(removed) => Ok(Reply::Acked { removed }),
+                _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
+            },
+        }
+    }
+
+    async fn is_registered(&self, identity: IdentityBytes) -> bool {
+        if self
+            .shared
+            .known
+            .lock()
+            .map(|k| k.contains(&identity))
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        let store = Arc::clone(&self.shared.store);
+        let found = tokio::task::spawn_blocking(move || store.name_of(&identity))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .is_some();
+        if found {
+            if let Ok(mut known) = self.shared.known.lock() {
+                known.insert(identity);
+            }
+        }
+        found
+    }
+}
+
+/// Push pending then live messages to one subscribed connection, never faster than its socket
+/// drains (the outbound queue is bounded); what does not fit waits in the mailbox.
+async fn deliver(
+    identity: IdentityBytes,
+    live: Arc<LiveQueue>,
+    store: Arc<dyn Store>,
+    outbound: mpsc::Sender<Vec<u8>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut cursor = 0u64;
+    if catch_up(&identity, &store, &outbound, &metrics, &mut cursor)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        live.notify.notified().await;
+        if live.take_overflow() {
+            if catch_up(&identity, &store, &outbound, &metrics, &mut cursor)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        for message in live.drain() {
+            if message.id > cursor {
+                if push(&message, &outbound, &metrics).await.is_err() {
+                    return;
+                }
+                cursor = message.id;
+            }
+        }
+    }
+}
+
+async fn catch_up(
+    identity: &IdentityBytes,
+    store: &Arc<dyn Store>,
+    outbound: &mpsc::Sender<Vec<u8>>,
+    metrics: &Metrics,
+    cursor: &mut u64,
+) -> Result<(), ()> {
+    loop {
+        let store = Arc::clone(store);
+        let (who, after) = (*identity, *cursor);
+        let page = tokio::task::spawn_blocking(move || store.pending(&who, after, PAGE))
+            .await
+            .map_err(|_| ())?
+            .map_err(|e| tracing::error!(error = %e, "mailbox read failed"))?;
+        let last = page.len() < PAGE;
+        for message in page {
+            push(&message, outbound, metrics).await?;
+            *cursor = message.id;
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+async fn push(
+    message: &StoredMessage,
+    outbound: &mpsc::Sender<Vec<u8>>,
+    metrics: &Metrics,
+) -> Result<(), ()> {
+    let frame = ServerMessage::Deliver(Delivery {
+        id: message.id,
+        sender: message.sender,
+        received_at_ms: message.received_at_ms,
+        envelope: message.envelope.clone(),
+    })
+    .encode();
+    outbound.send(frame).await.map_err(|_| ())?;
+    metrics.envelopes_delivered.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! # hush-relay
+//!
+//! The untrusted relay: it authenticates which identity is connected (Noise XK plus a signed
+//! Hello), serves prekey bundles, and keeps every accepted envelope in a durable mailbox until
+//! its recipient acknowledges it. It never sees plaintext: envelopes are opaque to it.
+//!
+//! Layers, one per module: [`config`] (settings and limits), [`keyfile`] (static key),
+//! [`server`] (accept loop, shutdown), [`handler`] (one connection), [`writer`] (group
+//! commit), [`presence`] (live delivery queues), [`store`] (durable state), [`limits`] (token
+//! buckets), [`metrics`] (Prometheus text).
+
+pub mod config;
+pub mod handler;
+pub mod keyfile;
+pub mod limits;
+pub mod metrics;
+pub mod presence;
+pub mod server;
+pub mod store;
+pub mod writer;
+
+pub use config::Config;
+pub use server::{start, RunningRelay};

@@ -1,0 +1,157 @@
+//! Durable relay state behind a storage trait: usernames, prekeys, and store-and-forward
+//! mailboxes. The embedded default is SQLite in WAL mode ([`sqlite::SqliteStore`]); a
+//! PostgreSQL backend would be one more module implementing [`Store`].
+//!
+//! Writes are applied in batches ([`Store::apply`]): the relay's group-commit writer collects
+//! every write queued while the previous transaction committed and applies them in one
+//! transaction, so durability costs one fsync per batch rather than per message. A write is
+//! acknowledged to its client only after its batch has committed.
+
+pub mod sqlite;
+
+use hush_proto::{OneTimePrekey, PrekeyBundle, SignedPrekey};
+
+/// An identity key as the relay stores it: the raw 32-byte Ed25519 public key.
+pub type IdentityBytes = [u8; 32];
+
+/// A relay-assigned mailbox message id; increasing in insertion order per relay.
+pub type MessageId = u64;
+
+/// One write, as queued by a connection handler.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Bind `name` to `identity` (first come, first served; an identity has at most one name).
+    Register {
+        /// The requested username (already validated by the caller).
+        name: String,
+        /// The identity asking.
+        identity: IdentityBytes,
+        /// The identity's signature over the registration (kept as evidence).
+        signature: Vec<u8>,
+    },
+    /// Replace the identity's signed prekey and add one-time prekeys.
+    PublishPrekeys {
+        /// The publishing identity.
+        identity: IdentityBytes,
+        /// The new signed prekey (signature already verified by the caller).
+        signed_prekey: SignedPrekey,
+        /// One-time prekeys to add (ids already present are replaced).
+        one_time: Vec<OneTimePrekey>,
+        /// Most one-time prekeys kept per identity; extra ones are refused.
+        max_stock: u32,
+    },
+    /// Pop one bundle for `name`: the signed prekey and the oldest one-time prekey, which is
+    /// deleted in the same transaction so no two fetches ever get the same one.
+    FetchBundle {
+        /// The username.
+        name: String,
+    },
+    /// Store an envelope in `recipient`'s mailbox, within quota.
+    Enqueue {
+        /// Mailbox owner.
+        recipient: IdentityBytes,
+        /// Authenticated sender.
+        sender: IdentityBytes,
+        /// The opaque envelope bytes.
+        envelope: Vec<u8>,
+        /// Relay clock when received (ms since the Unix epoch).
+        received_at_ms: u64,
+        /// Quota: most messages in one mailbox.
+        max_messages: u32,
+        /// Quota: most envelope bytes in one mailbox.
+        max_bytes: u64,
+    },
+    /// Delete acknowledged messages, only from `recipient`'s own mailbox.
+    Ack {
+        /// Mailbox owner (the authenticated connection).
+        recipient: IdentityBytes,
+        /// Message ids to delete; ids not in this mailbox are ignored.
+        ids: Vec<MessageId>,
+    },
+    /// Delete messages received before `before_ms` (TTL expiry).
+    Expire {
+        /// Cut-off (ms since the Unix epoch).
+        before_ms: u64,
+    },
+}
+
+/// The result of one [`WriteOp`], in the same order as the ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    /// Register succeeded (or the identity already had exactly this name).
+    Registered,
+    /// The name belongs to another identity.
+    NameTaken,
+    /// This identity already registered a different name.
+    AlreadyRegistered {
+        /// The name it has.
+        name: String,
+    },
+    /// Prekeys stored; this many one-time prekeys are now in stock.
+    PrekeysStored {
+        /// One-time prekeys remaining for this identity.
+        one_time_remaining: u32,
+    },
+    /// Storing would exceed the per-identity one-time prekey stock.
+    TooManyPrekeys,
+    /// A bundle was popped.
+    Bundle(PrekeyBundle),
+    /// No such user, or the user never published prekeys.
+    UnknownUser,
+    /// Envelope stored under this id.
+    Stored(MessageId),
+    /// The recipient's mailbox is over its message or byte quota.
+    MailboxFull,
+    /// Ack deleted this many messages.
+    Acked(u32),
+    /// Expiry deleted this many messages.
+    Expired(u64),
+}
+
+/// A stored envelope, as delivered to its recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Relay-assigned id; the recipient acks with it.
+    pub id: MessageId,
+    /// The authenticated sender's identity key.
+    pub sender: IdentityBytes,
+    /// When the relay stored it (ms since the Unix epoch).
+    pub received_at_ms: u64,
+    /// The opaque envelope.
+    pub envelope: Vec<u8>,
+}
+
+/// Totals for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreTotals {
+    /// Messages in all mailboxes.
+    pub messages: u64,
+    /// Envelope bytes in all mailboxes.
+    pub bytes: u64,
+}
+
+/// A storage failure (I/O, corruption). Clients get a generic internal error; the relay logs it.
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StoreError(pub String);
+
+/// A durable store for the relay. Implementations must make [`Store::apply`] atomic and durable:
+/// when it returns `Ok`, every op's effect survives a crash (SIGKILL, power loss with WAL +
+/// `synchronous=FULL`), and when it returns `Err`, none does.
+pub trait Store: Send + Sync + 'static {
+    /// Apply a batch of writes in one transaction; results are in op order.
+    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError>;
+    /// Up to `limit` messages for `recipient` with id greater than `after`, in id order.
+    fn pending(
+        &self,
+        recipient: &IdentityBytes,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// The identity registered under `name`.
+    fn identity_of(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError>;
+    /// The name registered by `identity`.
+    fn name_of(&self, identity: &IdentityBytes) -> Result<Option<String>, StoreError>;
+    /// Messages and bytes in all mailboxes.
+    fn totals(&self) -> Result<StoreTotals, StoreError>;
+}

@@ -1,0 +1,150 @@
+//! Group commit: one thread owns all writes. It takes every write queued while the previous
+//! transaction was committing, applies them in one transaction, and only then answers each
+//! writer and wakes recipients, so an ack always means "durable" and a whole batch costs one
+//! fsync.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::store::{Store, StoreError, StoredMessage, WriteOp, WriteResult};
+
+/// Capacity of the write queue; handlers wait (backpressure) when it is full.
+pub const WRITE_QUEUE: usize = 65_536;
+
+struct Pending {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteResult, String>>,
+}
+
+/// A handle for queueing writes; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Writer {
+    /// Start the writer thread. It exits after the last handle is dropped and the queue is
+    /// drained, so in-flight commits finish on shutdown.
+    pub fn start(
+        store: Arc<dyn Store>,
+        presence: Arc<Presence>,
+        metrics: Arc<Metrics>,
+        max_batch: usize,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("hush-group-commit".into())
+            .spawn(move || run(rx, store.as_ref(), &presence, &metrics, max_batch.max(1)))?;
+        Ok((Self { tx }, handle))
+    }
+
+    /// Queue a write and wait until it is committed.
+    pub async fn write(&self, op: WriteOp) -> Result<WriteResult, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { op, reply })
+            .await
+            .map_err(|_| StoreError("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError("writer stopped".into()))?
+            .map_err(StoreError)
+    }
+}
+
+fn run(
+    mut rx: mpsc::Receiver<Pending>,
+    store: &dyn Store,
+    presence: &Presence,
+    metrics: &Metrics,
+    max_batch: usize,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (ops, replies): (Vec<WriteOp>, Vec<_>) =
+            batch.into_iter().map(|p| (p.op, p.reply)).unzip();
+        match store.apply(&ops) {
+            Ok(results) => {
+                metrics.commit_batches.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .commit_ops
+                    .fetch_add(ops.len() as u64, Ordering::Relaxed);
+                for ((op, reply), result) in ops.into_iter().zip(replies).zip(results) {
+                    after_commit(op, &result, presence, metrics);
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(e) if ops.len() > 1 => {
+                // One bad op rolls back the whole batch; retry each alone so that only it
+                // fails and every other writer still gets its commit.
+                tracing::warn!(error = %e, ops = ops.len(), "batch failed; retrying ops one by one");
+                for (op, reply) in ops.into_iter().zip(replies) {
+                    let single = std::slice::from_ref(&op);
+                    match store.apply(single).map(|mut r| r.pop()) {
+                        Ok(Some(result)) => {
+                            metrics.commit_batches.fetch_add(1, Ordering::Relaxed);
+                            metrics.commit_ops.fetch_add(1, Ordering::Relaxed);
+                            after_commit(op, &result, presence, metrics);
+                            let _ = reply.send(Ok(result));
+                        }
+                        Ok(None) => {
+                            let _ = reply.send(Err("store returned no result".into()));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "write failed");
+                            let _ = reply.send(Err(e.0));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.0.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn after_commit(op: WriteOp, result: &WriteResult, presence: &Presence, metrics: &Metrics) {
+    match (op, result) {
+        (
+            WriteOp::Enqueue {
+                recipient,
+                sender,
+                envelope,
+                received_at_ms,
+                ..
+            },
+            WriteResult::Stored(id),
+        ) => {
+            metrics.envelopes_stored.fetch_add(1, Ordering::Relaxed);
+            let message = Arc::new(StoredMessage {
+                id: *id,
+                sender,
+                received_at_ms,
+                envelope,
+            });
+            presence.notify(&recipient, message);
+        }
+        (_, WriteResult::Acked(n)) => {
+            metrics
+                .envelopes_acked
+                .fetch_add(u64::from(*n), Ordering::Relaxed);
+        }
+        (_, WriteResult::Expired(n)) => {
+            metrics.envelopes_expired.fetch_add(*n, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
