@@ -1,0 +1,109 @@
+//! Smoke test: a relay in-process, two clients register, publish, exchange an envelope live
+//! and offline, and ack.
+
+use std::time::Duration;
+
+use hush_proto::relay::{register_message, Reply, Request};
+use hush_proto::{IdentityKeyPair, LocalPrekeys};
+use rand_core::OsRng;
+
+const T: Duration = Duration::from_secs(5);
+
+async fn client(
+    relay: &hush_relay::RunningRelay,
+    name: &str,
+) -> (IdentityKeyPair, hush_net::Connection) {
+    let id = IdentityKeyPair::generate(&mut OsRng);
+    let mut conn = hush_net::connect(relay.local_addr, &relay.public_key, &id, T)
+        .await
+        .unwrap();
+    let reply = conn
+        .request(&Request::Register {
+            name: name.into(),
+            signature: id.sign(&register_message(name)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply, Reply::Registered);
+    let mut prekeys = LocalPrekeys::new(&mut OsRng, &id, 1);
+    let one_time = prekeys.generate_one_time(&mut OsRng, 5);
+    let reply = conn
+        .request(&Request::PublishPrekeys {
+            signed_prekey: prekeys.current_signed().unwrap(),
+            one_time,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::PrekeysStored {
+            one_time_remaining: 5
+        }
+    );
+    (id, conn)
+}
+
+#[tokio::test]
+async fn two_clients_exchange_envelopes_online_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: dir.path().to_owned(),
+        ..Default::default()
+    };
+    let relay = hush_relay::start(config).await.unwrap();
+    let (_alice, mut a) = client(&relay, "alice").await;
+    let (bob, mut b) = client(&relay, "bob").await;
+
+    let Reply::Bundle(bundle) = a
+        .request(&Request::FetchBundle { name: "bob".into() })
+        .await
+        .unwrap()
+    else {
+        panic!("expected a bundle")
+    };
+    assert_eq!(bundle.identity_key, bob.public_key());
+    assert!(bundle.one_time_prekey.is_some());
+
+    // Offline: bob is not subscribed yet.
+    let reply = a
+        .request(&Request::Send {
+            recipient: *bob.public_key().as_bytes(),
+            envelope: vec![1, 2, 3],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(reply, Reply::Stored { .. }));
+    assert_eq!(
+        b.request(&Request::Subscribe).await.unwrap(),
+        Reply::Subscribed
+    );
+    let d = b
+        .next_delivery(T)
+        .await
+        .unwrap()
+        .expect("pending message delivered");
+    assert_eq!(d.envelope, vec![1, 2, 3]);
+
+    // Online: pushed live.
+    a.request(&Request::Send {
+        recipient: *bob.public_key().as_bytes(),
+        envelope: vec![1, 9],
+    })
+    .await
+    .unwrap();
+    let d2 = b
+        .next_delivery(T)
+        .await
+        .unwrap()
+        .expect("live message delivered");
+    assert_eq!(d2.envelope, vec![1, 9]);
+    let reply = b
+        .request(&Request::Ack {
+            ids: vec![d.id, d2.id],
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply, Reply::Acked { removed: 2 });
+    relay.shutdown().await;
+}
