@@ -28,7 +28,10 @@ pub const MAX_ERROR_TEXT: usize = 512;
 /// Largest plaintext of one relay-protocol message: a send request with a maximal envelope.
 /// Fits one Noise transport message (65 535 bytes including the 16-byte tag).
 pub const MAX_MESSAGE_LEN: usize = 1 + 8 + 1 + 32 + MAX_ENVELOPE_LEN;
-const _: () = assert!(MAX_MESSAGE_LEN + 16 <= 65_535, "a send must fit one Noise message");
+const _: () = assert!(
+    MAX_MESSAGE_LEN + 16 <= 65_535,
+    "a send must fit one Noise message"
+);
 
 /// Whether `name` is a valid username: 1–32 bytes of `a-z 0-9 _ - .`, starting with a letter
 /// or digit. Lowercase only, so names cannot be confused by case.
@@ -810,7 +813,6 @@ mod tests {
         assert!(!is_valid_name(&"a".repeat(33)));
         assert!(!is_valid_name("al ice"));
     }
-
 
     proptest! {
         #[test]
