@@ -52,6 +52,10 @@ pub enum NetError {
     /// The relay answered something that does not fit the request.
     #[error("unexpected reply from relay")]
     UnexpectedReply,
+    /// The peer only asked for the relay's public key (not an error for the peer; the
+    /// connection is done).
+    #[error("relay key query answered")]
+    KeyQuery,
     /// The relay's key is not the pinned one.
     #[error("relay key mismatch")]
     KeyMismatch,

@@ -180,7 +180,15 @@ pub async fn accept(
         .build_responder()?;
     let (read, mut write) = stream.into_split();
     let mut frames = FrameReader::with_max(read, MAX_HANDSHAKE_FRAME);
-    read_handshake(&mut frames, &mut hs).await?;
+    let first = frames.read_frame().await?.ok_or(NetError::Closed)?;
+    if first.is_empty() {
+        // An empty first frame asks for the relay's public key (trust on first use); answer
+        // and close. It grants nothing: the key is public.
+        write_frame(&mut write, &public_key(local_static)).await?;
+        return Err(NetError::KeyQuery);
+    }
+    let mut payload = vec![0u8; first.len()];
+    hs.read_message(&first, &mut payload)?;
     write_handshake(&mut write, &mut hs).await?;
     read_handshake(&mut frames, &mut hs).await?;
     let mut remote_static = [0u8; 32];
@@ -195,6 +203,19 @@ pub async fn accept(
         remote_static,
         handshake_hash,
     })
+}
+
+/// Ask a relay for its static public key (an empty first frame), for trust on first use.
+/// The answer is unauthenticated: pin it, and refuse a different key later.
+pub async fn fetch_relay_key(stream: TcpStream) -> Result<[u8; 32], NetError> {
+    let (read, mut write) = stream.into_split();
+    write_frame(&mut write, &[]).await?;
+    let mut frames = FrameReader::with_max(read, MAX_HANDSHAKE_FRAME);
+    let frame = frames.read_frame().await?.ok_or(NetError::Closed)?;
+    frame
+        .as_slice()
+        .try_into()
+        .map_err(|_| NetError::UnexpectedReply)
 }
 
 /// The X25519 public key for a static secret (the relay prints and pins this).

@@ -109,7 +109,10 @@ async fn authenticate(
     tokio::time::timeout(deadline, async {
         let hs = hush_net::accept(stream, &shared.static_secret)
             .await
-            .map_err(|_| "handshake_failed")?;
+            .map_err(|e| match e {
+                NetError::KeyQuery => "key_query",
+                _ => "handshake_failed",
+            })?;
         let mut reader = hs.reader;
         let mut writer = hs.writer;
         let first = reader

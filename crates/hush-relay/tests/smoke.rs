@@ -107,3 +107,22 @@ async fn two_clients_exchange_envelopes_online_and_offline() {
     assert_eq!(reply, Reply::Acked { removed: 2 });
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn relay_key_can_be_fetched_for_trust_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: dir.path().to_owned(),
+        ..Default::default()
+    };
+    let relay = hush_relay::start(config).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(relay.local_addr).await.unwrap();
+    let key = hush_net::noise::fetch_relay_key(stream).await.unwrap();
+    assert_eq!(key, relay.public_key);
+    // Pinning the wrong key fails the handshake.
+    let id = IdentityKeyPair::generate(&mut OsRng);
+    let wrong = [7u8; 32];
+    assert!(hush_net::connect(relay.local_addr, &wrong, &id, T).await.is_err());
+    relay.shutdown().await;
+}
