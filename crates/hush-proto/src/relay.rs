@@ -102,6 +102,11 @@ pub enum Request {
     },
     /// Liveness check.
     Ping,
+    /// Which name is registered for this identity (to label a first message from a stranger).
+    WhoIs {
+        /// The identity key.
+        identity: [u8; 32],
+    },
 }
 
 const REQ_HELLO: u8 = 1;
@@ -112,6 +117,7 @@ const REQ_SEND: u8 = 5;
 const REQ_SUBSCRIBE: u8 = 6;
 const REQ_ACK: u8 = 7;
 const REQ_PING: u8 = 8;
+const REQ_WHOIS: u8 = 9;
 
 /// Why the relay refused a request. The numeric codes are part of the wire format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -245,6 +251,11 @@ pub enum Reply {
     },
     /// Reply to ping.
     Pong,
+    /// The name registered for the identity asked about.
+    Name {
+        /// The name.
+        name: String,
+    },
 }
 
 const REP_WELCOME: u8 = 1;
@@ -255,6 +266,7 @@ const REP_STORED: u8 = 5;
 const REP_SUBSCRIBED: u8 = 6;
 const REP_ACKED: u8 = 7;
 const REP_PONG: u8 = 8;
+const REP_NAME: u8 = 9;
 
 /// Anything the relay sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -410,6 +422,10 @@ impl Request {
                 }
             }
             Request::Ping => out.push(REQ_PING),
+            Request::WhoIs { identity } => {
+                out.push(REQ_WHOIS);
+                out.extend_from_slice(identity);
+            }
         }
         out
     }
@@ -493,6 +509,9 @@ impl Request {
                 Request::Ack { ids }
             }
             REQ_PING => Request::Ping,
+            REQ_WHOIS => Request::WhoIs {
+                identity: r.array()?,
+            },
             other => {
                 return Err(DecodeError::InvalidField {
                     what: "relay request type",
@@ -624,6 +643,10 @@ fn encode_reply(out: &mut Vec<u8>, reply: &Reply) {
             out.extend_from_slice(&removed.to_be_bytes());
         }
         Reply::Pong => out.push(REP_PONG),
+        Reply::Name { name } => {
+            out.push(REP_NAME);
+            put_name(out, name);
+        }
     }
 }
 
@@ -644,6 +667,9 @@ fn decode_reply(r: &mut Reader<'_>) -> Result<Reply, DecodeError> {
         REP_SUBSCRIBED => Reply::Subscribed,
         REP_ACKED => Reply::Acked { removed: r.u32()? },
         REP_PONG => Reply::Pong,
+        REP_NAME => Reply::Name {
+            name: read_name(r)?,
+        },
         other => {
             return Err(DecodeError::InvalidField {
                 what: "reply type",
@@ -704,6 +730,7 @@ mod tests {
                 ids: vec![1, 2, 99],
             },
             Request::Ping,
+            Request::WhoIs { identity: [4; 32] },
         ]
     }
 
@@ -754,6 +781,9 @@ mod tests {
             Reply::Subscribed,
             Reply::Acked { removed: 2 },
             Reply::Pong,
+            Reply::Name {
+                name: "dave".into(),
+            },
         ];
         let mut messages: Vec<ServerMessage> = replies
             .into_iter()

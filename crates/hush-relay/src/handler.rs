@@ -295,6 +295,20 @@ impl Session<'_> {
         match request {
             Request::Hello { .. } => Err(err(ErrorCode::NotAuthenticated, "already authenticated")),
             Request::Ping => Ok(Reply::Pong),
+            Request::WhoIs { identity } => {
+                let store = Arc::clone(&self.shared.store);
+                let name = tokio::task::spawn_blocking(move || store.name_of(&identity))
+                    .await
+                    .map_err(|_| err(ErrorCode::Internal, "lookup failed"))?
+                    .map_err(|_| err(ErrorCode::Internal, "lookup failed"))?;
+                match name {
+                    Some(name) => Ok(Reply::Name { name }),
+                    None => Err(err(
+                        ErrorCode::UnknownUser,
+                        "no name registered for that identity",
+                    )),
+                }
+            }
             Request::Register { name, signature } => {
                 if !is_valid_name(&name) {
                     return Err(err(
