@@ -3,4 +3,9 @@
 //! The client library behind the `hush` binary: an encrypted, locked profile
 //! ([`store`]), and the messaging logic ([`client`]) that commits state before it acts.
 
+pub mod client;
 pub mod store;
+
+pub use client::{
+    default_profile_dir, Client, ClientError, Contact, DeliveryState, Event, HistoryEntry,
+};

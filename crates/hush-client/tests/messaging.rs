@@ -1,0 +1,191 @@
+//! Client library against a real in-process relay over loopback: first contact, offline
+//! delivery, receipts, de-duplication, key changes, simultaneous initiation.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hush_client::{Client, ClientError, DeliveryState, Event};
+
+async fn relay(dir: &Path) -> hush_relay::RunningRelay {
+    hush_relay::start(hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: dir.to_owned(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn init(dir: &Path, name: &str, relay: &hush_relay::RunningRelay) -> Client {
+    Client::init(
+        &dir.join(name),
+        b"pass",
+        name,
+        &relay.local_addr.to_string(),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+async fn recv(client: &mut Client) -> Vec<Event> {
+    let mut events = Vec::new();
+    client
+        .receive(Duration::from_millis(300), |e| events.push(e.clone()))
+        .await
+        .unwrap();
+    events
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_delivery_receipts_and_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay")).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+
+    // Bob is offline (not receiving); alice sends three messages to a name she never added.
+    for text in ["one", "two", "three"] {
+        let entry = alice.send_text("bob", text).await.unwrap();
+        assert_eq!(entry.state, DeliveryState::OnRelay);
+    }
+    let events = recv(&mut bob).await;
+    assert_eq!(texts(&events), ["one", "two", "three"]);
+    // Nothing is shown twice on a second receive.
+    assert!(texts(&recv(&mut bob).await).is_empty());
+    // Bob's receipts reach alice and mark her messages delivered.
+    let events = recv(&mut alice).await;
+    assert!(events.iter().any(|e| matches!(e, Event::Delivered { .. })));
+    let history = alice.history("bob").unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history.iter().all(|m| m.state == DeliveryState::Delivered));
+
+    // A reply, and the conversation continues both ways.
+    bob.send_text("alice", "hi alice").await.unwrap();
+    assert_eq!(texts(&recv(&mut alice).await), ["hi alice"]);
+    alice.send_text("bob", "four").await.unwrap();
+    assert_eq!(texts(&recv(&mut bob).await), ["four"]);
+    assert_eq!(bob.history("alice").unwrap().len(), 5);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_first_messages_converge_to_one_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay")).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+    alice.send_text("bob", "from alice").await.unwrap();
+    bob.send_text("alice", "from bob").await.unwrap();
+    assert_eq!(texts(&recv(&mut alice).await), ["from bob"]);
+    assert_eq!(texts(&recv(&mut bob).await), ["from alice"]);
+    for round in 0..3 {
+        alice.send_text("bob", &format!("a{round}")).await.unwrap();
+        assert_eq!(texts(&recv(&mut bob).await), [format!("a{round}")]);
+        bob.send_text("alice", &format!("b{round}")).await.unwrap();
+        assert_eq!(texts(&recv(&mut alice).await), [format!("b{round}")]);
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_relay_keeps_the_message_queued_until_the_next_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay1 = relay(&relay_dir).await;
+    let addr = relay1.local_addr;
+    let mut alice = init(tmp.path(), "alice", &relay1).await;
+    let mut bob = init(tmp.path(), "bob", &relay1).await;
+    alice.add_contact("bob").await.unwrap();
+    relay1.shutdown().await;
+    drop(alice);
+    let mut alice = Client::open(&tmp.path().join("alice"), b"pass").unwrap();
+    let entry = alice.queue_text("bob", "while down").unwrap();
+    assert!(alice.flush_outbox().await.is_err());
+    assert_eq!(alice.outbox_len().unwrap(), 1);
+    assert_eq!(entry.state, DeliveryState::Queued);
+    // Same data dir, same port: the relay comes back.
+    let relay2 = hush_relay::start(hush_relay::Config {
+        listen: addr,
+        data: relay_dir.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    drop(alice);
+    let mut alice = Client::open(&tmp.path().join("alice"), b"pass").unwrap();
+    alice.flush_outbox().await.unwrap();
+    assert_eq!(alice.outbox_len().unwrap(), 0);
+    drop(bob);
+    bob = Client::open(&tmp.path().join("bob"), b"pass").unwrap();
+    assert_eq!(texts(&recv(&mut bob).await), ["while down"]);
+    relay2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_identity_key_is_flagged_and_blocks_sending_until_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay = relay(&relay_dir).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+    alice.send_text("bob", "hello").await.unwrap();
+    recv(&mut bob).await;
+    alice.confirm_verified("bob").unwrap();
+    let before = alice.safety_number("bob").unwrap();
+
+    // The operator (or a malicious relay) frees the name; a new identity takes "bob".
+    drop(bob);
+    let db = rusqlite::Connection::open(relay_dir.join("relay.sqlite3")).unwrap();
+    db.execute("DELETE FROM users WHERE name = 'bob'", [])
+        .unwrap();
+    drop(db);
+    let mut bob2 = Client::init(
+        &tmp.path().join("bob2"),
+        b"pass",
+        "bob",
+        &relay.local_addr.to_string(),
+        None,
+    )
+    .await
+    .unwrap();
+    bob2.send_text("alice", "it's me, new phone").await.unwrap();
+
+    let events = recv(&mut alice).await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::KeyChanged { contact } if contact == "bob")));
+    let flagged: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flagged.len(), 1);
+    assert!(flagged[0].key_changed && !flagged[0].verified);
+    assert!(matches!(
+        alice.send_text("bob", "are you really bob?").await,
+        Err(ClientError::KeyChanged(_))
+    ));
+    assert_ne!(
+        alice.safety_number("bob").unwrap().digits(),
+        before.digits()
+    );
+    alice.trust("bob").unwrap();
+    let contact = alice.contact("bob").unwrap().unwrap();
+    assert!(!contact.verified && contact.changed_key.is_none());
+    alice.send_text("bob", "welcome back").await.unwrap();
+    assert_eq!(texts(&recv(&mut bob2).await), ["welcome back"]);
+    relay.shutdown().await;
+}
