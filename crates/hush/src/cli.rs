@@ -1,0 +1,361 @@
+//! Command-line parsing and the one-shot commands (`init`, `whoami`, `add`, `send`, `recv`,
+//! `contacts`, `history`, `verify`, `trust`). Output formats here are relied on by scripts and
+//! tests: change them only together with those.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hush_client::{default_profile_dir, Client, ClientError, DeliveryState, Event, HistoryEntry};
+use zeroize::Zeroizing;
+
+/// hush: end-to-end encrypted chat over an untrusted relay.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// Profile directory (default: $XDG_DATA_HOME/hush).
+    #[arg(long, global = true)]
+    pub profile: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an identity, register NAME on the relay, publish prekeys.
+    Init {
+        /// Username to register (1-32 of a-z 0-9 _ - .).
+        #[arg(long)]
+        name: String,
+        /// Relay address HOST:PORT.
+        #[arg(long)]
+        relay: String,
+        /// The relay's public key (hex); without it the key is pinned on first use.
+        #[arg(long)]
+        relay_key: Option<String>,
+    },
+    /// Show name, relay and identity fingerprint.
+    Whoami,
+    /// Fetch NAME's prekey bundle and start a session (trust on first use).
+    Add {
+        /// Contact name.
+        name: String,
+    },
+    /// Send TEXT to NAME; exits 0 once the relay has stored it.
+    Send {
+        /// Contact name.
+        name: String,
+        /// Message text.
+        text: String,
+    },
+    /// Fetch and show pending messages, then keep receiving for SECS seconds.
+    Recv {
+        /// Seconds to keep receiving after pending messages.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List contacts.
+    Contacts {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the conversation with NAME.
+    History {
+        /// Contact name.
+        name: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the safety number with NAME (and as a QR code); --confirm marks NAME verified.
+    Verify {
+        /// Contact name.
+        name: String,
+        /// Mark verified after comparing.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Accept NAME's changed identity key.
+    Trust {
+        /// Contact name.
+        name: String,
+    },
+}
+
+fn passphrase() -> Result<Zeroizing<String>, String> {
+    if let Ok(p) = std::env::var("HUSH_PASSPHRASE") {
+        return Ok(Zeroizing::new(p));
+    }
+    rpassword::prompt_password("hush passphrase: ")
+        .map(Zeroizing::new)
+        .map_err(|e| format!("cannot read passphrase (set HUSH_PASSPHRASE for scripts): {e}"))
+}
+
+/// Entry point: run the command, print errors plainly, exit non-zero on failure.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hush: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hush: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let dir = cli.profile.clone().unwrap_or_else(default_profile_dir);
+    let err = |e: ClientError| e.to_string();
+    match cli.command {
+        Command::Init {
+            name,
+            relay,
+            relay_key,
+        } => {
+            let key = match relay_key {
+                Some(hex_key) => Some(
+                    hex::decode(hex_key.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .ok_or("--relay-key must be 64 hex digits")?,
+                ),
+                None => None,
+            };
+            let pass = passphrase()?;
+            let client = Client::init(&dir, pass.as_bytes(), &name, &relay, key)
+                .await
+                .map_err(err)?;
+            println!("registered {} on {}", client.name(), client.relay());
+            println!("fingerprint {}", client.identity_key().fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let pass = passphrase()?;
+            let mut client = Client::open(&dir, pass.as_bytes()).map_err(err)?;
+            drop(pass);
+            run_open(&mut client, command).await
+        }
+    }
+}
+
+async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, String> {
+    let err = |e: ClientError| e.to_string();
+    match command {
+        Command::Init { .. } => Err("profile already exists".into()),
+        Command::Whoami => {
+            println!("name {}", client.name());
+            println!("relay {}", client.relay());
+            println!("fingerprint {}", client.identity_key().fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Add { name } => {
+            let contact = client.add_contact(&name).await.map_err(err)?;
+            println!(
+                "added {} (fingerprint {})",
+                contact.name,
+                short(&contact.identity_key)
+            );
+            println!("compare safety numbers with `hush verify {}`", contact.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send { name, text } => {
+            let entry = client.send_text(&name, &text).await.map_err(err)?;
+            match entry.state {
+                DeliveryState::Queued => {
+                    println!("queued {} (relay unreachable; it will be sent by the next command that connects)", entry.id);
+                    Ok(ExitCode::from(3))
+                }
+                _ => {
+                    println!("sent {}", entry.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Recv { wait, json } => {
+            let mut failed = None;
+            let result = client
+                .receive(Duration::from_secs(wait), |event| {
+                    if let Err(e) = print_event(event, json) {
+                        failed = Some(e);
+                    }
+                })
+                .await;
+            result.map_err(err)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Contacts { json } => {
+            for c in client.contacts().map_err(err)? {
+                if json {
+                    let v = serde_json::json!({
+                        "name": c.name, "identity_key": c.identity_key, "verified": c.verified,
+                        "key_changed": c.changed_key.is_some(), "unread": c.unread,
+                    });
+                    println!("{v}");
+                } else {
+                    let mark = if c.changed_key.is_some() {
+                        "KEY CHANGED"
+                    } else if c.verified {
+                        "verified"
+                    } else {
+                        "unverified"
+                    };
+                    println!("{}\t{}\t{} unread", c.name, mark, c.unread);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { name, json } => {
+            for m in client.history(&name).map_err(err)? {
+                if json {
+                    println!("{}", entry_json(&m));
+                } else {
+                    let who = if m.outgoing { "me" } else { m.contact.as_str() };
+                    println!(
+                        "[{}] {}: {} ({})",
+                        m.sent_at,
+                        who,
+                        m.text,
+                        state_label(m.state)
+                    );
+                }
+            }
+            client.mark_read(&name).map_err(err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { name, confirm } => {
+            let number = client.safety_number(&name).map_err(err)?;
+            let contact = client.contact(&name).map_err(err)?;
+            if contact.as_ref().is_some_and(|c| c.changed_key.is_some()) {
+                println!("WARNING: {name}'s identity key has CHANGED. This is the number for the NEW key.");
+            }
+            println!("safety number with {name}:\n{}", number.grouped());
+            match qrcode::QrCode::new(number.qr_payload()) {
+                Ok(code) => println!(
+                    "{}",
+                    code.render::<qrcode::render::unicode::Dense1x2>()
+                        .quiet_zone(true)
+                        .build()
+                ),
+                Err(e) => println!("(cannot draw QR code: {e})"),
+            }
+            if confirm {
+                client.confirm_verified(&name).map_err(err)?;
+                println!("{name} marked verified");
+            } else {
+                println!(
+                    "if the numbers match on both devices, run `hush verify {name} --confirm`"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trust { name } => {
+            client.trust(&name).map_err(err)?;
+            println!(
+                "accepted the new identity key for {name}; verify it with `hush verify {name}`"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn short(key_hex: &str) -> &str {
+    key_hex.get(..16).unwrap_or(key_hex)
+}
+
+fn state_label(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Queued => "queued",
+        DeliveryState::OnRelay => "on relay",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::Received => "received",
+    }
+}
+
+/// The JSON shape of a message, shared by `recv --json`, `history --json` and `hush rpc`.
+pub fn entry_json(m: &HistoryEntry) -> serde_json::Value {
+    serde_json::json!({
+        "from": if m.outgoing { None } else { Some(m.contact.clone()) },
+        "to": if m.outgoing { Some(m.contact.clone()) } else { None },
+        "contact": m.contact,
+        "text": m.text,
+        "id": m.id,
+        "sent_at": m.sent_at,
+        "received_at": m.received_at,
+        "state": state_label(m.state),
+        "verified": m.verified,
+        "key_changed": m.key_changed,
+    })
+}
+
+fn print_event(event: &Event, json: bool) -> Result<(), String> {
+    match event {
+        Event::Message(m) => {
+            if json {
+                println!("{}", entry_json(m));
+            } else {
+                let flag = if m.key_changed {
+                    " [KEY CHANGED - not the trusted key]"
+                } else if m.verified {
+                    ""
+                } else {
+                    " [unverified]"
+                };
+                println!("{}: {}{}", m.contact, m.text, flag);
+            }
+        }
+        Event::KeyChanged { contact } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "key_changed", "contact": contact})
+                );
+            } else {
+                eprintln!("WARNING: {contact}'s identity key has CHANGED. Sending to {contact} is blocked until you run `hush verify {contact}` and `hush trust {contact}`.");
+            }
+        }
+        Event::Delivered { contact, ids } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "delivered", "contact": contact, "ids": ids})
+                );
+            }
+        }
+        Event::Rejected { contact, reason } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "rejected", "contact": contact, "reason": reason})
+                );
+            } else {
+                eprintln!(
+                    "rejected a message{}: {reason}",
+                    contact
+                        .as_ref()
+                        .map(|c| format!(" from {c}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! `hush`: the end-to-end encrypted chat client. Every command takes `--profile DIR`; the
+//! passphrase comes from `HUSH_PASSPHRASE` or is asked at the terminal.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}
