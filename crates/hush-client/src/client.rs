@@ -249,6 +249,8 @@ pub struct Client {
     prekeys: LocalPrekeys,
     config: ProfileConfig,
     conn: Option<Connection>,
+    /// Whether the current connection has subscribed to deliveries.
+    subscribed: bool,
 }
 
 /// The platform default profile directory (`$XDG_DATA_HOME/hush` or `~/.local/share/hush`).
@@ -311,6 +313,7 @@ impl Client {
             prekeys,
             config,
             conn: None,
+            subscribed: false,
         };
         let signature = client.identity.sign(&register_message(name));
         let registered = client
@@ -363,6 +366,7 @@ impl Client {
             config,
             store,
             conn: None,
+            subscribed: false,
         })
     }
 
@@ -804,44 +808,67 @@ impl Client {
     // ---- receiving ----------------------------------------------------------------------
 
     /// Connect, flush the outbox, subscribe, and process deliveries until `wait` has passed
-    /// with nothing new (or at once when `wait` is zero and nothing is pending). Each event is
+    /// (pending messages are always drained first, even when `wait` is zero). Each event is
     /// passed to `on_event` after it is committed.
     pub async fn receive(
         &mut self,
         wait: Duration,
         mut on_event: impl FnMut(&Event),
     ) -> Result<(), ClientError> {
-        self.flush_outbox().await?;
-        self.request(&Request::Subscribe).await?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Pending messages arrive right after Subscribe; a short grace catches them even
-            // when `wait` is zero.
+            // when `wait` is zero or over.
             let now = tokio::time::Instant::now();
             let budget = if now < deadline {
                 deadline - now
             } else {
                 Duration::from_millis(300)
             };
-            let conn = self.connection().await?;
-            let delivery = match conn.next_delivery(budget).await {
-                Ok(Some(d)) => d,
-                Ok(None) => break,
-                Err(e) => {
-                    self.conn = None;
-                    return Err(e.into());
-                }
-            };
-            let events = self.process_delivery(&delivery).await?;
+            let (events, got) = self.pump_inner(budget).await?;
             for event in &events {
                 on_event(event);
             }
+            if !got && tokio::time::Instant::now() >= deadline {
+                break;
+            }
         }
-        // Receipts queued while processing.
         match self.flush_outbox().await {
             Ok(()) | Err(ClientError::Network(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// One step of a long-running client (TUI, JSON-RPC): connect and subscribe if needed
+    /// (flushing the outbox first), wait up to `wait` for one delivery, process and ack it, and
+    /// send any receipts it queued. Network errors drop the connection; call again to retry.
+    pub async fn pump(&mut self, wait: Duration) -> Result<Vec<Event>, ClientError> {
+        let (events, got) = self.pump_inner(wait).await?;
+        if got {
+            match self.flush_outbox().await {
+                Ok(()) | Err(ClientError::Network(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(events)
+    }
+
+    async fn pump_inner(&mut self, wait: Duration) -> Result<(Vec<Event>, bool), ClientError> {
+        if !self.subscribed || self.conn.is_none() {
+            self.flush_outbox().await?;
+            self.request(&Request::Subscribe).await?;
+            self.subscribed = true;
+        }
+        let conn = self.connection().await?;
+        let delivery = match conn.next_delivery(wait).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok((Vec::new(), false)),
+            Err(e) => {
+                self.conn = None;
+                return Err(e.into());
+            }
+        };
+        Ok((self.process_delivery(&delivery).await?, true))
     }
 
     /// Handle one delivered envelope: decrypt on copies, commit, then ack.

@@ -1,6 +1,8 @@
 //! Client library against a real in-process relay over loopback: first contact, offline
 //! delivery, receipts, de-duplication, key changes, simultaneous initiation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::time::Duration;
 

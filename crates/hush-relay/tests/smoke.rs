@@ -1,6 +1,8 @@
 //! Smoke test: a relay in-process, two clients register, publish, exchange an envelope live
 //! and offline, and ack.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use hush_proto::relay::{register_message, Reply, Request};
@@ -117,12 +119,16 @@ async fn relay_key_can_be_fetched_for_trust_on_first_use() {
         ..Default::default()
     };
     let relay = hush_relay::start(config).await.unwrap();
-    let stream = tokio::net::TcpStream::connect(relay.local_addr).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(relay.local_addr)
+        .await
+        .unwrap();
     let key = hush_net::noise::fetch_relay_key(stream).await.unwrap();
     assert_eq!(key, relay.public_key);
     // Pinning the wrong key fails the handshake.
     let id = IdentityKeyPair::generate(&mut OsRng);
     let wrong = [7u8; 32];
-    assert!(hush_net::connect(relay.local_addr, &wrong, &id, T).await.is_err());
+    assert!(hush_net::connect(relay.local_addr, &wrong, &id, T)
+        .await
+        .is_err());
     relay.shutdown().await;
 }
