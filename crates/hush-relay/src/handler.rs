@@ -28,6 +28,11 @@ use crate::writer::Writer;
 /// Messages read from a mailbox per page when catching up.
 const PAGE: usize = 256;
 
+/// On shutdown, how long a connection's queued replies may take to reach a peer that is not
+/// reading, before the connection is dropped (otherwise a stalled peer would hold shutdown
+/// for the whole idle timeout).
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Everything a connection handler shares with the rest of the relay.
 pub struct Shared {
     /// Settings.
@@ -246,9 +251,13 @@ async fn serve(
         delivery: None,
     };
     let idle = shared.config.idle_timeout();
+    let mut stopping = false;
     loop {
         let frame = tokio::select! {
-            _ = shutdown.recv() => break,
+            _ = shutdown.recv() => {
+                stopping = true;
+                break;
+            }
             r = tokio::time::timeout(idle, reader.recv()) => r,
         };
         let bytes = match frame {
@@ -271,7 +280,16 @@ async fn serve(
             shared.metrics.reject(e.code.label());
         }
         let message = ServerMessage::Response { request_id, result }.encode();
-        if session.outbound.send(message).await.is_err() {
+        // A peer that sends requests without reading replies fills the outbound queue; do not
+        // wait for it past shutdown.
+        let queued = tokio::select! {
+            r = session.outbound.send(message) => r.is_ok(),
+            _ = shutdown.recv() => {
+                stopping = true;
+                false
+            }
+        };
+        if !queued {
             break;
         }
     }
@@ -280,7 +298,17 @@ async fn serve(
         shared.presence.unsubscribe(&session.id_bytes, &queue);
     }
     drop(session);
-    let _ = writer_task.await;
+    let mut writer_task = writer_task;
+    if stopping {
+        if tokio::time::timeout(SHUTDOWN_FLUSH, &mut writer_task)
+            .await
+            .is_err()
+        {
+            writer_task.abort();
+        }
+    } else {
+        let _ = writer_task.await;
+    }
 }
 
 impl Session<'_> {
