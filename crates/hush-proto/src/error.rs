@@ -95,6 +95,12 @@ pub enum EncryptError {
         /// The limit.
         max: usize,
     },
+    /// This side has no session to send on yet (a responder before the first message).
+    #[error("no sending chain yet")]
+    NoSession,
+    /// The peer's ratchet key yields an all-zero DH value.
+    #[error("peer ratchet key is non-contributory")]
+    NonContributory,
     /// The AEAD refused to seal (cannot happen for in-limit inputs; kept typed, not panicked).
     #[error("AEAD seal failed")]
     Aead,

@@ -102,14 +102,27 @@ fn hex32(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An X25519 secret key. Zeroized on drop; its `Debug` never shows the bytes.
+/// An X25519 secret key with its public key (computed once: a fixed-base multiplication costs
+/// as much as the rest of a symmetric ratchet step). Zeroized on drop; its `Debug` never shows
+/// the bytes.
 #[derive(Clone)]
-pub struct X25519Secret(Box<x25519_dalek::StaticSecret>);
+pub struct X25519Secret {
+    secret: Box<x25519_dalek::StaticSecret>,
+    public: X25519PublicKey,
+}
 
 impl X25519Secret {
+    fn from_dalek(secret: x25519_dalek::StaticSecret) -> Self {
+        let public = X25519PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
+        Self {
+            secret: Box::new(secret),
+            public,
+        }
+    }
+
     /// A fresh secret from the caller's CSPRNG (draws exactly 32 bytes).
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
-        Self(Box::new(x25519_dalek::StaticSecret::random_from_rng(rng)))
+        Self::from_dalek(x25519_dalek::StaticSecret::random_from_rng(rng))
     }
 
     /// Rebuild from stored bytes (a pickle or a test vector).
@@ -117,17 +130,17 @@ impl X25519Secret {
         let mut bytes = bytes;
         let secret = x25519_dalek::StaticSecret::from(bytes);
         bytes.zeroize();
-        Self(Box::new(secret))
+        Self::from_dalek(secret)
     }
 
     /// The raw secret, for pickling only.
     pub fn to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
-        Zeroizing::new(self.0.to_bytes())
+        Zeroizing::new(self.secret.to_bytes())
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> X25519PublicKey {
-        X25519PublicKey(x25519_dalek::PublicKey::from(&*self.0).to_bytes())
+        self.public
     }
 
     /// Contributory X25519 with a peer's public key.
@@ -135,7 +148,7 @@ impl X25519Secret {
         &self,
         public: &X25519PublicKey,
     ) -> Result<Zeroizing<[u8; KEY_LEN]>, primitives::NonContributory> {
-        primitives::x25519(&self.0, &public.dalek())
+        primitives::x25519(&self.secret, &public.dalek())
     }
 }
 

@@ -237,12 +237,12 @@ enum Commit {
         next_counter: u32,
         newly_skipped: Vec<SkippedKey>,
     },
-    /// A DH ratchet step.
+    /// The receiving half of a DH ratchet step. The sending half (a new ratchet key and
+    /// sending chain) is done lazily by the next `encrypt`: the same keys result, and a
+    /// receiver that never replies saves a key generation and a DH.
     NewChain {
         root_key: RootKey,
-        self_ratchet: X25519Secret,
         remote_ratchet: X25519PublicKey,
-        sending_chain: ChainKey,
         receiving_chain: ChainKey,
         next_counter: u32,
         newly_skipped: Vec<SkippedKey>,
@@ -305,31 +305,50 @@ impl DoubleRatchet {
 
     /// Whether this side can send (the responder cannot until the first message arrives).
     pub(crate) fn can_send(&self) -> bool {
-        self.sending_chain.is_some()
+        self.sending_chain.is_some() || self.remote_ratchet.is_some()
     }
 
-    /// RatchetEncrypt; draws 24 bytes for the nonce. `ad` is the X3DH associated data.
+    /// RatchetEncrypt. After a DH step on receipt, first completes it: draws a new ratchet key
+    /// (32 bytes) and derives the sending chain. Then draws 24 bytes for the nonce. `ad` is the
+    /// X3DH associated data. On error nothing changes.
     pub(crate) fn encrypt(
         &mut self,
         rng: &mut impl CryptoRngCore,
         plaintext: &[u8],
         ad: &[u8],
     ) -> Result<RatchetMessage, EncryptError> {
-        let chain = self
-            .sending_chain
-            .as_ref()
-            .ok_or(EncryptError::ChainExhausted)?;
         let next_counter = self
             .send_counter
             .checked_add(1)
             .ok_or(EncryptError::ChainExhausted)?;
+        let pending_step = match (&self.sending_chain, &self.remote_ratchet) {
+            (Some(_), _) => None,
+            (None, Some(remote)) => {
+                let self_ratchet = X25519Secret::generate(rng);
+                let dh = self_ratchet
+                    .diffie_hellman(remote)
+                    .map_err(|_| EncryptError::NonContributory)?;
+                let (root_key, chain) = self.root_key.ratchet(&dh);
+                Some((self_ratchet, root_key, chain))
+            }
+            (None, None) => return Err(EncryptError::NoSession),
+        };
+        let (ratchet_key, chain) = match (&pending_step, &self.sending_chain) {
+            (Some((key, _, chain)), _) => (key.public_key(), chain),
+            (None, Some(chain)) => (self.self_ratchet.public_key(), chain),
+            (None, None) => return Err(EncryptError::NoSession),
+        };
         let (message_key, next_chain) = chain.step();
         let header = Header {
-            ratchet_key: self.self_ratchet.public_key(),
+            ratchet_key,
             previous_chain_length: self.previous_send_count,
             counter: self.send_counter,
         };
         let ciphertext = message_key.seal(rng, plaintext, &full_ad(ad, &header))?;
+        if let Some((self_ratchet, root_key, _)) = pending_step {
+            self.self_ratchet = self_ratchet;
+            self.root_key = root_key;
+        }
         self.sending_chain = Some(next_chain);
         self.send_counter = next_counter;
         #[cfg(test)]
@@ -339,24 +358,22 @@ impl DoubleRatchet {
         Ok(RatchetMessage { header, ciphertext })
     }
 
-    /// RatchetDecrypt. May draw 32 bytes (a new ratchet key) when the message starts a new
-    /// chain. On any error the state is unchanged.
+    /// RatchetDecrypt. Draws no randomness (the sending half of a DH step is done by the next
+    /// `encrypt`). On any error the state is unchanged.
     pub(crate) fn decrypt(
         &mut self,
-        rng: &mut impl CryptoRngCore,
         message: &RatchetMessage,
         ad: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         let header = &message.header;
         let ad = full_ad(ad, header);
-        let (plaintext, commit) = self.try_decrypt(rng, header, &message.ciphertext, &ad)?;
+        let (plaintext, commit) = self.try_decrypt(header, &message.ciphertext, &ad)?;
         self.apply(commit);
         Ok(plaintext)
     }
 
     fn try_decrypt(
         &self,
-        rng: &mut impl CryptoRngCore,
         header: &Header,
         ciphertext: &[u8],
         ad: &[u8],
@@ -445,11 +462,6 @@ impl DoubleRatchet {
             .diffie_hellman(&header.ratchet_key)
             .map_err(|_| DecryptError::NonContributory)?;
         let (root_key, receiving_chain) = self.root_key.ratchet(&dh_receive);
-        let self_ratchet = X25519Secret::generate(rng);
-        let dh_send = self_ratchet
-            .diffie_hellman(&header.ratchet_key)
-            .map_err(|_| DecryptError::NonContributory)?;
-        let (root_key, sending_chain) = root_key.ratchet(&dh_send);
         let (message_key, receiving_chain, new_chain_skipped) =
             self.walk_chain(&receiving_chain, key, 0, header.counter)?;
         let plaintext = message_key.open(ciphertext, ad)?;
@@ -458,9 +470,7 @@ impl DoubleRatchet {
             plaintext,
             Commit::NewChain {
                 root_key,
-                self_ratchet,
                 remote_ratchet: header.ratchet_key,
-                sending_chain,
                 receiving_chain,
                 next_counter,
                 newly_skipped,
@@ -516,9 +526,7 @@ impl DoubleRatchet {
             }
             Commit::NewChain {
                 root_key,
-                self_ratchet,
                 remote_ratchet,
-                sending_chain,
                 receiving_chain,
                 next_counter,
                 newly_skipped,
@@ -530,10 +538,9 @@ impl DoubleRatchet {
                     }
                 }
                 self.root_key = root_key;
-                self.self_ratchet = self_ratchet;
                 self.previous_send_count = self.send_counter;
                 self.send_counter = 0;
-                self.sending_chain = Some(sending_chain);
+                self.sending_chain = None;
                 self.receiving_chain = Some(receiving_chain);
                 self.receive_counter = next_counter;
                 self.store_skipped(newly_skipped);

@@ -77,7 +77,8 @@ impl Session {
     }
 
     /// Create the responder's session from a prekey message and decrypt it. Nothing is created
-    /// and no prekey is consumed unless the message authenticates. May draw 32 bytes.
+    /// and no prekey is consumed unless the message authenticates. Draws no randomness today
+    /// (the responder's first ratchet key is made by its first `encrypt`).
     pub fn respond(
         rng: &mut impl CryptoRngCore,
         ours: &IdentityKeyPair,
@@ -107,6 +108,7 @@ impl Session {
             ),
             None => None,
         };
+        let _ = rng;
         let output = x3dh::respond(ours, spk, opk, header)?;
         let ratchet =
             DoubleRatchet::new_responder(&output.shared_secret, spk.secret.clone(), limits);
@@ -120,7 +122,7 @@ impl Session {
         };
         let plaintext = session
             .ratchet
-            .decrypt(rng, &message.message, &output.associated_data)
+            .decrypt(&message.message, &output.associated_data)
             .map_err(SessionError::InitialMessage)?;
         Ok(InboundSession {
             session,
@@ -129,7 +131,8 @@ impl Session {
         })
     }
 
-    /// Encrypt one (already padded) plaintext. Draws 24 bytes for the nonce.
+    /// Encrypt one (already padded) plaintext. Draws 24 bytes for the nonce, preceded by 32
+    /// bytes for a new ratchet key when a DH step is due (first message after a reply).
     pub fn encrypt(
         &mut self,
         rng: &mut impl CryptoRngCore,
@@ -153,8 +156,8 @@ impl Session {
         })
     }
 
-    /// Decrypt one envelope. On any error the session is byte-for-byte unchanged. May draw
-    /// 32 bytes (a new ratchet key) when the message starts a new chain.
+    /// Decrypt one envelope. On any error the session is byte-for-byte unchanged. Draws no
+    /// randomness today; the parameter keeps the API stable for a post-quantum ratchet.
     pub fn decrypt(
         &mut self,
         rng: &mut impl CryptoRngCore,
@@ -166,7 +169,8 @@ impl Session {
             }
         }
         let ad = self.associated_data();
-        let plaintext = self.ratchet.decrypt(rng, envelope.ratchet_message(), &ad)?;
+        let _ = rng; // Reserved: decryption currently draws no randomness.
+        let plaintext = self.ratchet.decrypt(envelope.ratchet_message(), &ad)?;
         // A reply proves the responder has the session: stop attaching the X3DH header.
         self.pending_prekey = false;
         Ok(plaintext)
