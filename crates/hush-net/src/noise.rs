@@ -149,7 +149,8 @@ pub async fn client_handshake(
     read_handshake(&mut frames, &mut hs)
         .await
         .map_err(|e| match e {
-            NetError::Noise(_) => NetError::KeyMismatch,
+            // A relay with another static key cannot decrypt our first message and hangs up.
+            NetError::Noise(_) | NetError::Closed | NetError::Truncated => NetError::KeyMismatch,
             other => other,
         })?;
     write_handshake(&mut write, &mut hs).await?;

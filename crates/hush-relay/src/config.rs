@@ -31,6 +31,11 @@ pub struct Config {
     pub fetch_rate: f64,
     /// Bundle fetch burst per connection.
     pub fetch_burst: f64,
+    /// Fetches per second of any one user's bundle, from all connections together: bounds how
+    /// fast anyone (with however many identities) can drain that user's one-time prekeys.
+    pub per_user_fetch_rate: f64,
+    /// Burst of fetches of one user's bundle.
+    pub per_user_fetch_burst: f64,
     /// Messages a mailbox may hold.
     pub mailbox_max_messages: u32,
     /// Envelope bytes a mailbox may hold.
@@ -64,6 +69,8 @@ impl Default for Config {
             send_burst: 1000.0,
             fetch_rate: 5.0,
             fetch_burst: 20.0,
+            per_user_fetch_rate: 0.5,
+            per_user_fetch_burst: 20.0,
             mailbox_max_messages: 10_000,
             mailbox_max_bytes: 64 * 1024 * 1024,
             message_ttl_secs: 30 * 24 * 3600,

@@ -49,6 +49,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Identities known to be registered (a positive cache; registrations are permanent).
     pub known: Mutex<HashSet<IdentityBytes>>,
+    /// Per-user bundle fetch buckets, created only for names that exist (so unknown names
+    /// cannot grow this map).
+    pub fetches_per_user: Mutex<std::collections::HashMap<String, TokenBucket>>,
 }
 
 /// Why a connection ended early; counted under its label.
@@ -420,8 +423,38 @@ impl Session<'_> {
                 if !is_valid_name(&name) {
                     return Err(err(ErrorCode::InvalidName, "invalid name"));
                 }
-                match self.write(WriteOp::FetchBundle { name }).await? {
-                    WriteResult::Bundle(bundle) => Ok(Reply::Bundle(bundle)),
+                let now = Instant::now();
+                let limited = self
+                    .shared
+                    .fetches_per_user
+                    .lock()
+                    .map(|mut buckets| buckets.get_mut(&name).is_some_and(|b| !b.try_take(now)))
+                    .unwrap_or(false);
+                if limited {
+                    return Err(err(
+                        ErrorCode::RateLimited,
+                        "too many fetches of this user's bundle; retry later",
+                    ));
+                }
+                match self
+                    .write(WriteOp::FetchBundle { name: name.clone() })
+                    .await?
+                {
+                    WriteResult::Bundle(bundle) => {
+                        if let Ok(mut buckets) = self.shared.fetches_per_user.lock() {
+                            let config = &self.shared.config;
+                            buckets.entry(name).or_insert_with(|| {
+                                let mut bucket = TokenBucket::new(
+                                    config.per_user_fetch_rate,
+                                    config.per_user_fetch_burst,
+                                    now,
+                                );
+                                bucket.try_take(now);
+                                bucket
+                            });
+                        }
+                        Ok(Reply::Bundle(bundle))
+                    }
                     WriteResult::UnknownUser => Err(err(ErrorCode::UnknownUser, "no such user")),
                     _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
                 }

@@ -42,7 +42,11 @@ pub fn load_or_create(dir: &Path) -> std::io::Result<(Zeroizing<[u8; 32]>, [u8; 
     Ok((secret, public))
 }
 
+/// Write to a temporary file, fsync, rename into place, fsync the directory: a crash leaves
+/// either no key or the whole key, never an empty file.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -50,7 +54,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
+    let mut file = options.open(&tmp)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

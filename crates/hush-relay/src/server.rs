@@ -100,6 +100,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         presence,
         metrics: Arc::clone(&metrics),
         known: Default::default(),
+        fetches_per_user: Default::default(),
     });
     let expiry_task = tokio::spawn(expire_periodically(Arc::clone(&shared)));
     let finished = tokio::spawn(accept_loop(

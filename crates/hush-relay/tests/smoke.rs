@@ -132,3 +132,33 @@ async fn relay_key_can_be_fetched_for_trust_on_first_use() {
         .is_err());
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_users_bundle_cannot_be_drained_by_many_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: dir.path().to_owned(),
+        per_user_fetch_rate: 0.001,
+        per_user_fetch_burst: 2.0,
+        ..Default::default()
+    };
+    let relay = hush_relay::start(config).await.unwrap();
+    let (_bob, _b) = client(&relay, "bob").await;
+    let mut outcomes = Vec::new();
+    // Three different identities, one fetch each: the per-connection limit never triggers.
+    for name in ["m1", "m2", "m3"] {
+        let (_id, mut conn) = client(&relay, name).await;
+        outcomes.push(
+            conn.request(&Request::FetchBundle { name: "bob".into() })
+                .await,
+        );
+    }
+    assert!(matches!(outcomes[0], Ok(Reply::Bundle(_))));
+    assert!(matches!(outcomes[1], Ok(Reply::Bundle(_))));
+    assert!(matches!(
+        &outcomes[2],
+        Err(hush_net::NetError::Relay(e)) if e.code == hush_proto::relay::ErrorCode::RateLimited
+    ));
+    relay.shutdown().await;
+}

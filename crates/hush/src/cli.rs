@@ -86,6 +86,11 @@ pub enum Command {
         /// Contact name.
         name: String,
     },
+    /// Open the terminal chat UI (optionally with NAME selected; NAME is added if new).
+    Chat {
+        /// Contact to open.
+        name: Option<String>,
+    },
 }
 
 fn passphrase() -> Result<Zeroizing<String>, String> {
@@ -145,6 +150,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("fingerprint {}", client.identity_key().fingerprint());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Chat { name } => {
+            let pass = passphrase()?;
+            let client = Client::open(&dir, pass.as_bytes()).map_err(err)?;
+            drop(pass);
+            crate::tui::run(client, name).await
+        }
         command => {
             let pass = passphrase()?;
             let mut client = Client::open(&dir, pass.as_bytes()).map_err(err)?;
@@ -158,6 +169,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
     let err = |e: ClientError| e.to_string();
     match command {
         Command::Init { .. } => Err("profile already exists".into()),
+        Command::Chat { .. } => Err("chat needs the profile to itself".into()),
         Command::Whoami => {
             println!("name {}", client.name());
             println!("relay {}", client.relay());
