@@ -408,6 +408,8 @@ impl Client {
             )
             .await?;
             self.conn = Some(conn);
+            // A new connection is not subscribed, whoever opened it (`pump` or a request).
+            self.subscribed = false;
             self.maintain_prekeys().await?;
         }
         self.conn

@@ -1,0 +1,335 @@
+//! End-to-end tests of the `hush` binary: real client processes against a real relay over
+//! loopback, with SIGKILLs, wrong passphrases, locked profiles and key changes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const HUSH: &str = env!("CARGO_BIN_EXE_hush");
+const PASS: &str = "test passphrase";
+
+struct Net {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    relay: String,
+    relay_dir: PathBuf,
+}
+
+async fn net() -> (Net, hush_relay::RunningRelay) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_owned();
+    let relay_dir = root.join("relay");
+    let relay = hush_relay::start(hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: relay_dir.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = relay.local_addr.to_string();
+    (
+        Net {
+            _tmp: tmp,
+            root,
+            relay: addr,
+            relay_dir,
+        },
+        relay,
+    )
+}
+
+fn hush(profile: &Path, pass: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(HUSH);
+    cmd.arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env("HUSH_PASSPHRASE", pass)
+        .stdin(Stdio::null());
+    cmd
+}
+
+async fn run(profile: &Path, args: &[&str]) -> Output {
+    run_with(profile, PASS, args).await
+}
+
+async fn run_with(profile: &Path, pass: &str, args: &[&str]) -> Output {
+    let mut cmd = hush(profile, pass, args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn init(net: &Net, name: &str) -> PathBuf {
+    let profile = net.root.join(name);
+    let o = run(&profile, &["init", "--name", name, "--relay", &net.relay]).await;
+    assert!(o.status.success(), "init {name}: {}", stderr(&o));
+    profile
+}
+
+/// Texts in the JSON history with `contact`, counted.
+async fn history_counts(profile: &Path, contact: &str) -> HashMap<String, usize> {
+    let o = run(profile, &["history", contact, "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut counts = HashMap::new();
+    for line in stdout(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *counts
+            .entry(v["text"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_delivery_json_output_and_verification() {
+    let (net, relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let bob = init(&net, "bob").await;
+    let o = run(&alice, &["send", "bob", "hello while you sleep"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("sent "));
+
+    let o = run(&bob, &["recv", "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let m = &lines[0];
+    assert_eq!(m["from"], "alice");
+    assert_eq!(m["text"], "hello while you sleep");
+    assert_eq!(m["verified"], false);
+    for field in ["id", "sent_at", "received_at"] {
+        assert!(!m[field].is_null(), "{field} missing");
+    }
+
+    // Both sides print the same 60 digits; --confirm marks the contact verified.
+    let a = run(&alice, &["verify", "bob"]).await;
+    let b = run(&bob, &["verify", "alice"]).await;
+    let digits = |o: &Output| -> String {
+        stdout(o)
+            .lines()
+            .skip(1)
+            .take(3)
+            .collect::<String>()
+            .replace(' ', "")
+    };
+    assert_eq!(digits(&a).len(), 60);
+    assert_eq!(digits(&a), digits(&b));
+    assert!(run(&alice, &["verify", "bob", "--confirm"])
+        .await
+        .status
+        .success());
+    let o = run(&alice, &["contacts", "--json"]).await;
+    let c: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(c["name"], "bob");
+    assert_eq!(c["verified"], true);
+    let o = run(&alice, &["whoami"]).await;
+    assert!(stdout(&o).contains("name alice"));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passphrase_is_refused_and_changes_nothing() {
+    let (net, relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let db = alice.join("profile.sqlite3");
+    let before = std::fs::read(&db).unwrap();
+    let o = run_with(&alice, "not the passphrase", &["whoami"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("wrong passphrase"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert!(run(&alice, &["whoami"]).await.status.success());
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_a_locked_profile_gets_a_clear_error() {
+    let (net, relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let mut holder = hush(&alice, PASS, &["recv", "--wait", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first process holds the lock (its first connection is made).
+    let mut refused = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let o = run(&alice, &["whoami"]).await;
+        if !o.status.success() {
+            refused = Some(stderr(&o));
+            break;
+        }
+    }
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    let refused = refused.expect("the second process was never refused");
+    assert!(
+        refused.contains("in use by another hush process"),
+        "{refused}"
+    );
+    assert!(run(&alice, &["whoami"]).await.status.success());
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_sending_and_receiving_shows_every_message_exactly_once() {
+    let (net, relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let bob = init(&net, "bob").await;
+    assert!(run(&alice, &["add", "bob"]).await.status.success());
+
+    let mut confirmed = Vec::new();
+    let mut attempted = Vec::new();
+    for i in 0..24u64 {
+        let text = format!("message {i}");
+        attempted.push(text.clone());
+        let mut child = hush(&alice, PASS, &["send", "bob", &text])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if i % 3 == 1 {
+            // Kill at varying points of the send (before or after commit or relay ack).
+            tokio::time::sleep(Duration::from_millis(20 + (i * 7) % 60)).await;
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+                .await
+                .unwrap();
+            if out.status.success() {
+                confirmed.push(text);
+            }
+        }
+        if i % 4 == 2 {
+            // The receiver is killed mid-receive too.
+            let mut r = hush(&bob, PASS, &["recv", "--wait", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(30 + (i * 11) % 80)).await;
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+    }
+    // Restart both: the sender's next connection flushes its outbox; the receiver drains.
+    let o = run(&alice, &["recv"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&bob, &["recv"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let received = history_counts(&bob, "alice").await;
+    for text in &confirmed {
+        assert_eq!(
+            received.get(text),
+            Some(&1),
+            "{text} not shown exactly once"
+        );
+    }
+    for (text, n) in &received {
+        assert_eq!(*n, 1, "{text} shown {n} times");
+        assert!(attempted.contains(text));
+    }
+    // Whatever alice committed, she eventually delivered: her history and bob's agree.
+    let sent = history_counts(&alice, "bob").await;
+    for text in sent.keys() {
+        assert_eq!(
+            received.get(text),
+            Some(&1),
+            "{text} committed by alice but lost"
+        );
+    }
+    assert!(confirmed.len() >= 10);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_key_is_shown_loudly_and_blocks_sending_until_trust() {
+    let (net, relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let bob = init(&net, "bob").await;
+    assert!(run(&alice, &["send", "bob", "hi"]).await.status.success());
+    assert!(run(&bob, &["recv"]).await.status.success());
+    drop(bob);
+
+    // bob's name is freed on the relay and taken by a new identity.
+    let db = rusqlite::Connection::open(net.relay_dir.join("relay.sqlite3")).unwrap();
+    db.execute("DELETE FROM users WHERE name = 'bob'", [])
+        .unwrap();
+    drop(db);
+    let new_bob = net.root.join("bob-new");
+    let o = run(&new_bob, &["init", "--name", "bob", "--relay", &net.relay]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(run(&new_bob, &["send", "alice", "new phone, same bob"])
+        .await
+        .status
+        .success());
+
+    let o = run(&alice, &["recv"]).await;
+    assert!(
+        stdout(&o).contains("bob: new phone, same bob [KEY CHANGED"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("identity key has CHANGED"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&alice, &["send", "bob", "prove it"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("hush trust bob"), "{}", stderr(&o));
+    let o = run(&alice, &["contacts"]).await;
+    assert!(stdout(&o).contains("KEY CHANGED"));
+    let o = run(&alice, &["verify", "bob"]).await;
+    assert!(stdout(&o).contains("CHANGED"));
+    assert!(run(&alice, &["trust", "bob"]).await.status.success());
+    let o = run(&alice, &["send", "bob", "welcome back"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&new_bob, &["recv"]).await;
+    assert!(stdout(&o).contains("alice: welcome back"), "{}", stdout(&o));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_relay_leaves_the_message_queued_for_the_next_command() {
+    let (net, relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let bob = init(&net, "bob").await;
+    assert!(run(&alice, &["add", "bob"]).await.status.success());
+    let addr = relay.local_addr;
+    relay.shutdown().await;
+    let o = run(&alice, &["send", "bob", "sent during the outage"]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stdout(&o).contains("queued"), "{}", stdout(&o));
+    let relay = hush_relay::start(hush_relay::Config {
+        listen: addr,
+        data: net.relay_dir.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(run(&alice, &["recv"]).await.status.success());
+    let o = run(&bob, &["recv"]).await;
+    assert!(
+        stdout(&o).contains("alice: sent during the outage"),
+        "{}",
+        stdout(&o)
+    );
+    relay.shutdown().await;
+}
