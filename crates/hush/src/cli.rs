@@ -91,6 +91,8 @@ pub enum Command {
         /// Contact to open.
         name: Option<String>,
     },
+    /// Serve JSON-RPC 2.0 on stdin/stdout, one JSON object per line (for bots and scripts).
+    Rpc,
 }
 
 fn passphrase() -> Result<Zeroizing<String>, String> {
@@ -286,6 +288,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rpc => crate::rpc::run(client).await,
     }
 }
 

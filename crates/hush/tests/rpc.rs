@@ -1,0 +1,563 @@
+//! `hush rpc` end to end: an in-process relay and real `hush` processes speaking JSON-RPC 2.0
+//! over their stdin/stdout (messages, receipts, held notifications, errors, reconnecting).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// Bound on every wait, so a hung process fails the test instead of hanging it.
+const WAIT: Duration = Duration::from_secs(30);
+const PASS: &str = "rpc test passphrase";
+const HUSH: &str = env!("CARGO_BIN_EXE_hush");
+
+async fn start_relay(data: &Path, listen: SocketAddr) -> hush_relay::RunningRelay {
+    hush_relay::start(hush_relay::Config {
+        listen,
+        data: data.to_owned(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn init(profile: &Path, name: &str, relay: SocketAddr) {
+    let output = timeout(
+        WAIT,
+        Command::new(HUSH)
+            .arg("--profile")
+            .arg(profile)
+            .args(["init", "--name", name, "--relay", &relay.to_string()])
+            .env("HUSH_PASSPHRASE", PASS)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("hush init timed out")
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "hush init {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A running `hush rpc`.
+struct RpcProc {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: mpsc::UnboundedReceiver<String>,
+    /// Notifications read while looking for a response.
+    notifications: VecDeque<Value>,
+}
+
+impl RpcProc {
+    fn spawn(profile: &Path, name: &str) -> Self {
+        let mut child = Command::new(HUSH)
+            .arg("--profile")
+            .arg(profile)
+            .arg("rpc")
+            .env("HUSH_PASSPHRASE", PASS)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let label = name.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                eprintln!("[{label} stderr] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            stdin,
+            stdout,
+            stderr: rx,
+            notifications: VecDeque::new(),
+        }
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    async fn send_line(&mut self, line: &str) {
+        self.send_bytes(line.as_bytes()).await;
+    }
+
+    /// The next stdout line, which must be one JSON-RPC 2.0 object.
+    async fn next_line(&mut self, deadline: Instant) -> Value {
+        let line = timeout_at(deadline, self.stdout.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{}: timed out waiting for output", self.name))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{}: stdout closed", self.name));
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {line:?}", self.name));
+        assert_eq!(value["jsonrpc"], "2.0", "{line}");
+        value
+    }
+
+    /// The next response; notifications seen on the way are kept.
+    async fn response(&mut self) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.next_line(deadline).await;
+            if value.get("method").is_some() {
+                self.notifications.push_back(value);
+            } else {
+                return value;
+            }
+        }
+    }
+
+    /// Send a request and return its response (checking the id).
+    async fn call(&mut self, id: Value, method: &str, params: Value) -> Value {
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_line(&request.to_string()).await;
+        let response = self.response().await;
+        assert_eq!(response["id"], id, "{response}");
+        response
+    }
+
+    /// A successful call's result.
+    async fn result(&mut self, id: u64, method: &str, params: Value) -> Value {
+        let response = self.call(json!(id), method, params).await;
+        assert!(response.get("error").is_none(), "{method}: {response}");
+        response["result"].clone()
+    }
+
+    /// A failed call's error object, checking its code.
+    async fn error(&mut self, id: u64, method: &str, params: Value, code: i64) -> Value {
+        let response = self.call(json!(id), method, params).await;
+        assert_eq!(response["error"]["code"], code, "{method}: {response}");
+        assert!(response.get("result").is_none(), "{response}");
+        response["error"].clone()
+    }
+
+    /// The params of the next notification named `method` (others are kept).
+    async fn notification(&mut self, method: &str) -> Value {
+        if let Some(i) = self
+            .notifications
+            .iter()
+            .position(|n| n["method"] == method)
+        {
+            return self.notifications.remove(i).unwrap()["params"].clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.next_line(deadline).await;
+            assert!(value.get("method").is_some(), "unexpected response {value}");
+            if value["method"] == method {
+                return value["params"].clone();
+            }
+            self.notifications.push_back(value);
+        }
+    }
+
+    /// Wait until stderr shows a line containing `needle`.
+    async fn stderr_contains(&mut self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let line = timeout_at(deadline, self.stderr.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no stderr line with {needle:?}", self.name))
+                .unwrap_or_else(|| panic!("{}: stderr closed", self.name));
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
+    /// Close stdin and wait for the exit; stdout must hold nothing more than notifications.
+    async fn finish(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + WAIT;
+        while let Some(line) = timeout_at(deadline, self.stdout.next_line())
+            .await
+            .expect("rpc did not exit after EOF")
+            .unwrap()
+        {
+            let value: Value = serde_json::from_str(&line).unwrap();
+            assert!(value.get("method").is_some(), "unexpected output {line}");
+        }
+        timeout_at(deadline, self.child.wait())
+            .await
+            .expect("rpc did not exit after EOF")
+            .unwrap()
+    }
+}
+
+struct World {
+    _tmp: tempfile::TempDir,
+    relay_data: PathBuf,
+    relay: Option<hush_relay::RunningRelay>,
+    addr: SocketAddr,
+    alice: PathBuf,
+    bob: PathBuf,
+}
+
+async fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_data = tmp.path().join("relay");
+    let relay = start_relay(&relay_data, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = relay.local_addr;
+    let alice = tmp.path().join("alice");
+    let bob = tmp.path().join("bob");
+    init(&alice, "alice", addr).await;
+    init(&bob, "bob", addr).await;
+    World {
+        _tmp: tmp,
+        relay_data,
+        relay: Some(relay),
+        addr,
+        alice,
+        bob,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_receipts_queries_and_errors() {
+    let w = world().await;
+    let mut bob = RpcProc::spawn(&w.bob, "bob");
+    let mut alice = RpcProc::spawn(&w.alice, "alice");
+
+    // Subscribe with params omitted.
+    bob.send_line(r#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#)
+        .await;
+    let r = bob.response().await;
+    assert_eq!(r["id"], 1);
+    assert_eq!(r["result"]["subscribed"], true, "{r}");
+    assert_eq!(
+        alice.result(1, "subscribe", json!({})).await["subscribed"],
+        true
+    );
+
+    // alice -> bob, to a name she never added.
+    let sent = alice
+        .result(2, "send", json!({"to": "bob", "text": "hello bob"}))
+        .await;
+    assert_eq!(sent["to"], "bob");
+    assert_eq!(sent["from"], Value::Null);
+    assert_eq!(sent["text"], "hello bob");
+    assert_eq!(sent["state"], "on relay");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+
+    let message = bob.notification("message").await;
+    assert_eq!(message["from"], "alice");
+    assert_eq!(message["to"], Value::Null);
+    assert_eq!(message["text"], "hello bob");
+    assert_eq!(message["id"], id.as_str());
+    assert_eq!(message["state"], "received");
+    assert_eq!(message["verified"], false);
+
+    // Bob's end-to-end receipt reaches alice.
+    let delivered = alice.notification("delivered").await;
+    assert_eq!(delivered["contact"], "bob");
+    assert_eq!(delivered["ids"], json!([id]));
+    let history = alice.result(3, "history", json!({"contact": "bob"})).await;
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history[0]["state"], "delivered");
+
+    // A reply.
+    let reply = bob
+        .result(2, "send", json!({"to": "alice", "text": "hi alice ✓"}))
+        .await;
+    assert_eq!(reply["state"], "on relay");
+    let message = alice.notification("message").await;
+    assert_eq!(message["from"], "bob");
+    assert_eq!(message["text"], "hi alice ✓");
+    let delivered = bob.notification("delivered").await;
+    assert_eq!(delivered["ids"], json!([reply["id"]]));
+
+    // Contacts and history on bob's side; history can mark the conversation read.
+    let contacts = bob.result(3, "contacts", json!({})).await;
+    assert_eq!(contacts.as_array().unwrap().len(), 1, "{contacts}");
+    assert_eq!(contacts[0]["name"], "alice");
+    assert_eq!(contacts[0]["unread"], 1);
+    assert_eq!(contacts[0]["key_changed"], false);
+    let history = bob
+        .result(4, "history", json!({"contact": "alice", "mark_read": true}))
+        .await;
+    let texts: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hello bob", "hi alice ✓"]);
+    assert_eq!(history[0]["from"], "alice");
+    assert_eq!(history[1]["to"], "alice");
+    assert_eq!(bob.result(5, "contacts", json!(null)).await[0]["unread"], 0);
+
+    // Safety numbers agree on both sides; confirming marks verified.
+    let bob_view = bob.result(6, "verify", json!({"contact": "alice"})).await;
+    let alice_view = alice.result(4, "verify", json!({"contact": "bob"})).await;
+    let digits = bob_view["safety_number"].as_str().unwrap();
+    assert_eq!(digits.len(), 60);
+    assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(alice_view["safety_number"], digits);
+    assert_eq!(
+        bob_view["grouped"]
+            .as_str()
+            .unwrap()
+            .replace([' ', '\n'], ""),
+        digits
+    );
+    assert_eq!(bob_view["qr_payload_hex"].as_str().unwrap().len(), 130);
+    assert_eq!(bob_view["verified"], false);
+    let confirmed = bob
+        .result(7, "verify", json!({"contact": "alice", "confirm": true}))
+        .await;
+    assert_eq!(confirmed["verified"], true);
+    assert_eq!(
+        bob.result(8, "contacts", json!({})).await[0]["verified"],
+        true
+    );
+    let trusted = bob.result(9, "trust", json!({"contact": "alice"})).await;
+    assert_eq!(trusted["name"], "alice");
+    assert_eq!(trusted["verified"], true);
+
+    let me = bob.result(10, "whoami", json!({})).await;
+    assert_eq!(me["name"], "bob");
+    assert_eq!(me["relay"], w.addr.to_string());
+    assert_eq!(me["fingerprint"].as_str().unwrap().len(), 32);
+    // No secret material in the answer.
+    assert_eq!(me.as_object().unwrap().len(), 3);
+
+    // `add` of a known contact with an unchanged key starts a fresh session.
+    let added = alice.result(5, "add", json!({"contact": "bob"})).await;
+    assert_eq!(added["name"], "bob");
+
+    // --- errors; the process keeps serving after each -------------------------------------
+    let e = bob.error(42, "frobnicate", json!({}), -32601).await;
+    assert!(e["message"].as_str().unwrap().contains("frobnicate"));
+
+    bob.send_line(r#"{"jsonrpc": "2.0", "id": 43, "method": "#)
+        .await;
+    let r = bob.response().await;
+    assert_eq!(r["id"], Value::Null);
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    assert_eq!(bob.result(44, "whoami", json!({})).await["name"], "bob");
+
+    bob.send_bytes(b"{\"jsonrpc\":\"2.0\",\"id\":45,\"method\":\"\xff\"}")
+        .await;
+    assert_eq!(bob.response().await["error"]["code"], -32700);
+
+    for (line, id) in [
+        (
+            r#"[{"jsonrpc":"2.0","id":46,"method":"whoami"}]"#,
+            json!(null),
+        ),
+        (r#""whoami""#, json!(null)),
+        (r#"{"jsonrpc":"1.0","id":47,"method":"whoami"}"#, json!(47)),
+        (r#"{"id":48,"method":"whoami"}"#, json!(48)),
+        (r#"{"jsonrpc":"2.0","id":49}"#, json!(49)),
+        (
+            r#"{"jsonrpc":"2.0","id":[50],"method":"whoami"}"#,
+            json!(null),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":51,"method":"whoami","params":"x"}"#,
+            json!(51),
+        ),
+    ] {
+        bob.send_line(line).await;
+        let r = bob.response().await;
+        assert_eq!(r["error"]["code"], -32600, "{line}: {r}");
+        assert_eq!(r["id"], id, "{line}: {r}");
+    }
+
+    bob.error(52, "send", json!(["alice", "positional"]), -32602)
+        .await;
+    bob.error(53, "send", json!({"to": "alice"}), -32602).await;
+    bob.error(54, "send", json!({"to": "alice", "txt": "typo"}), -32602)
+        .await;
+    bob.error(55, "whoami", json!({"extra": 1}), -32602).await;
+    bob.error(56, "history", json!({"contact": 7}), -32602)
+        .await;
+
+    let e = bob
+        .error(57, "send", json!({"to": "nobody", "text": "x"}), -32000)
+        .await;
+    assert_eq!(e["data"]["kind"], "unknown_user", "{e}");
+    let e = bob
+        .error(58, "history", json!({"contact": "nobody"}), -32000)
+        .await;
+    assert_eq!(e["data"]["kind"], "no_such_contact", "{e}");
+    let e = bob
+        .error(59, "add", json!({"contact": "bob"}), -32000)
+        .await;
+    assert_eq!(e["data"]["kind"], "invalid", "{e}");
+    let e = bob
+        .error(
+            60,
+            "send",
+            json!({"to": "alice", "text": "x".repeat(100_000)}),
+            -32000,
+        )
+        .await;
+    assert_eq!(e["data"]["kind"], "encrypt", "{e}");
+
+    // String ids are echoed; a line over the limit is refused without killing the process.
+    let r = bob.call(json!("abc"), "whoami", json!({})).await;
+    assert_eq!(r["result"]["name"], "bob");
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":61,"method":"send","params":{{"to":"alice","text":"{}"}}}}"#,
+        "y".repeat(1_200_000)
+    );
+    bob.send_line(&huge).await;
+    let r = bob.response().await;
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert_eq!(r["id"], Value::Null);
+
+    // Notifications (no id) are executed but never answered, even when they fail; blank
+    // lines are ignored.
+    bob.send_line(r#"{"jsonrpc":"2.0","method":"whoami"}"#)
+        .await;
+    bob.send_line(r#"{"jsonrpc":"2.0","method":"no_such_method"}"#)
+        .await;
+    bob.send_line("").await;
+    bob.send_line(
+        r#"{"jsonrpc":"2.0","method":"send","params":{"to":"alice","text":"fire and forget"}}"#,
+    )
+    .await;
+    let r = bob.call(json!(62), "whoami", json!({})).await;
+    assert_eq!(r["result"]["name"], "bob");
+    assert_eq!(
+        alice.notification("message").await["text"],
+        "fire and forget"
+    );
+
+    // Nothing else was sent to bob: at most the receipt for "fire and forget".
+    assert!(
+        bob.notifications.iter().all(|n| n["method"] == "delivered"),
+        "{:?}",
+        bob.notifications
+    );
+
+    // EOF: clean exit.
+    assert!(bob.finish().await.success());
+    assert!(alice.finish().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_held_until_subscribe() {
+    let w = world().await;
+    let mut bob = RpcProc::spawn(&w.bob, "bob");
+    let mut alice = RpcProc::spawn(&w.alice, "alice");
+    alice.result(1, "receive", json!({})).await;
+
+    let mut ids = Vec::new();
+    for (n, text) in ["while you were away", "and another"]
+        .into_iter()
+        .enumerate()
+    {
+        let sent = alice
+            .result(2 + n as u64, "send", json!({"to": "bob", "text": text}))
+            .await;
+        ids.push(sent["id"].as_str().unwrap().to_owned());
+    }
+    // Bob's rpc processes (and acknowledges) deliveries before anyone subscribes: alice gets
+    // both receipts.
+    let mut confirmed = Vec::new();
+    while confirmed.len() < ids.len() {
+        let delivered = alice.notification("delivered").await;
+        for id in delivered["ids"].as_array().unwrap() {
+            confirmed.push(id.as_str().unwrap().to_owned());
+        }
+    }
+    confirmed.sort();
+    ids.sort();
+    assert_eq!(confirmed, ids);
+
+    // ...but told nobody yet.
+    assert_eq!(bob.result(1, "whoami", json!({})).await["name"], "bob");
+    assert!(bob.notifications.is_empty(), "{:?}", bob.notifications);
+
+    // Subscribing answers first, then releases the held messages in order.
+    bob.send_line(r#"{"jsonrpc":"2.0","id":2,"method":"receive","params":{}}"#)
+        .await;
+    let deadline = Instant::now() + WAIT;
+    let r = bob.next_line(deadline).await;
+    assert_eq!(
+        r["id"], 2,
+        "the response comes before held notifications: {r}"
+    );
+    assert_eq!(r["result"], json!({"subscribed": true, "dropped": 0}));
+    let first = bob.next_line(deadline).await;
+    let second = bob.next_line(deadline).await;
+    assert_eq!(first["method"], "message");
+    assert_eq!(first["params"]["text"], "while you were away");
+    assert_eq!(second["params"]["text"], "and another");
+
+    assert!(bob.finish().await.success());
+    assert!(alice.finish().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_receiving_after_the_relay_restarts() {
+    let mut w = world().await;
+    let mut bob = RpcProc::spawn(&w.bob, "bob");
+    let mut alice = RpcProc::spawn(&w.alice, "alice");
+    bob.result(1, "subscribe", json!({})).await;
+    alice.result(1, "subscribe", json!({})).await;
+    alice
+        .result(2, "send", json!({"to": "bob", "text": "before"}))
+        .await;
+    assert_eq!(bob.notification("message").await["text"], "before");
+    alice.notification("delivered").await;
+
+    // The relay goes away; both notice and back off. It comes back on the same address.
+    w.relay.take().unwrap().shutdown().await;
+    bob.stderr_contains("retrying").await;
+    alice.stderr_contains("retrying").await;
+    // Local requests are still answered while the relay is away.
+    let contacts = bob.result(10, "contacts", json!({})).await;
+    assert_eq!(contacts[0]["name"], "alice");
+    w.relay = Some(start_relay(&w.relay_data, w.addr).await);
+
+    // A request reconnects before the next pump does: the new connection must still be
+    // subscribed, or nothing would arrive.
+    let sent = bob
+        .result(2, "send", json!({"to": "alice", "text": "back online"}))
+        .await;
+    assert_eq!(sent["state"], "on relay", "{sent}");
+    let sent = alice
+        .result(3, "send", json!({"to": "bob", "text": "welcome back"}))
+        .await;
+    assert_eq!(sent["state"], "on relay", "{sent}");
+    assert_eq!(bob.notification("message").await["text"], "welcome back");
+    assert_eq!(alice.notification("message").await["text"], "back online");
+
+    assert!(bob.finish().await.success());
+    assert!(alice.finish().await.success());
+}
