@@ -31,6 +31,8 @@ pub const PREKEY_BATCH: usize = 100;
 pub const PREKEY_LOW_WATER: u32 = 25;
 /// Rotate the signed prekey after this many seconds (7 days).
 pub const SIGNED_PREKEY_MAX_AGE: u64 = 7 * 24 * 3600;
+/// Ping an idle relay connection this often (the relay closes idle ones after 300 s).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// Inactive sessions kept per contact (so late messages of a replaced session still decrypt).
 pub const SESSIONS_KEPT: usize = 4;
 
@@ -251,6 +253,8 @@ pub struct Client {
     conn: Option<Connection>,
     /// Whether the current connection has subscribed to deliveries.
     subscribed: bool,
+    /// When the relay last sent us something (for keep-alive pings).
+    last_traffic: std::time::Instant,
 }
 
 /// The platform default profile directory (`$XDG_DATA_HOME/hush` or `~/.local/share/hush`).
@@ -314,6 +318,7 @@ impl Client {
             config,
             conn: None,
             subscribed: false,
+            last_traffic: std::time::Instant::now(),
         };
         let signature = client.identity.sign(&register_message(name));
         let registered = client
@@ -367,6 +372,7 @@ impl Client {
             store,
             conn: None,
             subscribed: false,
+            last_traffic: std::time::Instant::now(),
         })
     }
 
@@ -864,12 +870,20 @@ impl Client {
         let conn = self.connection().await?;
         let delivery = match conn.next_delivery(wait).await {
             Ok(Some(d)) => d,
-            Ok(None) => return Ok((Vec::new(), false)),
+            Ok(None) => {
+                // Keep an idle connection alive well inside the relay's idle timeout.
+                if self.last_traffic.elapsed() > KEEPALIVE_INTERVAL {
+                    self.request(&Request::Ping).await?;
+                    self.last_traffic = std::time::Instant::now();
+                }
+                return Ok((Vec::new(), false));
+            }
             Err(e) => {
                 self.conn = None;
                 return Err(e.into());
             }
         };
+        self.last_traffic = std::time::Instant::now();
         Ok((self.process_delivery(&delivery).await?, true))
     }
 

@@ -245,7 +245,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                     let who = if m.outgoing { "me" } else { m.contact.as_str() };
                     println!(
                         "[{}] {}: {} ({})",
-                        m.sent_at,
+                        timestamp(m.sent_at),
                         who,
                         m.text,
                         state_label(m.state)
@@ -290,6 +290,12 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         }
         Command::Rpc => crate::rpc::run(client).await,
     }
+}
+
+/// A UTC timestamp for humans, from milliseconds since the Unix epoch.
+pub fn timestamp(ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 fn short(key_hex: &str) -> &str {
