@@ -1,0 +1,860 @@
+//! The traffic engine shared by every scenario and by the baseline: per connection, a writer
+//! task (optional Subscribe, then paced or flat-out pipelined sends within a window of
+//! unanswered requests, plus the acks the reader hands it) and a reader task (replies and
+//! deliveries: latency, duplicate and loss bookkeeping, batched acks). A coordinator starts
+//! the send phase once everyone is subscribed, waits out the drain, and stops everything.
+//!
+//! Envelope layout (the relay only checks the first byte): `0x01 ‖ sender u32be ‖ seq u64be ‖
+//! send time u64be (ns since the run's epoch) ‖ zero padding` up to the message size.
+//! Request ids carry their kind in the top two bits: sends use the sequence number itself.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hush_proto::relay::{Delivery, Reply, Request, ServerMessage, MAX_ACK_IDS};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::conn::{Rx, Tx};
+use crate::relay::{Probe, Snapshot};
+use crate::util::{fail, BitSet, Percentiles, Result};
+
+const KIND_MASK: u64 = 3 << 62;
+const KIND_SEND: u64 = 0;
+const KIND_ACK: u64 = 1 << 62;
+const KIND_SUB: u64 = 2 << 62;
+
+/// Bytes of the envelope header: version, sender index, sequence number, send time.
+pub const HEADER_LEN: usize = 1 + 4 + 8 + 8;
+/// Envelope version byte the relay checks.
+const ENVELOPE_VERSION: u8 = 0x01;
+/// How long readers may take, after the stop signal, to get their last acks answered.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+/// How long to wait for every connection's Subscribe to be answered.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A paced send later than this behind its schedule counts as late.
+const LATE_NS: u64 = 5_000_000;
+/// Delay between "everyone is ready" and the first send.
+const START_DELAY: Duration = Duration::from_millis(100);
+
+/// What to expect to be delivered before the drain ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    /// Everything the relay stored during this run (recipients are connected).
+    Stored,
+    /// A known number of messages (stored earlier, recipients connect now).
+    Count(u64),
+}
+
+/// Parameters of one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Envelope size in bytes (at least [`HEADER_LEN`]).
+    pub size: usize,
+    /// Length of the send phase.
+    pub duration: Duration,
+    /// Start of the send phase excluded from rates and latencies.
+    pub warmup: Duration,
+    /// Sends per second per sender; 0 = as fast as the window allows.
+    pub rate_per_sender: f64,
+    /// Most unanswered sends per connection.
+    pub window: usize,
+    /// Most ids per ack (at most 1000).
+    pub ack_batch: usize,
+    /// Longest time a delivery waits for its ack to be sent.
+    pub ack_interval: Duration,
+    /// Longest wait, after the send phase, for replies and stragglers.
+    pub drain: Duration,
+    /// What must arrive before the drain ends early.
+    pub expect: Expect,
+}
+
+/// One connection's role and transport.
+pub struct Client {
+    /// Index, embedded in every envelope it sends.
+    pub index: u32,
+    /// Recipient key of its sends (none: it only receives).
+    pub send_to: Option<[u8; 32]>,
+    /// Whether it subscribes (receives deliveries).
+    pub subscribe: bool,
+    /// Receiving half.
+    pub rx: Rx,
+    /// Sending half.
+    pub tx: Tx,
+}
+
+/// Counters shared by all tasks of a run.
+struct Shared {
+    base: Instant,
+    window_start_ns: AtomicU64,
+    window_end_ns: AtomicU64,
+    sent: AtomicU64,
+    sent_in_window: AtomicU64,
+    senders_done: AtomicU64,
+    replies: AtomicU64,
+    stored: AtomicU64,
+    stored_in_window: AtomicU64,
+    delivered: AtomicU64,
+    delivered_unique: AtomicU64,
+    delivered_in_window: AtomicU64,
+    duplicates: AtomicU64,
+    subscribed: AtomicU64,
+    max_lag_ns: AtomicU64,
+    late_sends: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            window_start_ns: AtomicU64::new(u64::MAX),
+            window_end_ns: AtomicU64::new(u64::MAX),
+            sent: AtomicU64::new(0),
+            sent_in_window: AtomicU64::new(0),
+            senders_done: AtomicU64::new(0),
+            replies: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            stored_in_window: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            delivered_unique: AtomicU64::new(0),
+            delivered_in_window: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            subscribed: AtomicU64::new(0),
+            max_lag_ns: AtomicU64::new(0),
+            late_sends: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn ns_at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.ns_at(Instant::now())
+    }
+
+    fn in_window(&self, ns: u64) -> bool {
+        ns >= self.window_start_ns.load(Ordering::Relaxed)
+            && ns < self.window_end_ns.load(Ordering::Relaxed)
+    }
+
+    fn error(&self, label: &str) {
+        if let Ok(mut e) = self.errors.lock() {
+            *e.entry(label.to_owned()).or_insert(0) += 1;
+        }
+    }
+}
+
+/// Per-connection state shared by its writer and reader.
+#[derive(Default)]
+struct ConnState {
+    sent: AtomicU64,
+    sending_done: AtomicBool,
+}
+
+/// What one connection's reader saw.
+#[derive(Debug, Default)]
+struct ConnReport {
+    index: u32,
+    stored: BitSet,
+    received: BTreeMap<u32, BitSet>,
+    latencies_us: Vec<u32>,
+    misrouted: u64,
+    malformed: u64,
+    acked: u64,
+    timed_out: bool,
+    closed_early: bool,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Connections.
+    pub clients: usize,
+    /// Of which send.
+    pub senders: usize,
+    /// Measurement window (send phase minus warm-up), seconds.
+    pub window_secs: f64,
+    /// Sends written.
+    pub sent: u64,
+    /// Sends written inside the window.
+    pub sent_in_window: u64,
+    /// Replies to sends.
+    pub replies: u64,
+    /// `Stored` replies.
+    pub stored: u64,
+    /// `Stored` replies received inside the window.
+    pub stored_in_window: u64,
+    /// Deliveries, duplicates included.
+    pub delivered: u64,
+    /// Distinct (sender, seq) delivered.
+    pub delivered_unique: u64,
+    /// Deliveries received inside the window.
+    pub delivered_in_window: u64,
+    /// Deliveries of a (sender, seq) already seen by its receiver.
+    pub duplicates: u64,
+    /// Messages the relay reported deleted by our acks.
+    pub acked: u64,
+    /// Error replies, by label.
+    pub errors: BTreeMap<String, u64>,
+    /// Whether everything expected arrived before the drain timeout.
+    pub drained: bool,
+    /// Seconds from the run's launch (first Subscribe) to the send phase's start.
+    pub start_secs: f64,
+    /// Seconds from launch to the end of the drain.
+    pub drained_secs: f64,
+    /// Seconds from the end of the send phase to the end of the drain.
+    pub drain_secs: f64,
+    /// End-to-end latencies of messages sent inside the window.
+    pub latency: Percentiles,
+    /// Stored sequence numbers, by sender index.
+    pub stored_sets: BTreeMap<u32, BitSet>,
+    /// Delivered sequence numbers, by sender index.
+    pub received_sets: BTreeMap<u32, BitSet>,
+    /// Snapshot at the start of the window.
+    pub snap_start: Snapshot,
+    /// Snapshot at the end of the window.
+    pub snap_end: Snapshot,
+    /// Deliveries from a sender other than the expected partner.
+    pub misrouted: u64,
+    /// Deliveries whose envelope did not parse.
+    pub malformed: u64,
+    /// Connections that did not finish within the stop grace period.
+    pub timed_out_connections: u64,
+    /// Connections the peer closed before the stop signal.
+    pub closed_connections: u64,
+    /// Largest delay of a paced send behind its schedule, ms.
+    pub max_send_lag_ms: f64,
+    /// Paced sends more than 5 ms behind schedule.
+    pub late_sends: u64,
+}
+
+impl RunReport {
+    /// Stored but never delivered, and delivered without a `Stored` reply, across all senders.
+    pub fn losses_against(&self, received: &BTreeMap<u32, BitSet>) -> (u64, u64) {
+        let empty = BitSet::default();
+        let lost = self
+            .stored_sets
+            .iter()
+            .map(|(i, s)| s.count_missing_from(received.get(i).unwrap_or(&empty)))
+            .sum();
+        let unconfirmed = received
+            .iter()
+            .map(|(i, r)| r.count_missing_from(self.stored_sets.get(i).unwrap_or(&empty)))
+            .sum();
+        (lost, unconfirmed)
+    }
+
+    /// Relay CPU use during the window, as a share of one core (1.0 = one core busy).
+    pub fn relay_cpu_cores(&self, ticks_per_sec: u64) -> f64 {
+        cores(
+            &self.snap_start,
+            &self.snap_end,
+            self.snap_end
+                .relay_cpu_ticks
+                .saturating_sub(self.snap_start.relay_cpu_ticks),
+            ticks_per_sec,
+        )
+    }
+
+    /// This process's CPU use during the window, as a share of one core.
+    pub fn self_cpu_cores(&self, ticks_per_sec: u64) -> f64 {
+        cores(
+            &self.snap_start,
+            &self.snap_end,
+            self.snap_end
+                .self_cpu_ticks
+                .saturating_sub(self.snap_start.self_cpu_ticks),
+            ticks_per_sec,
+        )
+    }
+
+    /// CPU used by everything else on the machine during the window (other processes,
+    /// kernel threads), as a share of one core: non-zero means the figures are disturbed.
+    pub fn other_cpu_cores(&self, ticks_per_sec: u64) -> f64 {
+        let machine = self
+            .snap_end
+            .machine_cpu_ticks
+            .saturating_sub(self.snap_start.machine_cpu_ticks);
+        let ours = self
+            .snap_end
+            .relay_cpu_ticks
+            .saturating_sub(self.snap_start.relay_cpu_ticks)
+            + self
+                .snap_end
+                .self_cpu_ticks
+                .saturating_sub(self.snap_start.self_cpu_ticks);
+        cores(
+            &self.snap_start,
+            &self.snap_end,
+            machine.saturating_sub(ours),
+            ticks_per_sec,
+        )
+    }
+
+    /// Mean group-commit batch size during the window (relay metrics), 0 if unknown.
+    pub fn mean_commit_batch(&self) -> f64 {
+        let batches = self.snap_end.metric("hush_commit_batches_total")
+            - self.snap_start.metric("hush_commit_batches_total");
+        let ops = self.snap_end.metric("hush_commit_ops_total")
+            - self.snap_start.metric("hush_commit_ops_total");
+        if batches > 0.0 {
+            ops / batches
+        } else {
+            0.0
+        }
+    }
+
+    /// Group commits per second during the window, 0 if unknown.
+    pub fn commits_per_sec(&self) -> f64 {
+        let batches = self.snap_end.metric("hush_commit_batches_total")
+            - self.snap_start.metric("hush_commit_batches_total");
+        if self.window_secs > 0.0 {
+            batches / self.window_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+fn cores(start: &Snapshot, end: &Snapshot, ticks: u64, ticks_per_sec: u64) -> f64 {
+    match (start.at, end.at) {
+        (Some(a), Some(b)) if b > a && ticks_per_sec > 0 => {
+            ticks as f64 / ticks_per_sec as f64 / b.duration_since(a).as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
+fn write_header(envelope: &mut [u8], sender: u32, seq: u64, ts_ns: u64) {
+    let mut header = [0u8; HEADER_LEN];
+    header[0] = ENVELOPE_VERSION;
+    header[1..5].copy_from_slice(&sender.to_be_bytes());
+    header[5..13].copy_from_slice(&seq.to_be_bytes());
+    header[13..21].copy_from_slice(&ts_ns.to_be_bytes());
+    if let Some(dst) = envelope.get_mut(..HEADER_LEN) {
+        dst.copy_from_slice(&header);
+    }
+}
+
+fn read_header(envelope: &[u8]) -> Option<(u32, u64, u64)> {
+    let header: [u8; HEADER_LEN] = envelope.get(..HEADER_LEN)?.try_into().ok()?;
+    let [version, s0, s1, s2, s3, q0, q1, q2, q3, q4, q5, q6, q7, t0, t1, t2, t3, t4, t5, t6, t7] =
+        header;
+    (version == ENVELOPE_VERSION).then_some((
+        u32::from_be_bytes([s0, s1, s2, s3]),
+        u64::from_be_bytes([q0, q1, q2, q3, q4, q5, q6, q7]),
+        u64::from_be_bytes([t0, t1, t2, t3, t4, t5, t6, t7]),
+    ))
+}
+
+/// Wait until `at`, then for a window slot; `None` once `end` passes first.
+async fn send_slot(at: Instant, end: Instant, window: &Semaphore) -> Option<Instant> {
+    if at >= end {
+        return None;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(end.into()) => None,
+        permit = async {
+            tokio::time::sleep_until(at.into()).await;
+            window.acquire().await
+        } => match permit {
+            Ok(p) => {
+                p.forget();
+                Some(at)
+            }
+            Err(_) => None,
+        },
+    }
+}
+
+struct WriterArgs {
+    tx: Tx,
+    index: u32,
+    send_to: Option<[u8; 32]>,
+    subscribe: bool,
+    /// Position among senders, to stagger paced senders evenly.
+    phase: f64,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    window: Arc<Semaphore>,
+    ctl: mpsc::UnboundedReceiver<Vec<u8>>,
+    go: watch::Receiver<Option<Instant>>,
+}
+
+async fn writer(a: WriterArgs) -> Result<()> {
+    let WriterArgs {
+        mut tx,
+        index,
+        send_to,
+        subscribe,
+        phase,
+        plan,
+        shared,
+        state,
+        window,
+        mut ctl,
+        mut go,
+    } = a;
+    if subscribe {
+        tx.send(&Request::Subscribe.encode(KIND_SUB)).await?;
+    }
+    let interval =
+        (plan.rate_per_sender > 0.0).then(|| Duration::from_secs_f64(1.0 / plan.rate_per_sender));
+    let mut sending = send_to.is_some();
+    if !sending {
+        state.sending_done.store(true, Ordering::SeqCst);
+    }
+    let recipient = send_to.unwrap_or_default();
+    let mut envelope = vec![0u8; plan.size.max(HEADER_LEN)];
+    let mut seq = 0u64;
+    let mut next_at: Option<Instant> = None;
+    let mut go_open = true;
+    loop {
+        let start = *go.borrow_and_update();
+        if let (Some(s), None) = (start, next_at) {
+            next_at = Some(match interval {
+                Some(iv) => s + iv.mul_f64(phase),
+                None => s,
+            });
+        }
+        let end = start.map(|s| s + plan.duration);
+        tokio::select! {
+            biased;
+            frame = ctl.recv() => match frame {
+                Some(frame) => tx.send(&frame).await?,
+                None => break,
+            },
+            changed = go.changed(), if start.is_none() && go_open => {
+                if changed.is_err() {
+                    go_open = false;
+                }
+            }
+            slot = send_slot(next_at.unwrap_or_else(Instant::now), end.unwrap_or_else(Instant::now), &window),
+                if sending && next_at.is_some() => match slot {
+                None => {
+                    sending = false;
+                    state.sending_done.store(true, Ordering::SeqCst);
+                    shared.senders_done.fetch_add(1, Ordering::SeqCst);
+                }
+                Some(scheduled) => {
+                    let now_ns = shared.now_ns();
+                    // Latency is timed from the actual send; how late paced sends were
+                    // against their schedule is reported separately (a full window shows
+                    // up there rather than being hidden).
+                    if interval.is_some() {
+                        let lag = now_ns.saturating_sub(shared.ns_at(scheduled));
+                        shared.max_lag_ns.fetch_max(lag, Ordering::Relaxed);
+                        if lag > LATE_NS {
+                            shared.late_sends.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    write_header(&mut envelope, index, seq, now_ns);
+                    let request = Request::Send {
+                        recipient,
+                        envelope: envelope.clone(),
+                    }
+                    .encode(KIND_SEND | seq);
+                    state.sent.fetch_add(1, Ordering::SeqCst);
+                    shared.sent.fetch_add(1, Ordering::SeqCst);
+                    if shared.in_window(now_ns) {
+                        shared.sent_in_window.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tx.send(&request).await?;
+                    seq += 1;
+                    if let Some(iv) = interval {
+                        next_at = Some(scheduled + iv);
+                    }
+                }
+            },
+        }
+    }
+    if sending {
+        // Stopped before the send phase ended (the reader gave up).
+        state.sending_done.store(true, Ordering::SeqCst);
+        shared.senders_done.fetch_add(1, Ordering::SeqCst);
+    }
+    tx.shutdown().await;
+    Ok(())
+}
+
+struct ReaderArgs {
+    rx: Rx,
+    index: u32,
+    expect_from: Option<u32>,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    window: Arc<Semaphore>,
+    ctl: mpsc::UnboundedSender<Vec<u8>>,
+    stop: watch::Receiver<bool>,
+}
+
+struct Acks {
+    pending: Vec<u64>,
+    outstanding: u64,
+    counter: u64,
+    /// When the oldest pending id arrived.
+    oldest: Instant,
+}
+
+impl Acks {
+    fn push(&mut self, id: u64) {
+        if self.pending.is_empty() {
+            self.oldest = Instant::now();
+        }
+        self.pending.push(id);
+    }
+
+    fn due(&self, interval: Duration) -> Instant {
+        self.oldest + interval
+    }
+
+    fn flush(&mut self, ctl: &mpsc::UnboundedSender<Vec<u8>>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.counter += 1;
+        let ids = std::mem::take(&mut self.pending);
+        ctl.send(Request::Ack { ids }.encode(KIND_ACK | self.counter))
+            .map_err(|_| fail("writer task ended"))?;
+        self.outstanding += 1;
+        Ok(())
+    }
+}
+
+async fn reader(a: ReaderArgs) -> Result<ConnReport> {
+    let ReaderArgs {
+        mut rx,
+        index,
+        expect_from,
+        plan,
+        shared,
+        state,
+        window,
+        ctl,
+        mut stop,
+    } = a;
+    let mut report = ConnReport {
+        index,
+        ..Default::default()
+    };
+    let ack_batch = plan.ack_batch.clamp(1, MAX_ACK_IDS);
+    let ack_interval = plan.ack_interval.max(Duration::from_millis(1));
+    let mut acks = Acks {
+        pending: Vec::with_capacity(ack_batch),
+        outstanding: 0,
+        counter: 0,
+        oldest: Instant::now(),
+    };
+    let mut replies = 0u64;
+    let mut stop_deadline: Option<Instant> = None;
+    loop {
+        if let Some(deadline) = stop_deadline {
+            let answered = state.sending_done.load(Ordering::SeqCst)
+                && replies >= state.sent.load(Ordering::SeqCst);
+            if answered && acks.pending.is_empty() && acks.outstanding == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                report.timed_out = true;
+                break;
+            }
+        }
+        tokio::select! {
+            message = rx.recv() => {
+                let Some(bytes) = message? else {
+                    report.closed_early = stop_deadline.is_none();
+                    break;
+                };
+                match ServerMessage::decode(&bytes)? {
+                    ServerMessage::Deliver(d) => {
+                        on_delivery(&d, expect_from, &shared, &mut report);
+                        acks.push(d.id);
+                        if acks.pending.len() >= ack_batch {
+                            acks.flush(&ctl)?;
+                        }
+                    }
+                    ServerMessage::Response { request_id, result } => match request_id & KIND_MASK {
+                        KIND_SEND => {
+                            window.add_permits(1);
+                            replies += 1;
+                            shared.replies.fetch_add(1, Ordering::SeqCst);
+                            match result {
+                                Ok(Reply::Stored { .. }) => {
+                                    report.stored.insert(request_id);
+                                    shared.stored.fetch_add(1, Ordering::SeqCst);
+                                    if shared.in_window(shared.now_ns()) {
+                                        shared.stored_in_window.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                Ok(other) => shared.error(&format!("send: unexpected {other:?}")),
+                                Err(e) => shared.error(&format!("send: {}", e.code.label())),
+                            }
+                        }
+                        KIND_ACK => {
+                            acks.outstanding = acks.outstanding.saturating_sub(1);
+                            match result {
+                                Ok(Reply::Acked { removed }) => report.acked += u64::from(removed),
+                                Ok(other) => shared.error(&format!("ack: unexpected {other:?}")),
+                                Err(e) => shared.error(&format!("ack: {}", e.code.label())),
+                            }
+                        }
+                        KIND_SUB => match result {
+                            Ok(Reply::Subscribed) => {
+                                shared.subscribed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(other) => shared.error(&format!("subscribe: unexpected {other:?}")),
+                            Err(e) => shared.error(&format!("subscribe: {}", e.code.label())),
+                        },
+                        _ => shared.error("reply to an unknown request"),
+                    },
+                }
+            }
+            _ = stop.changed(), if stop_deadline.is_none() => {
+                stop_deadline = Some(Instant::now() + STOP_GRACE);
+                acks.flush(&ctl)?;
+            }
+            // Armed only while acks are pending, so idle connections cost no timer wake-ups.
+            _ = tokio::time::sleep_until(acks.due(ack_interval).into()), if !acks.pending.is_empty() => {
+                acks.flush(&ctl)?;
+            }
+        }
+    }
+    // Dropping `ctl` lets the writer finish and close its half.
+    drop(ctl);
+    Ok(report)
+}
+
+fn on_delivery(d: &Delivery, expect_from: Option<u32>, shared: &Shared, report: &mut ConnReport) {
+    let now_ns = shared.now_ns();
+    shared.delivered.fetch_add(1, Ordering::Relaxed);
+    if shared.in_window(now_ns) {
+        shared.delivered_in_window.fetch_add(1, Ordering::Relaxed);
+    }
+    let Some((sender, seq, ts_ns)) = read_header(&d.envelope) else {
+        report.malformed += 1;
+        return;
+    };
+    if expect_from.is_some_and(|e| e != sender) {
+        report.misrouted += 1;
+    }
+    if report.received.entry(sender).or_default().insert(seq) {
+        shared.delivered_unique.fetch_add(1, Ordering::SeqCst);
+    } else {
+        shared.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+    if shared.in_window(ts_ns) {
+        let us = now_ns.saturating_sub(ts_ns) / 1000;
+        report
+            .latencies_us
+            .push(u32::try_from(us).unwrap_or(u32::MAX));
+    }
+}
+
+/// A client's partner for loss accounting: who is expected to send to `index`.
+pub type ExpectFrom = dyn Fn(u32) -> Option<u32> + Send + Sync;
+
+/// Run `clients` through one send phase and drain; `probe` is sampled at the window's edges.
+pub async fn run(
+    clients: Vec<Client>,
+    plan: Plan,
+    expect_from: &ExpectFrom,
+    probe: &Probe,
+) -> Result<RunReport> {
+    let plan = Arc::new(plan);
+    let shared = Arc::new(Shared::new());
+    let launched = Instant::now();
+    let (go_tx, go_rx) = watch::channel(None::<Instant>);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let total = clients.len();
+    let senders = clients.iter().filter(|c| c.send_to.is_some()).count();
+    let subscribers = clients.iter().filter(|c| c.subscribe).count() as u64;
+    let mut writers: Vec<JoinHandle<Result<()>>> = Vec::with_capacity(total);
+    let mut readers: Vec<JoinHandle<Result<ConnReport>>> = Vec::with_capacity(total);
+    let mut ordinal = 0usize;
+    for c in clients {
+        let state = Arc::new(ConnState::default());
+        let window = Arc::new(Semaphore::new(plan.window.max(1)));
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let phase = ordinal as f64 / senders.max(1) as f64;
+        if c.send_to.is_some() {
+            ordinal += 1;
+        }
+        writers.push(tokio::spawn(writer(WriterArgs {
+            tx: c.tx,
+            index: c.index,
+            send_to: c.send_to,
+            subscribe: c.subscribe,
+            phase,
+            plan: Arc::clone(&plan),
+            shared: Arc::clone(&shared),
+            state: Arc::clone(&state),
+            window: Arc::clone(&window),
+            ctl: ctl_rx,
+            go: go_rx.clone(),
+        })));
+        readers.push(tokio::spawn(reader(ReaderArgs {
+            rx: c.rx,
+            index: c.index,
+            expect_from: expect_from(c.index),
+            plan: Arc::clone(&plan),
+            shared: Arc::clone(&shared),
+            state,
+            window,
+            ctl: ctl_tx,
+            stop: stop_rx.clone(),
+        })));
+    }
+
+    let subscribe_deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
+    while shared.subscribed.load(Ordering::SeqCst) < subscribers {
+        if Instant::now() >= subscribe_deadline || readers.iter().any(|r| r.is_finished()) {
+            let _ = stop_tx.send(true);
+            return Err(fail(format!(
+                "only {} of {subscribers} subscriptions answered",
+                shared.subscribed.load(Ordering::SeqCst)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let start = Instant::now() + START_DELAY;
+    let end = start + plan.duration;
+    let window_start = start + plan.warmup.min(plan.duration);
+    shared
+        .window_start_ns
+        .store(shared.ns_at(window_start), Ordering::SeqCst);
+    shared
+        .window_end_ns
+        .store(shared.ns_at(end), Ordering::SeqCst);
+    let _ = go_tx.send(Some(start));
+    tokio::time::sleep_until(window_start.into()).await;
+    let snap_start = probe.snapshot().await;
+    tokio::time::sleep_until(end.into()).await;
+    let snap_end = probe.snapshot().await;
+
+    let drain_deadline = Instant::now() + plan.drain;
+    let mut drained = false;
+    loop {
+        let expected = match plan.expect {
+            Expect::Stored => shared.stored.load(Ordering::SeqCst),
+            Expect::Count(n) => n,
+        };
+        let done_sending = shared.senders_done.load(Ordering::SeqCst) >= senders as u64
+            && shared.replies.load(Ordering::SeqCst) >= shared.sent.load(Ordering::SeqCst);
+        if done_sending && shared.delivered_unique.load(Ordering::SeqCst) >= expected {
+            drained = true;
+            break;
+        }
+        if Instant::now() >= drain_deadline || readers.iter().any(|r| r.is_finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drained_at = Instant::now();
+    let _ = stop_tx.send(true);
+
+    let mut report = RunReport {
+        clients: total,
+        senders,
+        window_secs: end.saturating_duration_since(window_start).as_secs_f64(),
+        drained,
+        start_secs: start.saturating_duration_since(launched).as_secs_f64(),
+        drained_secs: drained_at.saturating_duration_since(launched).as_secs_f64(),
+        drain_secs: drained_at.saturating_duration_since(end).as_secs_f64(),
+        snap_start,
+        snap_end,
+        ..Default::default()
+    };
+    let join_deadline = tokio::time::Instant::now() + STOP_GRACE + Duration::from_secs(5);
+    let mut latencies = Vec::new();
+    let mut first_error: Option<crate::util::Error> = None;
+    for handle in readers {
+        match tokio::time::timeout_at(join_deadline, handle).await {
+            Ok(Ok(Ok(conn))) => {
+                report.misrouted += conn.misrouted;
+                report.malformed += conn.malformed;
+                report.acked += conn.acked;
+                report.timed_out_connections += u64::from(conn.timed_out);
+                report.closed_connections += u64::from(conn.closed_early);
+                latencies.extend_from_slice(&conn.latencies_us);
+                if conn.stored.len() > 0 {
+                    report.stored_sets.insert(conn.index, conn.stored);
+                }
+                for (sender, set) in conn.received {
+                    report
+                        .received_sets
+                        .entry(sender)
+                        .or_default()
+                        .union_with(&set);
+                }
+            }
+            Ok(Ok(Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e.into());
+            }
+            Err(_) => report.timed_out_connections += 1,
+        }
+    }
+    for handle in writers {
+        match tokio::time::timeout_at(join_deadline, handle).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e.into());
+            }
+            Err(_) => report.timed_out_connections += 1,
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(fail(format!("a connection failed: {e}")));
+    }
+    report.latency = Percentiles::of(&mut latencies);
+    report.sent = shared.sent.load(Ordering::SeqCst);
+    report.sent_in_window = shared.sent_in_window.load(Ordering::SeqCst);
+    report.replies = shared.replies.load(Ordering::SeqCst);
+    report.stored = shared.stored.load(Ordering::SeqCst);
+    report.stored_in_window = shared.stored_in_window.load(Ordering::SeqCst);
+    report.delivered = shared.delivered.load(Ordering::SeqCst);
+    report.delivered_unique = shared.delivered_unique.load(Ordering::SeqCst);
+    report.delivered_in_window = shared.delivered_in_window.load(Ordering::SeqCst);
+    report.duplicates = shared.duplicates.load(Ordering::SeqCst);
+    report.max_send_lag_ms = shared.max_lag_ns.load(Ordering::SeqCst) as f64 / 1e6;
+    report.late_sends = shared.late_sends.load(Ordering::SeqCst);
+    report.errors = shared.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips() {
+        let mut envelope = vec![0u8; 256];
+        write_header(&mut envelope, 7, 1 << 40, 123_456_789);
+        assert_eq!(envelope[0], 0x01);
+        assert_eq!(read_header(&envelope), Some((7, 1 << 40, 123_456_789)));
+        assert_eq!(read_header(&envelope[..20]), None);
+        envelope[0] = 2;
+        assert_eq!(read_header(&envelope), None);
+    }
+
+    #[test]
+    fn request_kinds_do_not_collide() {
+        let seq = (1u64 << 40) + 5;
+        assert_eq!(seq & KIND_MASK, KIND_SEND);
+        assert_eq!((KIND_ACK | 9) & KIND_MASK, KIND_ACK);
+        assert_eq!(KIND_SUB & KIND_MASK, KIND_SUB);
+    }
+}

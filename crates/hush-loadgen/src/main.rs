@@ -1,0 +1,197 @@
+//! `hush-loadgen`: drive a freshly started `hush-relay` child process over loopback and report
+//! throughput, end-to-end latency, losses, duplicates, relay CPU and memory. Scenarios:
+//! `online` (with `--baseline`, the same traffic through a bare TCP forwarder too), `offline`
+//! and `idle`. Human-readable lines go to stdout; the last line is one JSON object with every
+//! figure. Only loopback addresses are used and every phase is bounded in time.
+
+mod baseline;
+mod conn;
+mod engine;
+mod relay;
+mod scenarios;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::relay::RelayOptions;
+use crate::scenarios::{Common, Traffic};
+use crate::util::Result;
+
+/// Load generator for the hush relay.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// The relay binary (default: `hush-relay` next to this executable).
+    #[arg(long, global = true)]
+    relay_bin: Option<PathBuf>,
+    /// Directory in which the relay's temporary data directory is created (default: the
+    /// system temp dir). Use a directory on the disk you want to measure.
+    #[arg(long, global = true)]
+    data_parent: Option<PathBuf>,
+    /// Extra relay config line `key=value` (repeatable), e.g. `--relay-set max_batch=512`.
+    #[arg(long = "relay-set", global = true)]
+    relay_set: Vec<String>,
+    /// Most connection set-ups (TCP + Noise + Hello) in flight at once.
+    #[arg(long, global = true, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Tokio worker threads of the load generator (default: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// Subscribed clients in pairs (2k <-> 2k+1) exchanging messages.
+    Online {
+        #[command(flatten)]
+        traffic: TrafficArgs,
+        /// Only even clients send (2k -> 2k+1) instead of both directions.
+        #[arg(long)]
+        one_way: bool,
+        /// Also run the same traffic through a bare TCP forwarder and print the ratio.
+        #[arg(long)]
+        baseline: bool,
+        /// Longest wait for stragglers after the send phase, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        drain: f64,
+    },
+    /// Even clients send to odd ones that are offline; then the recipients drain.
+    Offline {
+        #[command(flatten)]
+        traffic: TrafficArgs,
+        /// Longest wait for the recipients to drain their mailboxes, seconds.
+        #[arg(long, default_value_t = 120.0)]
+        drain: f64,
+    },
+    /// Many authenticated, subscribed connections that stay idle.
+    Idle {
+        /// Connections to open.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Seconds to hold them open before measuring.
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct TrafficArgs {
+    /// Client connections (even).
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Envelope size in bytes, version byte included.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// Send phase, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// First seconds of the send phase excluded from rates and latencies.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Aggregate target sends per second; 0 = flat out (limited by the window).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Most unanswered sends per connection.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Most message ids per ack (at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    ack_batch: usize,
+    /// Longest time, in ms, a delivery waits before its ack is sent.
+    #[arg(long, default_value_t = 20)]
+    ack_interval_ms: u64,
+}
+
+impl TrafficArgs {
+    fn traffic(&self, drain: f64, one_way: bool) -> Traffic {
+        Traffic {
+            clients: self.clients,
+            size: self.size,
+            duration: self.duration,
+            warmup: self.warmup,
+            rate: self.rate,
+            window: self.window,
+            ack_batch: self.ack_batch,
+            ack_interval_ms: self.ack_interval_ms,
+            drain,
+            one_way,
+        }
+    }
+}
+
+async fn run(cli: Cli, nofile: u64) -> Result<serde_json::Value> {
+    let bin = match cli.relay_bin {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("hush-relay"),
+    };
+    let common = Common {
+        relay: RelayOptions {
+            bin,
+            data_parent: cli.data_parent,
+            extra: cli.relay_set.clone(),
+        },
+        concurrency: cli.connect_concurrency.max(1),
+    };
+    let mut out = match cli.scenario {
+        Scenario::Online {
+            traffic,
+            one_way,
+            baseline,
+            drain,
+        } => scenarios::online(&common, &traffic.traffic(drain, one_way), baseline).await?,
+        Scenario::Offline { traffic, drain } => {
+            scenarios::offline(&common, &traffic.traffic(drain, false)).await?
+        }
+        Scenario::Idle { connections, hold } => {
+            scenarios::idle(&common, connections, hold, nofile).await?
+        }
+    };
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("machine".into(), util::machine_description());
+        obj.insert("relay_config_overrides".into(), json!(cli.relay_set));
+        obj.insert("rlimit_nofile".into(), json!(nofile));
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Raise the soft descriptor limit to the hard one; the relay child inherits it.
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("hush-loadgen: cannot raise RLIMIT_NOFILE: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _)| soft)
+                .unwrap_or(1024)
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = cli.threads {
+        builder.worker_threads(threads.max(1));
+    }
+    let runtime = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hush-loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, nofile)) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hush-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
