@@ -1,7 +1,12 @@
 //! Client library against a real in-process relay over loopback: first contact, offline
 //! delivery, receipts, de-duplication, key changes, simultaneous initiation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,12 @@
 //! Smoke test: a relay in-process, two clients register, publish, exchange an envelope live
 //! and offline, and ack.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 

@@ -1,7 +1,12 @@
 //! End-to-end tests of the `hush` binary: real client processes against a real relay over
 //! loopback, with SIGKILLs, wrong passphrases, locked profiles and key changes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
