@@ -93,6 +93,9 @@ pub enum Command {
     },
     /// Serve JSON-RPC 2.0 on stdin/stdout, one JSON object per line (for bots and scripts).
     Rpc,
+    /// Show every security property with evidence: embedded relay and temporary profiles on
+    /// loopback, a PASS/FAIL table, non-zero exit if any fails (needs no profile or passphrase).
+    Demo,
 }
 
 fn passphrase() -> Result<Zeroizing<String>, String> {
@@ -130,6 +133,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     let dir = cli.profile.clone().unwrap_or_else(default_profile_dir);
     let err = |e: ClientError| e.to_string();
     match cli.command {
+        Command::Demo => crate::demo::run().await,
         Command::Init {
             name,
             relay,
@@ -172,6 +176,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
     match command {
         Command::Init { .. } => Err("profile already exists".into()),
         Command::Chat { .. } => Err("chat needs the profile to itself".into()),
+        Command::Demo => Err("the demo uses its own temporary profiles".into()),
         Command::Whoami => {
             println!("name {}", client.name());
             println!("relay {}", client.relay());

@@ -2,6 +2,7 @@
 //! passphrase comes from `HUSH_PASSPHRASE` or is asked at the terminal.
 
 mod cli;
+mod demo;
 mod rpc;
 mod tui;
 
