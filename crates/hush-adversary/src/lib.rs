@@ -1,0 +1,17 @@
+//! # hush-adversary
+//!
+//! Adversary models used by the test suite (and usable by the demo). Nothing here is linked
+//! into the relay or the client: an attacker only exists when a test starts one.
+//!
+//! - [`NetworkAttacker`]: a loopback TCP proxy between clients and a relay that understands
+//!   the framing (`u32be length ‖ payload`) and can flip bits, truncate, replay, drop, delay or
+//!   reorder frames after the Noise handshake, per direction, while recording every byte.
+//! - [`MaliciousRelay`]: direct SQL on a relay's database, as a malicious operator would do it:
+//!   tamper with, replay, drop or reorder stored envelopes (keeping the mailbox counters
+//!   consistent), free a user's name, or forge a signed prekey.
+
+mod network;
+mod relay;
+
+pub use network::{Action, Count, Direction, NetworkAttacker, Transcript};
+pub use relay::{AdversaryError, MaliciousRelay, StoredEnvelope};
