@@ -143,3 +143,51 @@ async fn serve(stream: TcpStream, routes: Routes, ids: Arc<AtomicU64>) {
     drop(out_tx);
     let _ = writer.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::connect_plain;
+    use crate::engine::{run, Client, Expect, Plan};
+    use crate::relay::Probe;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn engine_through_the_forwarder_loses_and_duplicates_nothing() {
+        let forwarder = start().await.unwrap();
+        let mut clients = Vec::new();
+        for i in 0..4u32 {
+            let (rx, tx) = connect_plain(forwarder.addr, i).await.unwrap();
+            clients.push(Client {
+                index: i,
+                send_to: Some(key_of(i ^ 1)),
+                subscribe: true,
+                rx,
+                tx,
+            });
+        }
+        let plan = Plan {
+            size: 64,
+            duration: Duration::from_millis(500),
+            warmup: Duration::from_millis(100),
+            rate_per_sender: 200.0,
+            window: 4,
+            ack_batch: 10,
+            ack_interval: Duration::from_millis(20),
+            drain: Duration::from_secs(5),
+            expect: Expect::Stored,
+        };
+        let report = run(clients, plan, &|i| Some(i ^ 1), &Probe::default())
+            .await
+            .unwrap();
+        assert!(report.drained);
+        assert!(report.sent >= 300, "sent {}", report.sent);
+        assert_eq!(report.stored, report.sent);
+        assert_eq!(report.delivered_unique, report.sent);
+        assert_eq!(report.duplicates, 0);
+        assert_eq!(report.misrouted, 0);
+        assert_eq!(report.acked, report.sent);
+        assert_eq!(report.losses_against(&report.received_sets), (0, 0));
+        assert!(report.latency.count > 0);
+    }
+}

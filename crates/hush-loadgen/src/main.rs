@@ -58,7 +58,7 @@ enum Scenario {
         #[arg(long)]
         baseline: bool,
         /// Longest wait for stragglers after the send phase, seconds.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 20.0)]
         drain: f64,
     },
     /// Even clients send to odd ones that are offline; then the recipients drain.
@@ -103,8 +103,9 @@ struct TrafficArgs {
     /// Most message ids per ack (at most 1000).
     #[arg(long, default_value_t = 1000)]
     ack_batch: usize,
-    /// Longest time, in ms, a delivery waits before its ack is sent.
-    #[arg(long, default_value_t = 20)]
+    /// Longest time, in ms, a delivery waits before its ack is sent (acks go out when
+    /// `--ack-batch` ids are pending or this much time has passed, whichever comes first).
+    #[arg(long, default_value_t = 200)]
     ack_interval_ms: u64,
 }
 
@@ -146,7 +147,7 @@ async fn run(cli: Cli, nofile: u64) -> Result<serde_json::Value> {
             drain,
         } => scenarios::online(&common, &traffic.traffic(drain, one_way), baseline).await?,
         Scenario::Offline { traffic, drain } => {
-            scenarios::offline(&common, &traffic.traffic(drain, false)).await?
+            scenarios::offline(&common, &traffic.traffic(drain, true)).await?
         }
         Scenario::Idle { connections, hold } => {
             scenarios::idle(&common, connections, hold, nofile).await?

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{cpu_ticks, fail, machine_busy_ticks, status_kb, Result};
+use crate::util::{cpu_ticks, fail, fsync_probe, machine_busy_ticks, status_kb, Result};
 
 /// How long the relay may take to print its address and key.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -208,6 +208,8 @@ pub struct RelayProcess {
     pub public_key: [u8; 32],
     /// Its metrics endpoint.
     pub metrics_addr: Option<SocketAddr>,
+    /// fsync of 4 KiB in the data directory before start: median and max, ms.
+    pub fsync_ms: (f64, f64),
     sampler: Option<Sampler>,
     _dir: tempfile::TempDir,
 }
@@ -227,6 +229,11 @@ impl RelayProcess {
         };
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
+        let fsync_ms = fsync_probe(&data, 50)?;
+        println!(
+            "[disk] 4 KiB write + fsync in the relay's data directory: median {:.2} ms, max {:.2} ms",
+            fsync_ms.0, fsync_ms.1
+        );
         let config = dir.path().join("relay.toml");
         std::fs::write(&config, config_text(&options.extra))?;
         let mut child = Command::new(&options.bin)
@@ -257,6 +264,7 @@ impl RelayProcess {
                     addr,
                     public_key,
                     metrics_addr,
+                    fsync_ms,
                     sampler: Some(sampler),
                     _dir: dir,
                 })

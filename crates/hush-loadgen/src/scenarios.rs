@@ -156,6 +156,13 @@ fn mb(kb: u64) -> f64 {
     round1(kb as f64 / 1024.0)
 }
 
+fn fsync_json(relay: &RelayProcess) -> Value {
+    json!({
+        "median_ms": round3(relay.fsync_ms.0),
+        "max_ms": round3(relay.fsync_ms.1),
+    })
+}
+
 fn memory_json(m: &Memory) -> Value {
     json!({
         "rss_mb": mb(m.rss_kb),
@@ -319,6 +326,7 @@ pub async fn online(common: &Common, t: &Traffic, baseline_too: bool) -> Result<
         &relay.probe(),
     )
     .await;
+    let fsync = fsync_json(&relay);
     let (memory, graceful) = relay.stop()?;
     let report = report?;
     let (lost, unconfirmed) = report.losses_against(&report.received_sets);
@@ -331,6 +339,7 @@ pub async fn online(common: &Common, t: &Traffic, baseline_too: bool) -> Result<
     if let Some(obj) = relay_json.as_object_mut() {
         obj.insert("memory".into(), memory_json(&memory));
         obj.insert("connect_s".into(), json!(round3(connect_secs)));
+        obj.insert("fsync_before_run".into(), fsync);
         obj.insert("graceful_exit".into(), json!(graceful));
     }
     let mut out = json!({
@@ -397,6 +406,7 @@ pub async fn offline(common: &Common, t: &Traffic) -> Result<Value> {
     let ids = identities(t.clients);
     let relay = RelayProcess::start(&common.relay)?;
     let result = offline_inner(common, t, &ids, &relay, tps).await;
+    let fsync = fsync_json(&relay);
     let (memory, graceful) = relay.stop()?;
     let mut out = result?;
     println!(
@@ -407,6 +417,7 @@ pub async fn offline(common: &Common, t: &Traffic) -> Result<Value> {
     if let Some(obj) = out.as_object_mut() {
         obj.insert("memory".into(), memory_json(&memory));
         obj.insert("graceful_exit".into(), json!(graceful));
+        obj.insert("fsync_before_run".into(), fsync);
     }
     Ok(out)
 }
@@ -571,6 +582,7 @@ pub async fn idle(common: &Common, connections: usize, hold: f64, nofile: u64) -
     let ids = identities(connections);
     let relay = RelayProcess::start(&common.relay)?;
     let result = idle_inner(common, connections, hold, &ids, &relay).await;
+    let fsync = fsync_json(&relay);
     let (memory, graceful) = relay.stop()?;
     let mut out = result?;
     println!(
@@ -581,6 +593,7 @@ pub async fn idle(common: &Common, connections: usize, hold: f64, nofile: u64) -
     if let Some(obj) = out.as_object_mut() {
         obj.insert("memory".into(), memory_json(&memory));
         obj.insert("graceful_exit".into(), json!(graceful));
+        obj.insert("fsync_before_run".into(), fsync);
     }
     Ok(out)
 }

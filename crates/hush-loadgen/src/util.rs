@@ -190,6 +190,28 @@ pub fn machine_busy_ticks() -> Result<u64> {
     Ok(get(0) + get(1) + get(2) + get(7))
 }
 
+/// Median and largest time, in ms, of `rounds` 4 KiB write + fsync in `dir` (how fast the
+/// disk under the relay's database commits right now).
+pub fn fsync_probe(dir: &Path, rounds: usize) -> Result<(f64, f64)> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0u8; 4096];
+    let mut times: Vec<f64> = Vec::with_capacity(rounds);
+    for _ in 0..rounds.max(1) {
+        let t = std::time::Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    let max = times.last().copied().unwrap_or(0.0);
+    Ok((median, max))
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`, 100 if that fails).
 pub fn clock_ticks_per_sec() -> u64 {
     Command::new("getconf")
@@ -269,5 +291,8 @@ mod tests {
         assert!(status_kb("self", "VmRSS").unwrap() > 0);
         let _ = cpu_ticks("self").unwrap();
         let _ = machine_busy_ticks().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (median, max) = fsync_probe(dir.path(), 3).unwrap();
+        assert!(median <= max);
     }
 }
