@@ -8,6 +8,10 @@ use crate::NetError;
 /// Largest frame payload: one Noise message (65 535 bytes, tag included).
 pub const MAX_FRAME_LEN: usize = 65_535;
 const LEN_PREFIX: usize = 4;
+/// Bytes requested per read when the frame length is not known yet.
+const READ_CHUNK: usize = 4096;
+/// An empty buffer larger than this is released, so idle connections stay small.
+const IDLE_BUFFER_MAX: usize = 16 * 1024;
 
 /// Reads frames from a byte stream. `read_frame` is cancel-safe: bytes already read stay in the
 /// buffer, so it can sit in a `select!` beside a shutdown signal.
@@ -27,7 +31,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn with_max(inner: R, max: usize) -> Self {
         Self {
             inner,
-            buf: Vec::with_capacity(8 * 1024),
+            buf: Vec::new(),
             max: max.min(MAX_FRAME_LEN),
         }
     }
@@ -41,10 +45,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn read_frame(&mut self) -> Result<Option<Vec<u8>>, NetError> {
         loop {
             if let Some(frame) = self.parse()? {
+                // An idle connection should not keep a large buffer from one big frame.
+                if self.buf.is_empty() && self.buf.capacity() > IDLE_BUFFER_MAX {
+                    self.buf = Vec::new();
+                }
                 return Ok(Some(frame));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self.inner.read(&mut chunk).await?;
+            // Read straight into the buffer (no stack array held across the await), asking
+            // for what the current frame still needs, within bounds.
+            let wanted = match self.announced_len() {
+                Some(len) => (LEN_PREFIX + len).saturating_sub(self.buf.len()),
+                None => READ_CHUNK,
+            };
+            self.buf.reserve(wanted.clamp(LEN_PREFIX, READ_CHUNK * 4));
+            let n = self.inner.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -52,9 +66,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Err(NetError::Truncated)
                 };
             }
-            self.buf
-                .extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
+    }
+
+    fn announced_len(&self) -> Option<usize> {
+        let prefix = self.buf.get(..LEN_PREFIX)?;
+        let mut len_bytes = [0u8; LEN_PREFIX];
+        len_bytes.copy_from_slice(prefix);
+        Some(u32::from_be_bytes(len_bytes) as usize)
     }
 
     fn parse(&mut self) -> Result<Option<Vec<u8>>, NetError> {

@@ -73,6 +73,33 @@ impl NoiseWriter {
         write_frame(&mut self.inner, out.get(..n).unwrap_or_default()).await
     }
 
+    /// Encrypt several messages and send them in one write: a busy connection pays one
+    /// system call and one packet for a burst of replies and deliveries.
+    pub async fn send_many(&mut self, plaintexts: &[Vec<u8>]) -> Result<(), NetError> {
+        use tokio::io::AsyncWriteExt;
+        let total: usize = plaintexts.iter().map(|p| 4 + p.len() + TAG_LEN).sum();
+        let mut out = Vec::with_capacity(total);
+        for plaintext in plaintexts {
+            if plaintext.len() > MAX_PLAINTEXT {
+                return Err(NetError::FrameTooLarge {
+                    len: plaintext.len() + TAG_LEN,
+                    max: MAX_FRAME_LEN,
+                });
+            }
+            let start = out.len();
+            out.resize(start + 4 + plaintext.len() + TAG_LEN, 0);
+            let body = out.get_mut(start + 4..).unwrap_or_default();
+            let n = self.transport.write_message(self.nonce, plaintext, body)?;
+            self.nonce += 1;
+            out.truncate(start + 4 + n);
+            if let Some(prefix) = out.get_mut(start..start + 4) {
+                prefix.copy_from_slice(&(n as u32).to_be_bytes());
+            }
+        }
+        self.inner.write_all(&out).await?;
+        Ok(())
+    }
+
     /// Close the sending direction.
     pub async fn shutdown(&mut self) -> Result<(), NetError> {
         use tokio::io::AsyncWriteExt;

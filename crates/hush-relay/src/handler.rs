@@ -25,6 +25,8 @@ use crate::presence::{LiveQueue, Presence};
 use crate::store::{IdentityBytes, Store, StoredMessage, WriteOp, WriteResult};
 use crate::writer::Writer;
 
+/// Most queued frames written with one system call.
+const WRITE_BATCH: usize = 64;
 /// Messages read from a mailbox per page when catching up.
 const PAGE: usize = 256;
 
@@ -226,10 +228,18 @@ async fn serve(
     let metrics = Arc::clone(&shared.metrics);
     let stall = shared.config.idle_timeout();
     let writer_task = tokio::spawn(async move {
-        while let Some(frame) = outbound_rx.recv().await {
+        while let Some(first) = outbound_rx.recv().await {
+            // Everything already queued goes out in one write.
+            let mut batch = vec![first];
+            while batch.len() < WRITE_BATCH {
+                match outbound_rx.try_recv() {
+                    Ok(frame) => batch.push(frame),
+                    Err(_) => break,
+                }
+            }
             // A peer that stops reading for the whole idle timeout is disconnected; what it
             // did not get stays in its mailbox.
-            match tokio::time::timeout(stall, writer.send(&frame)).await {
+            match tokio::time::timeout(stall, writer.send_many(&batch)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     metrics.reject(close_reason(&e));
