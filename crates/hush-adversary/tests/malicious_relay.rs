@@ -1,0 +1,310 @@
+//! A malicious relay operator editing the relay's database while it runs (real sockets,
+//! in-process relay): tampered, replayed, dropped and reordered envelopes and substituted
+//! bundles are all detected or harmless; the mailbox counters stay consistent throughout.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hush_adversary::MaliciousRelay;
+use hush_client::{Client, ClientError, DeliveryState, Event};
+use hush_proto::IdentityKeyPair;
+use rand_core::OsRng;
+
+const WAIT: Duration = Duration::from_millis(300);
+
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    relay: hush_relay::RunningRelay,
+    alice: Client,
+    bob: Option<Client>,
+    bob_key: [u8; 32],
+    evil: MaliciousRelay,
+}
+
+async fn client(root: &Path, name: &str, relay: &hush_relay::RunningRelay) -> Client {
+    Client::init(
+        &root.join(name),
+        b"pass",
+        name,
+        &relay.local_addr.to_string(),
+        Some(relay.public_key),
+    )
+    .await
+    .unwrap()
+}
+
+/// A relay, alice and bob with an established session (one message each way).
+async fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_owned();
+    let relay_dir = root.join("relay");
+    let relay = hush_relay::start(hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: relay_dir.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut alice = client(&root, "alice", &relay).await;
+    let mut bob = client(&root, "bob", &relay).await;
+    alice.send_text("bob", "hello bob").await.unwrap();
+    assert_eq!(texts(&recv(&mut bob).await), ["hello bob"]);
+    bob.send_text("alice", "hello alice").await.unwrap();
+    assert_eq!(texts(&recv(&mut alice).await), ["hello alice"]);
+    let evil = MaliciousRelay::open(&relay_dir);
+    World {
+        _tmp: tmp,
+        root,
+        relay,
+        alice,
+        bob_key: *bob.identity_key().as_bytes(),
+        bob: Some(bob),
+        evil,
+    }
+}
+
+async fn recv(client: &mut Client) -> Vec<Event> {
+    let mut events = Vec::new();
+    client
+        .receive(WAIT, |e| events.push(e.clone()))
+        .await
+        .unwrap();
+    events
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(client: &mut Client, contact: &str, text: &str) -> usize {
+    client
+        .history(contact)
+        .unwrap()
+        .iter()
+        .filter(|m| m.text == text)
+        .count()
+}
+
+/// Bob goes offline (closes his subscribed connection): what arrives now waits in the
+/// relay's database, where the operator can reach it, until bob's next receive.
+async fn bob_offline(w: &mut World) {
+    if w.bob.take().is_some() {
+        // Let the relay notice the closed connection.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl World {
+    /// Bob's client, reopened from his profile if he went offline.
+    fn bob(&mut self) -> &mut Client {
+        let root = self.root.clone();
+        self.bob
+            .get_or_insert_with(|| Client::open(&root.join("bob"), b"pass").unwrap())
+    }
+}
+
+/// Alice sends `text` while bob is offline; returns the relay row holding it.
+async fn send_and_capture(w: &mut World, text: &str) -> hush_adversary::StoredEnvelope {
+    bob_offline(w).await;
+    let bob_key = w.bob_key;
+    let before: Vec<i64> = w
+        .evil
+        .mailbox(&bob_key)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        w.alice.send_text("bob", text).await.unwrap().state,
+        DeliveryState::OnRelay
+    );
+    w.evil
+        .mailbox(&bob_key)
+        .unwrap()
+        .into_iter()
+        .find(|r| !before.contains(&r.id))
+        .expect("alice's envelope is in bob's mailbox")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_envelope_is_rejected_and_the_next_genuine_one_decrypts() {
+    let mut w = world().await;
+    let target = send_and_capture(&mut w, "Transfer 100 to account 12345").await;
+    w.evil.tamper(target.id, target.envelope.len() * 4).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+    send_and_capture(&mut w, "this one is genuine").await;
+    let events = recv(w.bob()).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Rejected { .. })),
+        "the tampered envelope was not rejected: {events:?}"
+    );
+    assert_eq!(texts(&events), ["this one is genuine"]);
+    assert_eq!(count(w.bob(), "alice", "Transfer 100 to account 12345"), 0);
+    // The session goes on.
+    send_and_capture(&mut w, "and another").await;
+    assert_eq!(texts(&recv(w.bob()).await), ["and another"]);
+    assert!(w.evil.counters_consistent().unwrap());
+    w.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_envelope_is_not_shown_twice() {
+    let mut w = world().await;
+    let copy = send_and_capture(&mut w, "pay once").await;
+    assert_eq!(texts(&recv(w.bob()).await), ["pay once"]);
+    // Delivered and acknowledged: the relay deleted it; the operator kept a copy.
+    let bob_key = w.bob_key;
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    assert!(w.evil.observed().iter().any(|o| o.id == copy.id));
+    bob_offline(&mut w).await;
+    let replayed = w.evil.replay(&copy).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+    let events = recv(w.bob()).await;
+    assert!(texts(&events).is_empty(), "replay shown again: {events:?}");
+    assert_eq!(count(w.bob(), "alice", "pay once"), 1);
+    // Bob consumed (acknowledged) the replayed row.
+    assert!(!w
+        .evil
+        .mailbox(&bob_key)
+        .unwrap()
+        .iter()
+        .any(|r| r.id == replayed));
+    assert!(w.evil.counters_consistent().unwrap());
+    w.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_envelope_is_missing_later_ones_arrive_and_the_loss_is_visible() {
+    let mut w = world().await;
+    send_and_capture(&mut w, "before the gap").await;
+    let lost = send_and_capture(&mut w, "this one is dropped").await;
+    send_and_capture(&mut w, "after the gap").await;
+    w.evil.drop_envelope(lost.id).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+    let events = recv(w.bob()).await;
+    assert_eq!(texts(&events), ["before the gap", "after the gap"]);
+    // Bob's receipts reach alice: the dropped message alone stays undelivered.
+    recv(&mut w.alice).await;
+    let history = w.alice.history("bob").unwrap();
+    for m in history.iter().filter(|m| m.outgoing) {
+        let expected = if m.text == "this one is dropped" {
+            DeliveryState::OnRelay
+        } else {
+            DeliveryState::Delivered
+        };
+        assert_eq!(m.state, expected, "{}", m.text);
+    }
+    w.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_envelopes_both_decrypt_and_the_session_continues() {
+    let mut w = world().await;
+    let first = send_and_capture(&mut w, "first").await;
+    let second = send_and_capture(&mut w, "second").await;
+    w.evil.swap(first.id, second.id).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+    let events = recv(w.bob()).await;
+    assert_eq!(texts(&events), ["second", "first"]);
+    assert!(!events.iter().any(|e| matches!(e, Event::Rejected { .. })));
+    send_and_capture(&mut w, "third").await;
+    assert_eq!(texts(&recv(w.bob()).await), ["third"]);
+    w.bob().send_text("alice", "got all three").await.unwrap();
+    assert_eq!(texts(&recv(&mut w.alice).await), ["got all three"]);
+    w.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn substituted_bundle_is_flagged_blocks_sending_and_changes_the_safety_number() {
+    let mut w = world().await;
+    let mut carol = client(&w.root, "carol", &w.relay).await;
+    w.bob().add_contact("carol").await.unwrap();
+    // Honest control: both ends of a pair compute the same safety number.
+    let honest = w.alice.safety_number("bob").unwrap();
+    assert_eq!(
+        honest.digits(),
+        w.bob().safety_number("alice").unwrap().digits()
+    );
+    w.alice.confirm_verified("bob").unwrap();
+    let real_bob = w.bob_key;
+
+    // The operator frees "bob"; mallory registers the name with her own identity.
+    assert_eq!(
+        w.evil.free_name("bob").unwrap().as_deref(),
+        Some(&real_bob[..])
+    );
+    let mut mallory = Client::init(
+        &w.root.join("mallory"),
+        b"pass",
+        "bob",
+        &w.relay.local_addr.to_string(),
+        Some(w.relay.public_key),
+    )
+    .await
+    .unwrap();
+    assert_ne!(w.evil.identity_of("bob").unwrap().unwrap(), real_bob);
+    mallory
+        .send_text("alice", "it's me, bob, new phone")
+        .await
+        .unwrap();
+
+    let events = recv(&mut w.alice).await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::KeyChanged { contact } if contact == "bob")));
+    let contact = w.alice.contact("bob").unwrap().unwrap();
+    assert!(contact.changed_key.is_some());
+    assert!(matches!(
+        w.alice.send_text("bob", "are you really bob?").await,
+        Err(ClientError::KeyChanged(_))
+    ));
+    assert_ne!(
+        w.alice.safety_number("bob").unwrap().digits(),
+        honest.digits()
+    );
+
+    // A fresh contact gets mallory's key: her safety number differs from the real bob's.
+    carol.add_contact("bob").await.unwrap();
+    assert_ne!(
+        carol.safety_number("bob").unwrap().digits(),
+        w.bob().safety_number("carol").unwrap().digits()
+    );
+
+    // Only an explicit trust unblocks sending (to the new key, unverified).
+    w.alice.trust("bob").unwrap();
+    assert!(!w.alice.contact("bob").unwrap().unwrap().verified);
+    w.alice.send_text("bob", "ok, trusting").await.unwrap();
+    assert_eq!(texts(&recv(&mut mallory).await), ["ok, trusting"]);
+    w.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_prekey_forged_by_another_key_is_refused() {
+    let mut w = world().await;
+    let bob_key = w.bob_key;
+    bob_offline(&mut w).await; // so it does not republish its genuine prekey
+    let forger = IdentityKeyPair::generate(&mut OsRng);
+    w.evil.forge_signed_prekey(&bob_key, &forger).unwrap();
+    let mut dave = client(&w.root, "dave", &w.relay).await;
+    let result = dave.add_contact("bob").await;
+    assert!(
+        matches!(result, Err(ClientError::Session { .. })),
+        "a bundle with a forged prekey signature was accepted: {result:?}"
+    );
+    assert!(dave.history("bob").unwrap_or_default().is_empty());
+    w.relay.shutdown().await;
+}
