@@ -1,0 +1,168 @@
+//! Valid encodings for every target, made deterministically from the fixture: the smoke test
+//! runs and mutates them, and `tests/smoke.rs::write_seeds` (ignored) writes them to `seeds/`
+//! to start a cargo-fuzz corpus.
+
+use hush_proto::message::ContentType;
+use hush_proto::relay::{Delivery, ErrorCode, RelayError, Reply, Request, ServerMessage};
+use hush_proto::{Envelope, MessageContent, OneTimePrekey};
+
+use crate::fixture;
+
+fn content(body: &[u8], content_type: ContentType) -> Vec<u8> {
+    MessageContent {
+        id: [7; 16],
+        sent_at_ms: 1_700_000_000_123,
+        content_type,
+        body: body.to_vec(),
+    }
+    .to_padded_bytes()
+    .unwrap()
+    .to_vec()
+}
+
+fn frames(control: [u8; 2], payloads: &[&[u8]]) -> Vec<u8> {
+    let mut out = control.to_vec();
+    for p in payloads {
+        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Valid inputs for target `target` (empty for an unknown name).
+pub fn for_target(target: &str) -> Vec<Vec<u8>> {
+    let fx = fixture::get();
+    let bundle = fx.bob_bundle;
+    let identity = *bundle.identity_key.as_bytes();
+    match target {
+        "envelope" => fx.delivered.clone(),
+        "bundle" => {
+            let mut without = bundle;
+            without.one_time_prekey = None;
+            vec![bundle.to_bytes(), without.to_bytes()]
+        }
+        "relay_request" => {
+            let opk: Vec<OneTimePrekey> = bundle.one_time_prekey.into_iter().collect();
+            let requests = [
+                Request::Hello {
+                    identity_key: bundle.identity_key,
+                    signature: [3; 64],
+                },
+                Request::Register {
+                    name: "bob".into(),
+                    signature: [4; 64],
+                },
+                Request::PublishPrekeys {
+                    signed_prekey: bundle.signed_prekey,
+                    one_time: opk,
+                },
+                Request::FetchBundle {
+                    name: "alice".into(),
+                },
+                Request::Send {
+                    recipient: identity,
+                    envelope: fx.delivered[1].clone(),
+                },
+                Request::Subscribe,
+                Request::Ack { ids: vec![1, 2, 3] },
+                Request::Ping,
+                Request::WhoIs { identity },
+            ];
+            requests
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.encode(i as u64 + 1))
+                .collect()
+        }
+        "server_message" => {
+            let replies = [
+                Reply::Welcome {
+                    name: Some("bob".into()),
+                },
+                Reply::Welcome { name: None },
+                Reply::PrekeysStored {
+                    one_time_remaining: 99,
+                },
+                Reply::Bundle(bundle),
+                Reply::Stored { id: 42 },
+                Reply::Acked { removed: 3 },
+                Reply::Name {
+                    name: "alice".into(),
+                },
+            ];
+            let mut out: Vec<Vec<u8>> = replies
+                .into_iter()
+                .enumerate()
+                .map(|(i, reply)| {
+                    ServerMessage::Response {
+                        request_id: i as u64,
+                        result: Ok(reply),
+                    }
+                    .encode()
+                })
+                .collect();
+            out.push(
+                ServerMessage::Response {
+                    request_id: 9,
+                    result: Err(RelayError {
+                        code: ErrorCode::UnknownUser,
+                        message: "no such user".into(),
+                    }),
+                }
+                .encode(),
+            );
+            out.push(
+                ServerMessage::Deliver(Delivery {
+                    id: 5,
+                    sender: identity,
+                    received_at_ms: 1_700_000_000_000,
+                    envelope: fx.delivered[2].clone(),
+                })
+                .encode(),
+            );
+            out
+        }
+        "message_content" => vec![
+            content(b"hello", ContentType::TEXT),
+            content(&[0xab; 16], ContentType::DELIVERY_RECEIPT),
+            content(&[b'x'; 300], ContentType(9)),
+        ],
+        "ratchet_header" => fx
+            .delivered
+            .iter()
+            .map(|e| {
+                Envelope::from_bytes(e)
+                    .unwrap()
+                    .ratchet_message()
+                    .header
+                    .to_bytes()
+                    .to_vec()
+            })
+            .collect(),
+        "session_pickle" => vec![
+            serde_json::to_vec(&fx.pickles[0]).unwrap(),
+            serde_json::to_vec(&fx.pickles[1]).unwrap(),
+            serde_json::to_vec(&fx.bob_identity.pickle()).unwrap(),
+            serde_json::to_vec(&fx.bob_prekeys.pickle()).unwrap(),
+        ],
+        "frame_reader" => vec![
+            frames([0, 0], &[b"", b"a", &[9; 100]]),
+            frames([3, 0], &[b"hello", b"world"]),
+            frames([1, 200], &[&[1; 10], &[2; 900]]),
+            frames([7, 0], &[&fx.delivered[0]]),
+        ],
+        "ratchet_decrypt" => {
+            let mut out = fx.delivered.clone();
+            // selector ‖ PN ‖ N ‖ ciphertext, for each (party, known key) pair.
+            for selector in 0u8..8 {
+                let mut input = vec![selector];
+                input.extend_from_slice(&0u32.to_be_bytes());
+                input.extend_from_slice(&u32::from(selector % 3).to_be_bytes());
+                input.extend_from_slice(&[0x5a; 48]);
+                out.push(input);
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
