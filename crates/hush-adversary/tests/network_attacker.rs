@@ -370,3 +370,32 @@ async fn everything_crossing_loopback_contains_no_plaintext_or_secret() {
     planted.splice(middle..middle, plaintexts[1].bytes());
     assert!(contains(&planted, plaintexts[1].as_bytes()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_reply_while_connecting_does_not_hang_the_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay")).await;
+    let (attacker, proxy) = NetworkAttacker::start(relay.local_addr).await.unwrap();
+    let alice = Client::init(
+        &tmp.path().join("alice"),
+        b"pass",
+        "alice",
+        &proxy.to_string(),
+        Some(relay.public_key),
+    )
+    .await
+    .unwrap();
+    drop(alice);
+    let mut alice = Client::open(&tmp.path().join("alice"), b"pass").unwrap();
+    // On the next connection: Welcome passes, the reply to the prekey check is dropped.
+    attacker.set(Direction::RelayToClient, Action::Drop, Count::EveryKth(2));
+    let first = tokio::time::timeout(Duration::from_secs(40), alice.receive(WAIT, |_| {})).await;
+    assert!(
+        matches!(first, Ok(Err(_))),
+        "the client hung or ignored the loss"
+    );
+    attacker.pass_all();
+    alice.receive(WAIT, |_| {}).await.unwrap();
+    drop(attacker);
+    relay.shutdown().await;
+}

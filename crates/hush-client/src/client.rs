@@ -416,7 +416,15 @@ impl Client {
             self.conn = Some(conn);
             // A new connection is not subscribed, whoever opened it (`pump` or a request).
             self.subscribed = false;
-            self.maintain_prekeys().await?;
+            // Its requests need the same timeout as any other, and a connection that failed
+            // here is dropped so that the next call reconnects.
+            let maintained = tokio::time::timeout(REQUEST_TIMEOUT, self.maintain_prekeys())
+                .await
+                .unwrap_or(Err(ClientError::Network(NetError::Timeout)));
+            if let Err(e) = maintained {
+                self.conn = None;
+                return Err(e);
+            }
         }
         self.conn
             .as_mut()
