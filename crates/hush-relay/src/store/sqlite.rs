@@ -191,10 +191,13 @@ impl Store for SqliteStore {
         let mut conn = self.writer()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(ops.len());
+        let mut usage = UsageDeltas::default();
         for op in ops {
             // Any error drops `tx`, which rolls the whole batch back.
-            results.push(apply_op(&tx, op, now_ms)?);
+            results.push(apply_op(&tx, op, now_ms, &mut usage)?);
         }
+        // Mailbox counters are written once per mailbox per batch, not once per message.
+        usage.flush(&tx)?;
         tx.commit()?;
         Ok(results)
     }
@@ -344,7 +347,12 @@ fn create_schema(conn: &Connection) -> Result<(), StoreError> {
 
 /// Apply one op inside the batch transaction. Refusals (`NameTaken`, `MailboxFull`, ...)
 /// change nothing; an `Err` aborts the whole batch.
-fn apply_op(conn: &Connection, op: &WriteOp, now_ms: u64) -> Result<WriteResult, StoreError> {
+fn apply_op(
+    conn: &Connection,
+    op: &WriteOp,
+    now_ms: u64,
+    usage: &mut UsageDeltas,
+) -> Result<WriteResult, StoreError> {
     match op {
         WriteOp::Register {
             name,
@@ -367,6 +375,7 @@ fn apply_op(conn: &Connection, op: &WriteOp, now_ms: u64) -> Result<WriteResult,
             max_bytes,
         } => enqueue(
             conn,
+            usage,
             recipient,
             sender,
             envelope,
@@ -374,8 +383,8 @@ fn apply_op(conn: &Connection, op: &WriteOp, now_ms: u64) -> Result<WriteResult,
             *max_messages,
             *max_bytes,
         ),
-        WriteOp::Ack { recipient, ids } => ack(conn, recipient, ids),
-        WriteOp::Expire { before_ms } => expire(conn, *before_ms),
+        WriteOp::Ack { recipient, ids } => ack(conn, usage, recipient, ids),
+        WriteOp::Expire { before_ms } => expire(conn, usage, *before_ms),
     }
 }
 
@@ -537,8 +546,10 @@ fn fetch_bundle(conn: &Connection, name: &str) -> Result<WriteResult, StoreError
 }
 
 /// Store an envelope if the mailbox has room for one more message and its bytes.
+#[allow(clippy::too_many_arguments)] // one argument per field of `WriteOp::Enqueue`
 fn enqueue(
     conn: &Connection,
+    usage: &mut UsageDeltas,
     recipient: &IdentityBytes,
     sender: &IdentityBytes,
     envelope: &[u8],
@@ -546,19 +557,9 @@ fn enqueue(
     max_messages: u32,
     max_bytes: u64,
 ) -> Result<WriteResult, StoreError> {
-    let usage: Option<(i64, i64)> = conn
-        .prepare_cached("SELECT messages, bytes FROM mailbox_usage WHERE recipient = ?1")?
-        .query_row(params![recipient.as_slice()], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    let (messages, bytes) = match usage {
-        Some((messages, bytes)) => (
-            non_negative(messages, "mailbox message count")?,
-            non_negative(bytes, "mailbox byte count")?,
-        ),
-        None => (0, 0),
-    };
+    let (messages, bytes) = usage.current(conn, recipient.as_slice())?;
+    let messages = non_negative(messages, "mailbox message count")?;
+    let bytes = non_negative(bytes, "mailbox byte count")?;
     let len = envelope.len();
     let len_u64 = u64::try_from(len).map_err(|_| too_large())?;
     let len_i64 = i64::try_from(len).map_err(|_| too_large())?;
@@ -581,13 +582,14 @@ fn enqueue(
         envelope,
     ])?;
     let id = non_negative(conn.last_insert_rowid(), "message id")?;
-    adjust_usage(conn, recipient.as_slice(), 1, len_i64)?;
+    usage.add(conn, recipient.as_slice(), 1, len_i64)?;
     Ok(WriteResult::Stored(id))
 }
 
 /// Delete acknowledged messages from the recipient's own mailbox only.
 fn ack(
     conn: &Connection,
+    usage: &mut UsageDeltas,
     recipient: &IdentityBytes,
     ids: &[MessageId],
 ) -> Result<WriteResult, StoreError> {
@@ -610,7 +612,7 @@ fn ack(
         }
     }
     if deleted > 0 {
-        adjust_usage(conn, recipient.as_slice(), -deleted, -bytes)?;
+        usage.add(conn, recipient.as_slice(), -deleted, -bytes)?;
     }
     Ok(WriteResult::Acked(
         u32::try_from(deleted).unwrap_or(u32::MAX),
@@ -618,7 +620,11 @@ fn ack(
 }
 
 /// Delete every message received before `before_ms`, keeping the counters in step.
-fn expire(conn: &Connection, before_ms: u64) -> Result<WriteResult, StoreError> {
+fn expire(
+    conn: &Connection,
+    usage: &mut UsageDeltas,
+    before_ms: u64,
+) -> Result<WriteResult, StoreError> {
     let before = saturating_i64(before_ms);
     let mut per_mailbox = Vec::new();
     {
@@ -646,7 +652,7 @@ fn expire(conn: &Connection, before_ms: u64) -> Result<WriteResult, StoreError> 
     let mut counted: i64 = 0;
     for (recipient, messages, bytes) in &per_mailbox {
         counted = counted.saturating_add(*messages);
-        adjust_usage(conn, recipient, -*messages, -*bytes)?;
+        usage.add(conn, recipient, -*messages, -*bytes)?;
     }
     let deleted = u64::try_from(deleted).map_err(|_| too_large())?;
     if u64::try_from(counted).ok() != Some(deleted) {
@@ -657,50 +663,93 @@ fn expire(conn: &Connection, before_ms: u64) -> Result<WriteResult, StoreError> 
     Ok(WriteResult::Expired(deleted))
 }
 
-/// Add to a mailbox's counters and the global totals. A counter driven below zero violates a
-/// CHECK constraint, failing the batch instead of hiding the inconsistency.
-fn adjust_usage(
-    conn: &Connection,
-    recipient: &[u8],
-    messages: i64,
-    bytes: i64,
-) -> Result<(), StoreError> {
-    if messages >= 0 {
-        conn.prepare_cached(
-            "INSERT INTO mailbox_usage (recipient, messages, bytes) VALUES (?1, ?2, ?3)
-             ON CONFLICT (recipient) DO UPDATE SET
-                 messages = messages + excluded.messages, bytes = bytes + excluded.bytes",
-        )?
-        .execute(params![recipient, messages, bytes])?;
-    } else {
-        // (An upsert cannot decrement: CHECK constraints apply to the VALUES row first.)
+/// Mailbox counters as changed by the ops of one batch: read once per mailbox, kept in memory,
+/// written once by [`UsageDeltas::flush`] before the batch commits.
+#[derive(Default)]
+struct UsageDeltas {
+    /// recipient -> counters as stored before the batch, and the change so far.
+    mailboxes: std::collections::HashMap<Vec<u8>, (Counters, Counters)>,
+}
+
+/// (messages, bytes).
+type Counters = (i64, i64);
+
+impl UsageDeltas {
+    fn entry(
+        &mut self,
+        conn: &Connection,
+        recipient: &[u8],
+    ) -> Result<&mut (Counters, Counters), StoreError> {
+        if !self.mailboxes.contains_key(recipient) {
+            let stored: Option<(i64, i64)> = conn
+                .prepare_cached("SELECT messages, bytes FROM mailbox_usage WHERE recipient = ?1")?
+                .query_row(params![recipient], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            self.mailboxes
+                .insert(recipient.to_vec(), (stored.unwrap_or((0, 0)), (0, 0)));
+        }
+        self.mailboxes
+            .get_mut(recipient)
+            .ok_or_else(|| StoreError("mailbox usage cache".to_owned()))
+    }
+
+    /// The mailbox's counters including this batch's changes so far.
+    fn current(&mut self, conn: &Connection, recipient: &[u8]) -> Result<(i64, i64), StoreError> {
+        let ((m, b), (dm, db)) = *self.entry(conn, recipient)?;
+        Ok((m.saturating_add(dm), b.saturating_add(db)))
+    }
+
+    fn add(
+        &mut self,
+        conn: &Connection,
+        recipient: &[u8],
+        messages: i64,
+        bytes: i64,
+    ) -> Result<(), StoreError> {
+        let (_, delta) = self.entry(conn, recipient)?;
+        delta.0 = delta.0.saturating_add(messages);
+        delta.1 = delta.1.saturating_add(bytes);
+        Ok(())
+    }
+
+    /// Write every changed mailbox's counters and the totals. A counter driven below zero
+    /// violates a CHECK constraint, failing the batch instead of hiding the inconsistency.
+    fn flush(self, conn: &Connection) -> Result<(), StoreError> {
+        let (mut total_messages, mut total_bytes) = (0i64, 0i64);
+        for (recipient, ((m, b), (dm, db))) in self.mailboxes {
+            if dm == 0 && db == 0 {
+                continue;
+            }
+            total_messages = total_messages.saturating_add(dm);
+            total_bytes = total_bytes.saturating_add(db);
+            let (messages, bytes) = (m.saturating_add(dm), b.saturating_add(db));
+            if messages == 0 && bytes == 0 {
+                // Empty mailboxes need no row.
+                conn.prepare_cached("DELETE FROM mailbox_usage WHERE recipient = ?1")?
+                    .execute(params![recipient])?;
+            } else {
+                conn.prepare_cached(
+                    "INSERT INTO mailbox_usage (recipient, messages, bytes) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (recipient) DO UPDATE SET
+                         messages = excluded.messages, bytes = excluded.bytes",
+                )?
+                .execute(params![recipient, messages, bytes])?;
+            }
+        }
+        if total_messages == 0 && total_bytes == 0 {
+            return Ok(());
+        }
         let updated = conn
             .prepare_cached(
-                "UPDATE mailbox_usage SET messages = messages + ?2, bytes = bytes + ?3
-                 WHERE recipient = ?1",
+                "UPDATE mailbox_totals SET messages = messages + ?1, bytes = bytes + ?2
+                 WHERE singleton = 0",
             )?
-            .execute(params![recipient, messages, bytes])?;
+            .execute(params![total_messages, total_bytes])?;
         if updated != 1 {
-            return Err(StoreError(
-                "mailbox usage row missing for a mailbox with messages".to_owned(),
-            ));
+            return Err(StoreError("mailbox_totals row is missing".to_owned()));
         }
-        // Empty mailboxes need no row.
-        conn.prepare_cached(
-            "DELETE FROM mailbox_usage WHERE recipient = ?1 AND messages = 0 AND bytes = 0",
-        )?
-        .execute(params![recipient])?;
+        Ok(())
     }
-    let updated = conn
-        .prepare_cached(
-            "UPDATE mailbox_totals SET messages = messages + ?1, bytes = bytes + ?2
-             WHERE singleton = 0",
-        )?
-        .execute(params![messages, bytes])?;
-    if updated != 1 {
-        return Err(StoreError("mailbox_totals row is missing".to_owned()));
-    }
-    Ok(())
 }
 
 /// A fixed-size blob read from disk, or an error naming what was malformed (not its bytes).
