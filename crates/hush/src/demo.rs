@@ -59,6 +59,8 @@ struct StoredRow {
 struct Demo {
     root: tempfile::TempDir,
     relay_addr: String,
+    /// A recording, pass-through network tap between alice/bob and the relay.
+    wire: hush_adversary::NetworkAttacker,
     relay_key: [u8; 32],
     relay_dir: PathBuf,
     alice: Client,
@@ -111,6 +113,12 @@ pub async fn run() -> Result<ExitCode, String> {
     .await
     .map_err(|e| format!("cannot start the embedded relay: {e}"))?;
     let relay_addr = relay.local_addr.to_string();
+    // alice and bob reach the relay through a tap that records every byte both ways (and
+    // changes nothing), so the confidentiality check can scan what crossed the wire.
+    let (wire, wire_addr) = hush_adversary::NetworkAttacker::start(relay.local_addr)
+        .await
+        .map_err(|e| format!("cannot start the network tap: {e}"))?;
+    let wire_addr = wire_addr.to_string();
     section("setup");
     let mut step = 0;
     let mut say = |text: String| {
@@ -126,7 +134,7 @@ pub async fn run() -> Result<ExitCode, String> {
         &root.path().join("alice"),
         PASSPHRASE,
         "alice",
-        &relay_addr,
+        &wire_addr,
         Some(relay.public_key),
     )
     .await
@@ -135,7 +143,7 @@ pub async fn run() -> Result<ExitCode, String> {
         &root.path().join("bob"),
         PASSPHRASE,
         "bob",
-        &relay_addr,
+        &wire_addr,
         Some(relay.public_key),
     )
     .await
@@ -152,6 +160,7 @@ pub async fn run() -> Result<ExitCode, String> {
         bob_key: *bob.identity_key().as_bytes(),
         root,
         relay_addr,
+        wire,
         relay_key: relay.public_key,
         relay_dir,
         alice,
@@ -903,7 +912,38 @@ impl Demo {
             ));
         }
 
+        let wire = self.wire.recorded();
+        self.say(format!(
+            "and on the wire: {} bytes that crossed loopback between alice/bob and the relay \
+             in {} connections (Noise transport frames; first 48 bytes of one client->relay \
+             transcript after its handshake shown):",
+            wire.len(),
+            self.wire.connections()
+        ));
+        if let Some(t) = self
+            .wire
+            .transcripts()
+            .into_iter()
+            .max_by_key(|t| t.chunks.len())
+        {
+            let c2r = t.bytes(hush_adversary::Direction::ClientToRelay);
+            // Skip the two handshake frames (4-byte length + 48 and 4 + 64 bytes).
+            let after = c2r.get(120..).unwrap_or(&c2r);
+            self.detail(format!(
+                "    {}",
+                after
+                    .iter()
+                    .take(48)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ));
+        }
         let mut hits = Vec::new();
+        for (what, needle) in &secrets {
+            if contains(&wire, needle) {
+                hits.push(format!("{what} on the wire"));
+            }
+        }
         for row in &self.captured {
             for (what, needle) in &secrets {
                 if contains(&row.envelope, needle) {
@@ -928,7 +968,7 @@ impl Demo {
             }
         }
         self.say(format!(
-            "result: {} hit(s) in {} envelopes, {} relay files and {} profile files",
+            "result: {} hit(s) on the wire, in {} envelopes, {} relay files and {} profile files",
             hits.len(),
             self.captured.len(),
             relay_files.len(),
@@ -951,9 +991,10 @@ impl Demo {
         Ok((
             hits.is_empty() && control,
             format!(
-                "0 of {} plaintexts/secrets in {} stored envelopes, the relay DB or the profiles; \
-                 no identity key in clear in any profile",
+                "0 of {} plaintexts/secrets on the wire ({} bytes), in {} stored envelopes, the \
+                 relay DB or the profiles; no identity key in clear in any profile",
                 secrets.len(),
+                wire.len(),
                 self.captured.len()
             ),
         ))
