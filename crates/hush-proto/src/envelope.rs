@@ -102,7 +102,7 @@ impl Envelope {
         let x3dh = match kind {
             KIND_PREKEY => Some(X3dhHeader {
                 identity_key: IdentityPublicKey::from_bytes(&r.array()?)?,
-                ephemeral_key: X25519PublicKey::from_bytes(r.array()?),
+                ephemeral_key: X25519PublicKey::from_wire(r.array()?)?,
                 signed_prekey_id: r.u32()?,
                 one_time_prekey_id: match r.u8()? {
                     0 => None,

@@ -20,6 +20,11 @@ pub enum KeyError {
     /// The Ed25519 key has small order: it would let anyone forge signatures for it.
     #[error("identity key has small order")]
     WeakIdentityKey,
+    /// An X25519 key on the wire is not the canonical encoding of its u-coordinate (bit 255
+    /// set, or a value of at least 2^255 - 19). X25519 would silently reduce it, so a relay
+    /// could flip such bits and still have the message accepted; honest keys never have them.
+    #[error("X25519 key is not canonically encoded")]
+    NonCanonicalX25519Key,
 }
 
 /// A user's public identity: an Ed25519 key, and its X25519 (Montgomery) form used in X3DH.
@@ -80,6 +85,22 @@ impl X25519PublicKey {
     /// caught later, when a DH with them yields the all-zero value.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         Self(bytes)
+    }
+
+    /// Parse a key received from someone else, requiring the canonical encoding (u < 2^255 - 19,
+    /// bit 255 clear). Every key X25519 produces is canonical; a non-canonical one can only be a
+    /// modified copy of an honest key that computes the same DH, i.e. a malleated message.
+    pub fn from_wire(bytes: [u8; KEY_LEN]) -> Result<Self, KeyError> {
+        // p = 2^255 - 19, little-endian. Compare most significant byte first; keys are public,
+        // so a variable-time comparison leaks nothing.
+        let mut p = [0xFF_u8; KEY_LEN];
+        p[0] = 0xED;
+        p[KEY_LEN - 1] = 0x7F;
+        if bytes.iter().rev().lt(p.iter().rev()) {
+            Ok(Self(bytes))
+        } else {
+            Err(KeyError::NonCanonicalX25519Key)
+        }
     }
 
     /// The raw 32 bytes.
@@ -400,14 +421,14 @@ impl PrekeyBundle {
         let signed_prekey = SignedPrekey {
             id: r.u32()?,
             created_at: r.u64()?,
-            public_key: X25519PublicKey(r.array()?),
+            public_key: X25519PublicKey::from_wire(r.array()?)?,
             signature: r.array()?,
         };
         let one_time_prekey = match r.u8()? {
             0 => None,
             1 => Some(OneTimePrekey {
                 id: r.u32()?,
-                public_key: X25519PublicKey(r.array()?),
+                public_key: X25519PublicKey::from_wire(r.array()?)?,
             }),
             other => {
                 return Err(DecodeError::InvalidField {

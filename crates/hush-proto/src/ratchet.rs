@@ -84,7 +84,7 @@ impl Header {
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
-            ratchet_key: X25519PublicKey::from_bytes(r.array()?),
+            ratchet_key: X25519PublicKey::from_wire(r.array()?)?,
             previous_chain_length: r.u32()?,
             counter: r.u32()?,
         })

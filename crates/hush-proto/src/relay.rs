@@ -362,7 +362,7 @@ fn read_signed_prekey(r: &mut Reader<'_>) -> Result<SignedPrekey, DecodeError> {
     Ok(SignedPrekey {
         id: r.u32()?,
         created_at: r.u64()?,
-        public_key: X25519PublicKey::from_bytes(r.array()?),
+        public_key: X25519PublicKey::from_wire(r.array()?)?,
         signature: r.array()?,
     })
 }
@@ -466,7 +466,7 @@ impl Request {
                 for _ in 0..count {
                     one_time.push(OneTimePrekey {
                         id: r.u32()?,
-                        public_key: X25519PublicKey::from_bytes(r.array()?),
+                        public_key: X25519PublicKey::from_wire(r.array()?)?,
                     });
                 }
                 Request::PublishPrekeys {

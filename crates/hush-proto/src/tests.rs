@@ -638,3 +638,56 @@ proptest! {
         prop_assert!(b.pickle() == before);
     }
 }
+
+/// Every bit of a prekey envelope (with and without a one-time prekey) is covered: a fresh
+/// responder refuses each single-bit flip and still accepts the genuine envelope afterwards.
+/// The interleaving property test found the gap this closes in CI: X25519 ignores bit 255, so
+/// flipping it in the ephemeral key (not part of the AEAD associated data) used to give a
+/// different envelope that decrypted to the same message. Non-canonical keys are now refused
+/// when the envelope is decoded.
+#[test]
+fn every_single_bit_flip_of_a_prekey_envelope_is_rejected() {
+    for (seed, x3dh_len) in [(675587191584782814_u64, 73), (675587191584782815, 69)] {
+        let mut sim = Sim::new(seed);
+        sim.apply(Op::Send { from_alice: true });
+        let wire = sim.to_bob[0].wire.clone();
+        for bit in 0..wire.len() * 8 {
+            let mut bad = wire.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(sim.receive(true, &bad), None, "bit {bit} accepted");
+        }
+        // The top bits of the ephemeral key and of the ratchet header key.
+        for byte in [2 + 32 + 31, 2 + x3dh_len + 31] {
+            let mut bad = wire.clone();
+            bad[byte] ^= 0x80;
+            assert!(matches!(
+                Envelope::from_bytes(&bad),
+                Err(crate::DecodeError::Key(
+                    crate::keys::KeyError::NonCanonicalX25519Key
+                ))
+            ));
+        }
+        assert_eq!(sim.receive(true, &wire).as_deref(), Some(&b"message 1"[..]));
+    }
+}
+
+#[test]
+fn only_canonical_x25519_encodings_parse_from_the_wire() {
+    let mut p = [0xFF_u8; 32];
+    p[0] = 0xED;
+    p[31] = 0x7F;
+    let mut p_minus_1 = p;
+    p_minus_1[0] = 0xEC;
+    let mut high_bit = [0u8; 32];
+    high_bit[31] = 0x80;
+    assert!(X25519PublicKey::from_wire([0; 32]).is_ok());
+    assert!(X25519PublicKey::from_wire(p_minus_1).is_ok());
+    assert!(X25519PublicKey::from_wire(p).is_err());
+    assert!(X25519PublicKey::from_wire([0xFF; 32]).is_err());
+    assert!(X25519PublicKey::from_wire(high_bit).is_err());
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    for _ in 0..64 {
+        let key = crate::keys::X25519Secret::generate(&mut rng).public_key();
+        assert!(X25519PublicKey::from_wire(*key.as_bytes()).is_ok());
+    }
+}
