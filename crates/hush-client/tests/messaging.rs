@@ -153,10 +153,10 @@ async fn a_changed_identity_key_is_flagged_and_blocks_sending_until_trusted() {
 
     // The operator (or a malicious relay) frees the name; a new identity takes "bob".
     drop(bob);
-    let db = rusqlite::Connection::open(relay_dir.join("relay.sqlite3")).unwrap();
-    db.execute("DELETE FROM users WHERE name = 'bob'", [])
-        .unwrap();
-    drop(db);
+    let store =
+        hush_relay::store::sqlite::SqliteStore::open(&relay_dir.join("relay.sqlite3")).unwrap();
+    assert!(store.free_name("bob").unwrap().is_some());
+    drop(store);
     let mut bob2 = Client::init(
         &tmp.path().join("bob2"),
         b"pass",

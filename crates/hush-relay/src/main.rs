@@ -1,28 +1,44 @@
-//! `hush-relay`: run the relay until SIGINT or SIGTERM.
+//! `hush-relay`: run the relay until SIGINT or SIGTERM, or run an operator command on its data.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use hush_relay::store::sqlite::SqliteStore;
 use hush_relay::Config;
 
 /// The hush relay: authenticated, durable store-and-forward for end-to-end encrypted envelopes.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    /// Operator command; without one, run the relay.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (overrides the config file).
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// Data directory for the key and database (overrides the config file).
-    #[arg(long)]
+    #[arg(long, global = true)]
     data: Option<PathBuf>,
     /// Serve Prometheus metrics on this address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
     /// TOML configuration file (see docs/OPERATIONS.md).
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Free a registered name so that a new identity can register it.
+    ///
+    /// For a user who lost their keys. Deletes the registration and the old identity's
+    /// prekeys; the user's contacts will see a key change. Works while the relay runs.
+    FreeName {
+        /// The name to free.
+        name: String,
+    },
 }
 
 #[tokio::main]
@@ -54,6 +70,9 @@ async fn main() -> ExitCode {
     if args.metrics.is_some() {
         config.metrics = args.metrics;
     }
+    if let Some(Command::FreeName { name }) = &args.command {
+        return free_name(&config, name);
+    }
     let relay = match hush_relay::start(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -76,6 +95,34 @@ async fn main() -> ExitCode {
     });
     relay.wait().await;
     ExitCode::SUCCESS
+}
+
+/// `hush-relay free-name NAME`: exit 0 when freed, 1 when the name was not registered, 2 on
+/// a storage error.
+fn free_name(config: &Config, name: &str) -> ExitCode {
+    let path = config.data.join(hush_relay::server::DATABASE_FILE);
+    if !path.exists() {
+        eprintln!("hush-relay: no relay database at {}", path.display());
+        return ExitCode::from(2);
+    }
+    let freed = SqliteStore::open(&path).and_then(|store| store.free_name(name));
+    match freed {
+        Ok(Some(identity)) => {
+            println!(
+                "freed name {name:?} (was identity {}); it can be registered again",
+                hex::encode(identity)
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("hush-relay: no user is registered as {name:?}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("hush-relay: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn wait_for_signal() {

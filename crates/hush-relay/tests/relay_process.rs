@@ -618,3 +618,64 @@ async fn a_slow_reader_gets_everything_in_order_exactly_once() {
     }
     ping(&mut bob.conn).await;
 }
+
+/// The operator command `hush-relay free-name`, run against a live relay: the name becomes
+/// free for a new identity, the old identity's bundle is gone, and a name that is not
+/// registered gives exit 1 without touching anything.
+#[tokio::test]
+async fn free_name_lets_a_new_identity_register_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path()).await;
+    let old_bob = User::new(&relay, "bob").await;
+    let mut alice = User::new(&relay, "alice").await;
+
+    // A second identity cannot take the name while it is registered.
+    let new_bob = identity();
+    let mut new_conn = connect(&relay, &new_bob).await;
+    let taken = new_conn
+        .request(&Request::Register {
+            name: "bob".into(),
+            signature: new_bob.sign(&hush_proto::relay::register_message("bob")),
+        })
+        .await;
+    assert_eq!(code(taken), ErrorCode::NameTaken);
+
+    let free = |name: &str| {
+        std::process::Command::new(RELAY_BIN)
+            .arg("free-name")
+            .arg("--data")
+            .arg(dir.path())
+            .arg(name)
+            .output()
+            .unwrap()
+    };
+    let out = free("bob");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&hex::encode(old_bob.addr())),
+        "the freed identity is named: {stdout}"
+    );
+    let again = free("bob");
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no user is registered"));
+
+    // With the name free, nobody gets a bundle for it, then the new identity registers it.
+    let gone = alice
+        .conn
+        .request(&Request::FetchBundle { name: "bob".into() })
+        .await;
+    assert_eq!(code(gone), ErrorCode::UnknownUser);
+    register(&mut new_conn, &new_bob, "bob").await;
+    publish(&mut new_conn, &new_bob, 3).await;
+    let Reply::Bundle(bundle) = alice
+        .conn
+        .request(&Request::FetchBundle { name: "bob".into() })
+        .await
+        .unwrap()
+    else {
+        panic!("no bundle for the new bob")
+    };
+    assert_eq!(bundle.identity_key, new_bob.public_key());
+    bundle.verify().expect("the new bundle verifies");
+}

@@ -272,11 +272,11 @@ async fn a_changed_key_is_shown_loudly_and_blocks_sending_until_trust() {
     assert!(run(&bob, &["recv"]).await.status.success());
     drop(bob);
 
-    // bob's name is freed on the relay and taken by a new identity.
-    let db = rusqlite::Connection::open(net.relay_dir.join("relay.sqlite3")).unwrap();
-    db.execute("DELETE FROM users WHERE name = 'bob'", [])
-        .unwrap();
-    drop(db);
+    // The operator frees bob's name (`hush-relay free-name bob`); a new identity takes it.
+    let store =
+        hush_relay::store::sqlite::SqliteStore::open(&net.relay_dir.join("relay.sqlite3")).unwrap();
+    assert!(store.free_name("bob").unwrap().is_some());
+    drop(store);
     let new_bob = net.root.join("bob-new");
     let o = run(&new_bob, &["init", "--name", "bob", "--relay", &net.relay]).await;
     assert!(o.status.success(), "{}", stderr(&o));

@@ -189,6 +189,37 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Operator action: free `name` so that a new identity can register it (a user who lost
+    /// their keys and reinstalled). Deletes the registration and the old identity's prekeys, so
+    /// no session can start to the old key any more; its mailbox is left to expire with the
+    /// TTL. Existing contacts will see a key change when the new identity writes to them.
+    /// Returns the identity that held the name, or `None` if the name was not registered.
+    /// Safe while a relay runs on the same file (one immediate transaction); the running
+    /// relay still accepts envelopes addressed to the old identity until it restarts.
+    pub fn free_name(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let identity: Option<Vec<u8>> = tx
+            .query_row(
+                "DELETE FROM users WHERE name = ?1 RETURNING identity",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(identity) = identity else {
+            return Ok(None);
+        };
+        // One-time prekeys go with their signed prekey (ON DELETE CASCADE).
+        tx.execute(
+            "DELETE FROM signed_prekeys WHERE identity = ?1",
+            params![identity.as_slice()],
+        )?;
+        tx.commit()?;
+        blob_array(&identity, "user identity").map(Some)
+    }
+}
+
 impl Store for SqliteStore {
     fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError> {
         if ops.is_empty() {
