@@ -107,10 +107,6 @@ impl X25519PublicKey {
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
-
-    pub(crate) fn dalek(&self) -> x25519_dalek::PublicKey {
-        x25519_dalek::PublicKey::from(self.0)
-    }
 }
 
 impl std::fmt::Debug for X25519PublicKey {
@@ -124,20 +120,36 @@ fn hex32(bytes: &[u8; 32]) -> String {
 }
 
 /// An X25519 secret key with its public key (computed once: a fixed-base multiplication costs
-/// as much as the rest of a symmetric ratchet step). Zeroized on drop; its `Debug` never shows
-/// the bytes.
+/// as much as the rest of a symmetric ratchet step), loaded once into aws-lc for the DHs.
+/// Zeroized on drop; its `Debug` never shows the bytes.
 #[derive(Clone)]
 pub struct X25519Secret {
     secret: Box<x25519_dalek::StaticSecret>,
     public: X25519PublicKey,
+    /// `None` only if aws-lc refused the key (out of memory); DH then runs on x25519-dalek.
+    loaded: Option<primitives::LoadedX25519Key>,
 }
 
 impl X25519Secret {
     fn from_dalek(secret: x25519_dalek::StaticSecret) -> Self {
+        match primitives::x25519_load(secret.as_bytes()) {
+            Some((loaded, public)) => Self {
+                secret: Box::new(secret),
+                public: X25519PublicKey(public),
+                loaded: Some(loaded),
+            },
+            None => Self::dalek_only(secret),
+        }
+    }
+
+    /// A secret that does its DHs on x25519-dalek (the fallback path; tests use it to show both
+    /// paths derive the same keys).
+    fn dalek_only(secret: x25519_dalek::StaticSecret) -> Self {
         let public = X25519PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
         Self {
             secret: Box::new(secret),
             public,
+            loaded: None,
         }
     }
 
@@ -169,7 +181,10 @@ impl X25519Secret {
         &self,
         public: &X25519PublicKey,
     ) -> Result<Zeroizing<[u8; KEY_LEN]>, primitives::NonContributory> {
-        primitives::x25519(&self.secret, &public.dalek())
+        match &self.loaded {
+            Some(loaded) => primitives::x25519(loaded, &public.0),
+            None => primitives::x25519_on_dalek(&self.secret, &public.0),
+        }
     }
 }
 
@@ -513,6 +528,23 @@ mod tests {
                     ..
                 })
             ));
+        }
+    }
+
+    #[test]
+    fn the_fallback_dh_path_derives_the_same_secrets() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        for _ in 0..20 {
+            let ours = X25519Secret::generate(&mut rng);
+            let theirs = X25519Secret::generate(&mut rng).public_key();
+            assert!(ours.loaded.is_some(), "aws-lc loaded the key");
+            let fallback =
+                X25519Secret::dalek_only(x25519_dalek::StaticSecret::from(*ours.to_bytes()));
+            assert_eq!(fallback.public_key(), ours.public_key());
+            assert_eq!(
+                *fallback.diffie_hellman(&theirs).unwrap(),
+                *ours.diffie_hellman(&theirs).unwrap()
+            );
         }
     }
 

