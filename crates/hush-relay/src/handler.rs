@@ -16,7 +16,7 @@ use hush_proto::relay::{
 };
 use hush_proto::{DecodeError, IdentityPublicKey};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::limits::TokenBucket;
@@ -87,14 +87,14 @@ pub async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut shutdown: broadcast::Receiver<()>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let metrics = Arc::clone(&shared.metrics);
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     let result = tokio::select! {
         r = authenticate(stream, &shared) => r,
-        _ = shutdown.recv() => Err("shutdown"),
+        () = crate::server::stopping(&mut shutdown) => Err("shutdown"),
     };
     match result {
         Ok((identity, reader, writer)) => {
@@ -222,7 +222,7 @@ async fn serve(
     mut reader: NoiseReader,
     mut writer: NoiseWriter,
     shared: &Shared,
-    shutdown: &mut broadcast::Receiver<()>,
+    shutdown: &mut watch::Receiver<bool>,
 ) {
     let (outbound, mut outbound_rx) = mpsc::channel::<Vec<u8>>(shared.config.outbound_queue.max(1));
     let metrics = Arc::clone(&shared.metrics);
@@ -267,7 +267,7 @@ async fn serve(
     let mut stopping = false;
     loop {
         let frame = tokio::select! {
-            _ = shutdown.recv() => {
+            () = crate::server::stopping(shutdown) => {
                 stopping = true;
                 break;
             }
@@ -297,7 +297,7 @@ async fn serve(
         // wait for it past shutdown.
         let queued = tokio::select! {
             r = session.outbound.send(message) => r.is_ok(),
-            _ = shutdown.recv() => {
+            () = crate::server::stopping(shutdown) => {
                 stopping = true;
                 false
             }

@@ -91,7 +91,7 @@ async fn main() -> ExitCode {
     let stop = relay.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
-        let _ = stop.send(());
+        stop.trigger();
     });
     relay.wait().await;
     ExitCode::SUCCESS

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::handler::{handle, Shared};
@@ -19,6 +20,9 @@ use crate::writer::Writer;
 
 /// Database file name inside the data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite3";
+/// How long shutdown waits for connections to finish their current request and flush replies
+/// before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +45,37 @@ pub struct RunningRelay {
     pub public_key: [u8; 32],
     /// Live counters.
     pub metrics: Arc<Metrics>,
-    shutdown: broadcast::Sender<()>,
+    shutdown: ShutdownHandle,
     finished: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a relay's graceful shutdown. A `watch` rather than a broadcast: a connection accepted
+/// while shutdown is being signalled subscribes after the signal, and must still see it (with a
+/// broadcast it missed it, kept its connection open and held shutdown forever).
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Begin shutdown (idempotent).
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
+/// Resolves once shutdown has been triggered, however late the receiver was made (or if every
+/// handle is gone). Cancel-safe.
+pub async fn stopping(receiver: &mut watch::Receiver<bool>) {
+    let _ = receiver.wait_for(|stop| *stop).await;
 }
 
 impl RunningRelay {
     /// Stop accepting, finish in-flight work, and return when everything is committed.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(());
+        self.shutdown.trigger();
         let _ = self.finished.await;
     }
 
@@ -59,7 +86,7 @@ impl RunningRelay {
     }
 
     /// A sender that triggers shutdown.
-    pub fn shutdown_handle(&self) -> broadcast::Sender<()> {
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }
 }
@@ -91,7 +118,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         }
         None => (None, None),
     };
-    let (shutdown, _) = broadcast::channel(1);
+    let shutdown = ShutdownHandle(watch::channel(false).0);
     let shared = Arc::new(Shared {
         config,
         static_secret: secret,
@@ -126,23 +153,25 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    shutdown: broadcast::Sender<()>,
+    shutdown: ShutdownHandle,
     writer_thread: std::thread::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
 ) {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let mut connections = JoinSet::new();
     let mut stop = shutdown.subscribe();
     loop {
+        // Reap finished connections, so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
-            _ = stop.recv() => break,
+            () = stopping(&mut stop) => break,
             permit = Arc::clone(&limit).acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let (stream, peer) = tokio::select! {
-            _ = stop.recv() => break,
+            () = stopping(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -154,21 +183,34 @@ async fn accept_loop(
         };
         let shared = Arc::clone(&shared);
         let handler_shutdown = shutdown.subscribe();
-        let done = done_tx.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             handle(stream, peer, shared, handler_shutdown).await;
             drop(permit);
-            drop(done);
         });
     }
     drop(listener);
-    tracing::info!("shutting down: waiting for connections to finish");
-    drop(done_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await;
+    tracing::info!(
+        open = connections.len(),
+        "shutting down: waiting for connections to finish"
+    );
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // Whatever a connection was doing, its writes are already queued for the commit
+        // thread; a client that got no reply retries, and its message id makes that harmless.
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the grace period; closing them"
+        );
+        connections.shutdown().await;
+    }
     for task in background {
         task.abort();
     }
-    // Dropping the last writer handle lets the group-commit thread drain and exit.
+    // Dropping the last writer handle lets the group-commit thread drain and exit. Every
+    // connection task (each holding a handle) has ended by now, so this cannot hang.
     drop(shared);
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     tracing::info!("shutdown complete");
