@@ -266,20 +266,17 @@ impl MaliciousRelay {
         })
     }
 
-    /// Free a registered name (`DELETE FROM users WHERE name = ?`) so another identity can
-    /// register it: the relay's way of substituting a user's bundle. Returns the freed
-    /// identity key, if the name was registered.
+    /// Free a registered name so another identity can register it: the relay's way of
+    /// substituting a user's bundle. The same operation as the operator's
+    /// `hush-relay free-name` (clients cannot tell the two apart). Returns the freed identity
+    /// key, if the name was registered.
     pub fn free_name(&self, name: &str) -> Result<Option<Vec<u8>>, AdversaryError> {
-        let db = self.db()?;
-        in_tx(&db, |db| {
-            Ok(db
-                .query_row(
-                    "DELETE FROM users WHERE name = ?1 RETURNING identity",
-                    params![name],
-                    |r| r.get(0),
-                )
-                .optional()?)
-        })
+        let store = hush_relay::store::sqlite::SqliteStore::open(&self.path)
+            .map_err(|e| AdversaryError::Invalid(e.to_string()))?;
+        let freed = store
+            .free_name(name)
+            .map_err(|e| AdversaryError::Invalid(e.to_string()))?;
+        Ok(freed.map(|identity| identity.to_vec()))
     }
 
     /// The identity key registered under `name`.
