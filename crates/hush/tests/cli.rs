@@ -1,5 +1,5 @@
-//! End-to-end tests of the `hush` binary: real client processes against a real relay over
-//! loopback, with SIGKILLs, wrong passphrases, locked profiles and key changes.
+//! End-to-end tests of the `hush` binary: real client processes against the real `hush-relay`
+//! binary over loopback, with SIGKILLs, wrong passphrases, locked profiles and key changes.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+mod common;
+use common::RelayProcess;
+
 const HUSH: &str = env!("CARGO_BIN_EXE_hush");
 const PASS: &str = "test passphrase";
 
@@ -23,18 +26,12 @@ struct Net {
     relay_dir: PathBuf,
 }
 
-async fn net() -> (Net, hush_relay::RunningRelay) {
+async fn net() -> (Net, RelayProcess) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_owned();
     let relay_dir = root.join("relay");
-    let relay = hush_relay::start(hush_relay::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data: relay_dir.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let addr = relay.local_addr.to_string();
+    let relay = RelayProcess::start(&relay_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = relay.addr.to_string();
     (
         Net {
             _tmp: tmp,
@@ -272,11 +269,10 @@ async fn a_changed_key_is_shown_loudly_and_blocks_sending_until_trust() {
     assert!(run(&bob, &["recv"]).await.status.success());
     drop(bob);
 
-    // The operator frees bob's name (`hush-relay free-name bob`); a new identity takes it.
-    let store =
-        hush_relay::store::sqlite::SqliteStore::open(&net.relay_dir.join("relay.sqlite3")).unwrap();
-    assert!(store.free_name("bob").unwrap().is_some());
-    drop(store);
+    // The operator frees bob's name with the relay's own command, while the relay runs; a
+    // new identity takes it.
+    let freed = relay.free_name(&net.relay_dir, "bob");
+    assert!(freed.status.success(), "{freed:?}");
     let new_bob = net.root.join("bob-new");
     let o = run(&new_bob, &["init", "--name", "bob", "--relay", &net.relay]).await;
     assert!(o.status.success(), "{}", stderr(&o));
@@ -317,18 +313,12 @@ async fn an_unreachable_relay_leaves_the_message_queued_for_the_next_command() {
     let alice = init(&net, "alice").await;
     let bob = init(&net, "bob").await;
     assert!(run(&alice, &["add", "bob"]).await.status.success());
-    let addr = relay.local_addr;
+    let addr = relay.addr;
     relay.shutdown().await;
     let o = run(&alice, &["send", "bob", "sent during the outage"]).await;
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stdout(&o).contains("queued"), "{}", stdout(&o));
-    let relay = hush_relay::start(hush_relay::Config {
-        listen: addr,
-        data: net.relay_dir.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let relay = RelayProcess::start(&net.relay_dir, addr).await;
     assert!(run(&alice, &["recv"]).await.status.success());
     let o = run(&bob, &["recv"]).await;
     assert!(

@@ -1,4 +1,4 @@
-//! `hush rpc` end to end: an in-process relay and real `hush` processes speaking JSON-RPC 2.0
+//! `hush rpc` end to end: the real `hush-relay` binary and real `hush` processes speaking JSON-RPC 2.0
 //! over their stdin/stdout (messages, receipts, held notifications, errors, reconnecting).
 
 #![allow(
@@ -20,19 +20,16 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 
+mod common;
+use common::RelayProcess;
+
 /// Bound on every wait, so a hung process fails the test instead of hanging it.
 const WAIT: Duration = Duration::from_secs(30);
 const PASS: &str = "rpc test passphrase";
 const HUSH: &str = env!("CARGO_BIN_EXE_hush");
 
-async fn start_relay(data: &Path, listen: SocketAddr) -> hush_relay::RunningRelay {
-    hush_relay::start(hush_relay::Config {
-        listen,
-        data: data.to_owned(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+async fn start_relay(data: &Path, listen: SocketAddr) -> RelayProcess {
+    RelayProcess::start(data, listen).await
 }
 
 async fn init(profile: &Path, name: &str, relay: SocketAddr) {
@@ -218,7 +215,7 @@ impl RpcProc {
 struct World {
     _tmp: tempfile::TempDir,
     relay_data: PathBuf,
-    relay: Option<hush_relay::RunningRelay>,
+    relay: Option<RelayProcess>,
     addr: SocketAddr,
     alice: PathBuf,
     bob: PathBuf,
@@ -228,7 +225,7 @@ async fn world() -> World {
     let tmp = tempfile::tempdir().unwrap();
     let relay_data = tmp.path().join("relay");
     let relay = start_relay(&relay_data, "127.0.0.1:0".parse().unwrap()).await;
-    let addr = relay.local_addr;
+    let addr = relay.addr;
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
     init(&alice, "alice", addr).await;
