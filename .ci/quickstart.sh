@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 grep -q 'target/release/hush --profile /tmp/hush-demo/alice send bob "hello bob"' README.md
 rm -rf /tmp/hush-demo
-cargo build --release --locked -p hush-relay -p hush
+cargo build --release -p hush-relay -p hush
 target/release/hush-relay --listen 127.0.0.1:7443 --data /tmp/hush-demo/relay > /tmp/hush-demo-relay.log 2>&1 &
 relay=$!
 trap 'kill $relay 2>/dev/null || true' EXIT
