@@ -505,15 +505,7 @@ mod tests {
     use super::*;
     use crossterm::event::{KeyCode, KeyModifiers};
 
-    fn contact(name: &str, unread: u32) -> Contact {
-        Contact {
-            name: name.to_owned(),
-            identity_key: "00".repeat(32),
-            verified: false,
-            changed_key: None,
-            unread,
-        }
-    }
+    use crate::tui::test_support::contact;
 
     fn app_with(contacts: &[&str]) -> App {
         let mut app = App::new("me", None);

@@ -120,3 +120,20 @@ async fn event_loop(
         }
     }
 }
+
+/// Fixtures shared by the TUI's unit tests.
+#[cfg(test)]
+mod test_support {
+    use hush_client::Contact;
+
+    /// An unverified contact with a dummy key and `unread` unread messages.
+    pub(crate) fn contact(name: &str, unread: u32) -> Contact {
+        Contact {
+            name: name.to_owned(),
+            identity_key: "00".repeat(32),
+            verified: false,
+            changed_key: None,
+            unread,
+        }
+    }
+}

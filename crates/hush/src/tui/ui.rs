@@ -509,15 +509,7 @@ mod tests {
     use ratatui::buffer::Buffer;
     use ratatui::Terminal;
 
-    fn contact(name: &str, unread: u32) -> Contact {
-        Contact {
-            name: name.to_owned(),
-            identity_key: "00".repeat(32),
-            verified: false,
-            changed_key: None,
-            unread,
-        }
-    }
+    use crate::tui::test_support::contact;
 
     fn message(contact: &str, outgoing: bool, text: &str, state: DeliveryState) -> HistoryEntry {
         HistoryEntry {
