@@ -1,0 +1,182 @@
+//! Contacts, trust decisions, safety numbers and history.
+
+use super::*;
+
+impl Client {
+    /// Every contact, sorted by name.
+    pub fn contacts(&mut self) -> Result<Vec<Contact>, ClientError> {
+        let tx = self.store.tx()?;
+        let names: Vec<String> = tx.get("contact-list", KEY_SELF)?.unwrap_or_default();
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(c) = tx.get::<Contact>(NS_CONTACT, &name)? {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// One contact.
+    pub fn contact(&mut self, name: &str) -> Result<Option<Contact>, ClientError> {
+        Ok(self.store.tx()?.get(NS_CONTACT, name)?)
+    }
+
+    pub(super) fn put_contact(
+        tx: &crate::store::Tx<'_>,
+        contact: &Contact,
+    ) -> Result<(), ClientError> {
+        let mut names: Vec<String> = tx.get("contact-list", KEY_SELF)?.unwrap_or_default();
+        if !names.contains(&contact.name) {
+            names.push(contact.name.clone());
+            tx.put("contact-list", KEY_SELF, &names)?;
+        }
+        tx.put(NS_CONTACT, &contact.name, contact)?;
+        tx.put(NS_CONTACT_BY_KEY, &contact.identity_key, &contact.name)?;
+        Ok(())
+    }
+
+    /// Fetch `name`'s bundle and start a session (trust on first use). For a known contact
+    /// whose relay-served key differs from the trusted one, the change is recorded and
+    /// [`ClientError::KeyChanged`] returned.
+    pub async fn add_contact(&mut self, name: &str) -> Result<Contact, ClientError> {
+        if name == self.config.name {
+            return Err(ClientError::Invalid("that is your own name".into()));
+        }
+        if !hush_proto::relay::is_valid_name(name) {
+            return Err(ClientError::Invalid(format!("invalid name {name:?}")));
+        }
+        let bundle = match self
+            .request(&Request::FetchBundle {
+                name: name.to_owned(),
+            })
+            .await
+        {
+            Ok(Reply::Bundle(b)) => b,
+            Ok(_) => return Err(ClientError::Network(NetError::UnexpectedReply)),
+            Err(ClientError::Relay(e)) if e.code == ErrorCode::UnknownUser => {
+                return Err(ClientError::UnknownUser(name.to_owned()))
+            }
+            Err(e) => return Err(e),
+        };
+        self.start_session(name, bundle)
+    }
+
+    fn start_session(&mut self, name: &str, bundle: PrekeyBundle) -> Result<Contact, ClientError> {
+        let key_hex = hex::encode(bundle.identity_key.as_bytes());
+        let existing: Option<Contact> = self.store.tx()?.get(NS_CONTACT, name)?;
+        if let Some(mut contact) = existing.clone() {
+            if contact.identity_key != key_hex {
+                contact.changed_key = Some(key_hex);
+                let tx = self.store.tx()?;
+                Self::put_contact(&tx, &contact)?;
+                tx.commit()?;
+                return Err(ClientError::KeyChanged(name.to_owned()));
+            }
+        }
+        let verified = bundle.verify().map_err(|source| ClientError::Session {
+            name: name.to_owned(),
+            source,
+        })?;
+        let session =
+            Session::initiate(&mut OsRng, &self.identity, &verified).map_err(|source| {
+                ClientError::Session {
+                    name: name.to_owned(),
+                    source,
+                }
+            })?;
+        let contact = existing.unwrap_or(Contact {
+            name: name.to_owned(),
+            identity_key: key_hex,
+            verified: false,
+            changed_key: None,
+            unread: 0,
+        });
+        let tx = self.store.tx()?;
+        let mut sessions = tx
+            .get::<SessionSet>(NS_SESSIONS, name)?
+            .unwrap_or_default()
+            .load()?;
+        sessions.insert(0, session);
+        tx.put(NS_SESSIONS, name, &SessionSet::from_sessions(&sessions))?;
+        Self::put_contact(&tx, &contact)?;
+        tx.commit()?;
+        Ok(contact)
+    }
+
+    /// The safety number with a contact.
+    pub fn safety_number(&mut self, name: &str) -> Result<SafetyNumber, ClientError> {
+        let contact = self
+            .contact(name)?
+            .ok_or_else(|| ClientError::NoSuchContact(name.into()))?;
+        let key = match &contact.changed_key {
+            Some(k) => parse_identity(k)?,
+            None => contact.key()?,
+        };
+        Ok(SafetyNumber::new(&self.identity.public_key(), &key))
+    }
+
+    /// Mark a contact verified after the user compared safety numbers.
+    pub fn confirm_verified(&mut self, name: &str) -> Result<(), ClientError> {
+        let tx = self.store.tx()?;
+        let mut contact: Contact = tx
+            .get(NS_CONTACT, name)?
+            .ok_or_else(|| ClientError::NoSuchContact(name.into()))?;
+        if contact.changed_key.is_some() {
+            return Err(ClientError::KeyChanged(name.to_owned()));
+        }
+        contact.verified = true;
+        Self::put_contact(&tx, &contact)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Accept a contact's changed identity key. Old sessions are dropped; the next send starts
+    /// a fresh one with the new key unless the new key already sent us a session.
+    pub fn trust(&mut self, name: &str) -> Result<(), ClientError> {
+        let tx = self.store.tx()?;
+        let mut contact: Contact = tx
+            .get(NS_CONTACT, name)?
+            .ok_or_else(|| ClientError::NoSuchContact(name.into()))?;
+        let Some(new_key) = contact.changed_key.take() else {
+            return Ok(());
+        };
+        tx.delete(NS_CONTACT_BY_KEY, &contact.identity_key)?;
+        contact.identity_key = new_key;
+        contact.verified = false;
+        let sessions = tx
+            .get::<SessionSet>(NS_SESSIONS, name)?
+            .unwrap_or_default()
+            .load()?;
+        let key = contact.key()?;
+        let kept: Vec<Session> = sessions
+            .into_iter()
+            .filter(|s| *s.remote_identity() == key)
+            .collect();
+        tx.put(NS_SESSIONS, name, &SessionSet::from_sessions(&kept))?;
+        Self::put_contact(&tx, &contact)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// History with a contact, oldest first.
+    pub fn history(&mut self, name: &str) -> Result<Vec<HistoryEntry>, ClientError> {
+        let tx = self.store.tx()?;
+        Ok(tx
+            .messages::<HistoryEntry>(name)?
+            .into_iter()
+            .map(|r| r.value)
+            .collect())
+    }
+
+    /// Clear a contact's unread count (the user looked).
+    pub fn mark_read(&mut self, name: &str) -> Result<(), ClientError> {
+        let tx = self.store.tx()?;
+        if let Some(mut c) = tx.get::<Contact>(NS_CONTACT, name)? {
+            c.unread = 0;
+            Self::put_contact(&tx, &c)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
