@@ -76,8 +76,8 @@ impl MessageContent {
         Ok(out)
     }
 
-    /// Decode a padded plaintext. Padding must be all zero: there is exactly one valid
-    /// encoding of each message.
+    /// Decode a padded plaintext. The length must be exactly the Padmé bucket of header and
+    /// body, and the padding all zero: there is exactly one valid encoding of each message.
     pub fn from_padded_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes, "message content");
         let version = r.u8()?;
@@ -100,6 +100,14 @@ impl MessageContent {
             });
         }
         let body = r.take(body_len)?.to_vec();
+        // Exactly the Padmé length of what it carries: no more, no less. Otherwise one message
+        // would have many valid encodings (and trailing zeros would hide nothing).
+        if bytes.len() != padded_len(CONTENT_HEADER_LEN + body_len) {
+            return Err(DecodeError::InvalidField {
+                what: "message padded length",
+                value: bytes.len() as u64,
+            });
+        }
         if r.rest().iter().any(|&b| b != 0) {
             return Err(DecodeError::InvalidField {
                 what: "message padding (must be zero)",
@@ -158,6 +166,43 @@ mod tests {
             a.to_padded_bytes().unwrap().len(),
             b.to_padded_bytes().unwrap().len()
         );
+    }
+
+    #[test]
+    fn only_the_exact_padded_length_decodes() {
+        let content = MessageContent {
+            id: [7; 16],
+            sent_at_ms: 1,
+            content_type: ContentType::TEXT,
+            body: b"hello".to_vec(),
+        };
+        let padded = content.to_padded_bytes().unwrap();
+        assert_eq!(padded.len(), MIN_PADDED_LEN);
+        assert_eq!(MessageContent::from_padded_bytes(&padded).unwrap(), content);
+        let unpadded = CONTENT_HEADER_LEN + content.body.len();
+        // Cut to the unpadded bytes, short by one zero, one zero too many, 1000 zeros more.
+        let mut variants = vec![
+            padded[..unpadded].to_vec(),
+            padded[..padded.len() - 1].to_vec(),
+        ];
+        for extra in [1, 1000] {
+            let mut longer = padded.to_vec();
+            longer.resize(padded.len() + extra, 0);
+            variants.push(longer);
+        }
+        for bytes in variants {
+            assert!(
+                matches!(
+                    MessageContent::from_padded_bytes(&bytes),
+                    Err(DecodeError::InvalidField {
+                        what: "message padded length",
+                        ..
+                    })
+                ),
+                "{} bytes decoded",
+                bytes.len()
+            );
+        }
     }
 
     #[test]
