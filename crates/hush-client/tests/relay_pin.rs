@@ -39,7 +39,7 @@ async fn a_relay_with_another_key_at_the_pinned_address_is_refused_and_gets_noth
     )
     .await
     .unwrap();
-    let mut bob = Client::init(
+    let bob = Client::init(
         &tmp.path().join("bob"),
         b"pass",
         "bob",
