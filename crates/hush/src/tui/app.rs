@@ -292,6 +292,7 @@ impl App {
             state: DeliveryState::Queued,
             verified: contact.verified,
             key_changed: false,
+            failure: None,
         };
         self.pending.entry(name.clone()).or_default().push(entry);
         self.clear_input();
@@ -457,6 +458,11 @@ impl App {
             }
             NetEvent::Received(Event::Rejected { contact, reason }) => {
                 self.post(keys::rejected(contact.as_deref(), &reason), true);
+            }
+            NetEvent::Received(Event::Failed {
+                contact, reason, ..
+            }) => {
+                self.post(keys::message_failed(&contact, &reason), true);
             }
             NetEvent::Received(_) => {}
             NetEvent::Info(text) => self.post(text, false),
