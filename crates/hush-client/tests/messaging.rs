@@ -252,3 +252,41 @@ async fn a_refused_row_is_parked_with_backoff_and_blocks_neither_others_nor_its_
         .all(|m| m.state == DeliveryState::OnRelay && m.failure.is_none()));
     assert_eq!(texts(&recv(&mut bob).await), ["first", "second"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_to_a_full_mailbox_are_capped_and_receiving_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = hush_relay::start(hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: tmp.path().join("relay"),
+        mailbox_max_messages: 60,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut victim = init(tmp.path(), "victim", &relay).await;
+    let mut mallory = init(tmp.path(), "mallory", &relay).await;
+    let mut friend = init(tmp.path(), "friend", &relay).await;
+    for n in 0..60 {
+        friend
+            .send_text("mallory", &format!("fill {n}"))
+            .await
+            .unwrap();
+    }
+    // Mallory writes 120 messages (in batches the victim's mailbox holds); every one queues
+    // a receipt to her full mailbox.
+    for batch in 0..3 {
+        for n in 0..40 {
+            let entry = mallory
+                .send_text("victim", &format!("{batch}/{n}"))
+                .await
+                .unwrap();
+            assert_eq!(entry.state, DeliveryState::OnRelay);
+        }
+        assert_eq!(texts(&recv(&mut victim).await).len(), 40);
+    }
+    assert_eq!(
+        victim.outbox_len().unwrap(),
+        hush_client::client::RECEIPTS_HELD_MAX + 1
+    );
+}

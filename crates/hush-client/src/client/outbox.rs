@@ -1,6 +1,6 @@
 //! Sending: encrypt and commit into the outbox, then hand the outbox to the relay.
 
-use super::retry::{self, RetryState, Verdict};
+use super::retry::{self, RetryState, Verdict, RECEIPTS_HELD_MAX};
 use super::*;
 use crate::store::Row;
 
@@ -124,17 +124,26 @@ impl Client {
         let now = now_ms();
         let items = self.store.tx()?.outbox::<OutboxItem>()?;
         let mut events = Vec::new();
-        // Recipients with an earlier row still queued in this pass.
-        let mut held = std::collections::HashSet::new();
+        // Recipients with an earlier row still queued in this pass, and how many receipts
+        // to each wait behind it.
+        let mut held = std::collections::HashMap::<String, usize>::new();
         for row in items {
-            if held.contains(&row.value.recipient) {
+            if let Some(receipts) = held.get_mut(&row.value.recipient) {
+                if row.value.message_id.is_none() {
+                    *receipts += 1;
+                    if *receipts > RECEIPTS_HELD_MAX {
+                        // A sender whose mailbox stays full must not grow our outbox.
+                        self.give_up(&row, "")?;
+                        continue;
+                    }
+                }
                 self.note_held(&row)?;
                 continue;
             }
             let retry_key = row.seq.to_string();
             let retry: Option<RetryState> = self.store.tx()?.get(NS_OUTBOX_RETRY, &retry_key)?;
             if retry.as_ref().is_some_and(|r| !r.is_due(now)) {
-                held.insert(row.value.recipient.clone());
+                held.insert(row.value.recipient.clone(), 0);
                 continue;
             }
             let recipient: Option<[u8; 32]> = hex::decode(&row.value.recipient)
@@ -177,7 +186,7 @@ impl Client {
                     match retry::on_refusal(retry.as_ref(), now, receipt, &e) {
                         Verdict::Park(state) => {
                             self.park(&row, &state)?;
-                            held.insert(row.value.recipient.clone());
+                            held.insert(row.value.recipient.clone(), 0);
                         }
                         Verdict::GiveUp(reason) => events.extend(self.give_up(&row, &reason)?),
                     }

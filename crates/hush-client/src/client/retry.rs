@@ -22,6 +22,11 @@ pub const RECEIPT_GIVE_UP: Duration = Duration::from_secs(24 * 3600);
 /// recipient that is gone (`UnknownUser`) fails at once.
 pub const MESSAGE_GIVE_UP: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Delivery receipts kept waiting behind a refused row to the same recipient; later ones
+/// beyond this are dropped, so a contact whose mailbox stays full (and who keeps writing to
+/// us) costs at most this many rows in our outbox, not one per message for a day.
+pub const RECEIPTS_HELD_MAX: usize = 100;
+
 /// Persisted retry state of one parked outbox row (sealed, in its own namespace keyed by
 /// the row's sequence number).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
