@@ -270,6 +270,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                         m.text,
                         match (&m.failure, m.state) {
                             (Some(why), DeliveryState::Failed) => format!("failed: {why}"),
+                            (Some(why), DeliveryState::Queued) => format!("queued: {why}"),
                             _ => state_label(m.state).to_owned(),
                         }
                     );

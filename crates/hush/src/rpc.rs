@@ -504,7 +504,11 @@ impl Rpc<'_> {
         match method {
             "send" => {
                 let p: SendParams = params(raw)?;
-                let entry = self.client.send_text(&p.to, &p.text).await?;
+                let (entry, events) = self.client.send_text_reporting(&p.to, &p.text).await?;
+                // Other queued messages this send found undeliverable (and this one, if so).
+                for event in &events {
+                    self.hold(event_notification(event));
+                }
                 Ok(entry_json(&entry))
             }
             "subscribe" | "receive" => {
@@ -580,6 +584,13 @@ impl Rpc<'_> {
         if self.subscribed {
             return self.write(&notification).await;
         }
+        self.hold(notification);
+        Ok(())
+    }
+
+    /// Queue a notification behind the response being prepared (written after it when
+    /// subscribed, or held until `subscribe`).
+    fn hold(&mut self, notification: Value) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
             if self.dropped == 0 {
@@ -590,7 +601,6 @@ impl Rpc<'_> {
             self.dropped = self.dropped.saturating_add(1);
         }
         self.pending.push_back(notification);
-        Ok(())
     }
 
     /// One JSON line on stdout, flushed.

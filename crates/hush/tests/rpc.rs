@@ -614,6 +614,13 @@ async fn a_message_to_a_freed_name_is_reported_failed_and_receiving_goes_on() {
         .unwrap()
         .contains("no such recipient"));
 
+    // A new send to the freed name answers `failed` and notifies it like any other failure.
+    let again = alice
+        .result(5, "send", json!({"to": "bob", "text": "still there?"}))
+        .await;
+    assert_eq!(again["state"], "failed", "{again}");
+    assert_eq!(alice.notification("failed").await["id"], again["id"]);
+
     assert!(carol.finish().await.success());
     assert!(alice.finish().await.success());
 }

@@ -16,19 +16,31 @@ impl Client {
     /// queued (relay unreachable, or refused and retried later: see `failure`), or it can
     /// never be delivered (`Failed`). Refusals of other queued rows never fail this call.
     pub async fn send_text(&mut self, name: &str, text: &str) -> Result<HistoryEntry, ClientError> {
+        Ok(self.send_text_reporting(name, text).await?.0)
+    }
+
+    /// [`Client::send_text`], with the [`Event::Failed`] of every queued message (this one
+    /// included) that the flush found undeliverable, for callers that notify.
+    pub async fn send_text_reporting(
+        &mut self,
+        name: &str,
+        text: &str,
+    ) -> Result<(HistoryEntry, Vec<Event>), ClientError> {
         if self.contact(name)?.is_none() {
             self.add_contact(name).await?;
         }
         let entry = self.queue_text(name, text)?;
-        match self.flush_outbox().await {
-            Ok(_) | Err(ClientError::Network(_)) => {}
+        let events = match self.flush_outbox().await {
+            Ok(events) => events,
+            Err(ClientError::Network(_)) => Vec::new(),
             Err(e) => return Err(e),
-        }
+        };
         let tx = self.store.tx()?;
-        Ok(tx
+        let entry = tx
             .find_message::<HistoryEntry>(&dedupe_key(&self.identity.public_key(), &entry.id))?
             .map(|r| r.value)
-            .unwrap_or(entry))
+            .unwrap_or(entry);
+        Ok((entry, events))
     }
 
     /// Encrypt and commit a text without touching the network.
