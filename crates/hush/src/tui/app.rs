@@ -725,4 +725,20 @@ mod tests {
         assert_eq!(app.input, "hello");
         assert!(app.current_entries().is_empty());
     }
+
+    #[test]
+    fn an_undeliverable_message_is_announced_as_an_error() {
+        let mut app = app_with(&["bob"]);
+        app.on_net_event(NetEvent::Received(Event::Failed {
+            contact: "bob".into(),
+            id: "00".repeat(16),
+            reason: "no such recipient on the relay (unknown_user)".into(),
+        }));
+        let notice = app.notice.as_ref().unwrap();
+        assert!(notice.error);
+        assert_eq!(
+            notice.text,
+            "a message to bob failed: no such recipient on the relay (unknown_user)"
+        );
+    }
 }
