@@ -24,8 +24,10 @@ use crate::store::{KdfParams, Store, StoreError};
 mod contacts;
 mod outbox;
 mod receive;
+mod retry;
 
 use receive::dedupe_key;
+pub use retry::{MESSAGE_GIVE_UP, RECEIPTS_HELD_MAX, RECEIPT_GIVE_UP, RETRY_FIRST, RETRY_MAX};
 
 /// Timeout for connecting and authenticating to the relay.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,6 +156,9 @@ pub enum DeliveryState {
     Delivered,
     /// A message we received.
     Received,
+    /// It will never be delivered (the recipient is gone, or the relay refused it for longer
+    /// than [`MESSAGE_GIVE_UP`]); [`HistoryEntry::failure`] says why. Not retried.
+    Failed,
 }
 
 /// One line of history.
@@ -177,6 +182,10 @@ pub struct HistoryEntry {
     pub verified: bool,
     /// Whether it arrived under an identity key that is not the trusted one.
     pub key_changed: bool,
+    /// For an outgoing message the relay refused: why. While `Queued` this is the last
+    /// refusal (it is retried with backoff); with `Failed` it is the final reason.
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 /// Something that happened while receiving.
@@ -195,6 +204,15 @@ pub enum Event {
     KeyChanged {
         /// Contact.
         contact: String,
+    },
+    /// One of our messages will never be delivered (see [`DeliveryState::Failed`]).
+    Failed {
+        /// Contact.
+        contact: String,
+        /// Message id (hex).
+        id: String,
+        /// Why.
+        reason: String,
     },
     /// An envelope was rejected (forged, corrupted, replayed, or undecryptable).
     Rejected {

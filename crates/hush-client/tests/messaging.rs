@@ -196,3 +196,97 @@ async fn a_changed_identity_key_is_flagged_and_blocks_sending_until_trusted() {
     assert_eq!(texts(&recv(&mut bob2).await), ["welcome back"]);
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_row_is_parked_with_backoff_and_blocks_neither_others_nor_its_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = hush_relay::start(hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: tmp.path().join("relay"),
+        mailbox_max_messages: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+    let mut carol = init(tmp.path(), "carol", &relay).await;
+    for text in ["fill 1", "fill 2"] {
+        carol.send_text("bob", text).await.unwrap();
+    }
+
+    // Bob's mailbox is full: alice's first message is parked, her second waits behind it
+    // (never overtakes it), and her message to carol goes out regardless.
+    let first = alice.send_text("bob", "first").await.unwrap();
+    assert_eq!(first.state, DeliveryState::Queued);
+    assert!(first
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("mailbox is full"));
+    let second = alice.send_text("bob", "second").await.unwrap();
+    assert_eq!(second.state, DeliveryState::Queued);
+    assert!(second
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("waiting behind"));
+    let to_carol = alice.send_text("carol", "to carol").await.unwrap();
+    assert_eq!(to_carol.state, DeliveryState::OnRelay);
+    assert_eq!(texts(&recv(&mut carol).await), ["to carol"]);
+    assert_eq!(alice.outbox_len().unwrap(), 2);
+
+    // Bob makes room; the parked row waits out its backoff, which survives a restart.
+    assert_eq!(texts(&recv(&mut bob).await), ["fill 1", "fill 2"]);
+    drop(alice);
+    let mut alice = Client::open(&tmp.path().join("alice"), b"pass").unwrap();
+    assert!(alice.flush_outbox().await.unwrap().is_empty());
+    assert_eq!(alice.outbox_len().unwrap(), 2, "retried before its time");
+
+    tokio::time::sleep(hush_client::client::RETRY_FIRST + Duration::from_millis(500)).await;
+    alice.flush_outbox().await.unwrap();
+    assert_eq!(alice.outbox_len().unwrap(), 0);
+    let history = alice.history("bob").unwrap();
+    assert!(history
+        .iter()
+        .all(|m| m.state == DeliveryState::OnRelay && m.failure.is_none()));
+    assert_eq!(texts(&recv(&mut bob).await), ["first", "second"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_to_a_full_mailbox_are_capped_and_receiving_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = hush_relay::start(hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: tmp.path().join("relay"),
+        mailbox_max_messages: 60,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut victim = init(tmp.path(), "victim", &relay).await;
+    let mut mallory = init(tmp.path(), "mallory", &relay).await;
+    let mut friend = init(tmp.path(), "friend", &relay).await;
+    for n in 0..60 {
+        friend
+            .send_text("mallory", &format!("fill {n}"))
+            .await
+            .unwrap();
+    }
+    // Mallory writes 120 messages (in batches the victim's mailbox holds); every one queues
+    // a receipt to her full mailbox.
+    for batch in 0..3 {
+        for n in 0..40 {
+            let entry = mallory
+                .send_text("victim", &format!("{batch}/{n}"))
+                .await
+                .unwrap();
+            assert_eq!(entry.state, DeliveryState::OnRelay);
+        }
+        assert_eq!(texts(&recv(&mut victim).await).len(), 40);
+    }
+    assert_eq!(
+        victim.outbox_len().unwrap(),
+        hush_client::client::RECEIPTS_HELD_MAX + 1
+    );
+}

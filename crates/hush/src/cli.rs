@@ -43,7 +43,8 @@ pub enum Command {
         /// Contact name.
         name: String,
     },
-    /// Send TEXT to NAME; exits 0 once the relay has stored it.
+    /// Send TEXT to NAME; exits 0 once the relay has stored it, 3 while it is queued (relay
+    /// unreachable, or refused and retried later), 1 when it can never be delivered.
     Send {
         /// Contact name.
         name: String,
@@ -196,9 +197,23 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         Command::Send { name, text } => {
             let entry = client.send_text(&name, &text).await.map_err(err)?;
             match entry.state {
-                DeliveryState::Queued => {
-                    println!("queued {} (relay unreachable; it will be sent by the next command that connects)", entry.id);
-                    Ok(ExitCode::from(3))
+                DeliveryState::Queued => match &entry.failure {
+                    Some(why) => {
+                        println!("queued {} (refused by the relay: {why}; it is retried with backoff by later commands)", entry.id);
+                        Ok(ExitCode::from(3))
+                    }
+                    None => {
+                        println!("queued {} (relay unreachable; it will be sent by the next command that connects)", entry.id);
+                        Ok(ExitCode::from(3))
+                    }
+                },
+                DeliveryState::Failed => {
+                    println!(
+                        "failed {}: {}",
+                        entry.id,
+                        entry.failure.as_deref().unwrap_or("undeliverable")
+                    );
+                    Ok(ExitCode::FAILURE)
                 }
                 _ => {
                     println!("sent {}", entry.id);
@@ -253,7 +268,11 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                         timestamp(m.sent_at),
                         who,
                         m.text,
-                        state_label(m.state)
+                        match (&m.failure, m.state) {
+                            (Some(why), DeliveryState::Failed) => format!("failed: {why}"),
+                            (Some(why), DeliveryState::Queued) => format!("queued: {why}"),
+                            _ => state_label(m.state).to_owned(),
+                        }
                     );
                 }
             }
@@ -313,6 +332,7 @@ fn state_label(state: DeliveryState) -> &'static str {
         DeliveryState::OnRelay => "on relay",
         DeliveryState::Delivered => "delivered",
         DeliveryState::Received => "received",
+        DeliveryState::Failed => "failed",
     }
 }
 
@@ -329,6 +349,7 @@ pub fn entry_json(m: &HistoryEntry) -> serde_json::Value {
         "state": state_label(m.state),
         "verified": m.verified,
         "key_changed": m.key_changed,
+        "failure": m.failure,
     })
 }
 
@@ -364,6 +385,20 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                     "{}",
                     serde_json::json!({"event": "delivered", "contact": contact, "ids": ids})
                 );
+            }
+        }
+        Event::Failed {
+            contact,
+            id,
+            reason,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "failed", "contact": contact, "id": id, "reason": reason})
+                );
+            } else {
+                eprintln!("a message to {contact} failed ({id}): {reason}");
             }
         }
         Event::Rejected { contact, reason } => {

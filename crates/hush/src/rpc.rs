@@ -10,8 +10,11 @@
 //! Requests (params by name): `send` {to, text}, `subscribe` (alias `receive`) {},
 //! `contacts` {}, `history` {contact, mark_read?}, `verify` {contact, confirm?},
 //! `trust` {contact}, `add` {contact}, `whoami` {}. Notifications after `subscribe`:
-//! `message`, `delivered`, `key_changed`, `rejected`; those that happen earlier are held (up to
-//! [`MAX_PENDING`]) and sent right after the `subscribe` response.
+//! `message`, `delivered`, `key_changed`, `rejected`, and `failed` {contact, id, reason} (a
+//! message we sent will never be delivered: the recipient is gone, or the relay refused it for
+//! too long); those that happen earlier are held (up to [`MAX_PENDING`]) and sent right after
+//! the `subscribe` response. A message's `state` is `queued`, `on relay`, `delivered`,
+//! `received` or `failed`; `failure` says why a queued one was refused or a failed one failed.
 //!
 //! stdout carries only JSON lines, flushed one by one; diagnostics go to stderr. Nothing
 //! secret is ever written. EOF on stdin: queued requests are answered, the outbox is flushed,
@@ -84,7 +87,7 @@ pub async fn run(client: &mut Client) -> Result<ExitCode, String> {
     // Finish pending work: whatever is still queued (receipts, sends that met a relay
     // outage) gets one more chance. It stays committed in the profile either way.
     match rpc.client.flush_outbox().await {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(e) => eprintln!(
             "hush rpc: could not flush the outbox ({e}); it will be sent by the next command that connects"
         ),
@@ -314,6 +317,14 @@ fn event_notification(event: &Event) -> Value {
         Event::Rejected { contact, reason } => {
             ("rejected", json!({ "contact": contact, "reason": reason }))
         }
+        Event::Failed {
+            contact,
+            id,
+            reason,
+        } => (
+            "failed",
+            json!({ "contact": contact, "id": id, "reason": reason }),
+        ),
     };
     json!({ "jsonrpc": "2.0", "method": method, "params": params })
 }
@@ -493,7 +504,11 @@ impl Rpc<'_> {
         match method {
             "send" => {
                 let p: SendParams = params(raw)?;
-                let entry = self.client.send_text(&p.to, &p.text).await?;
+                let (entry, events) = self.client.send_text_reporting(&p.to, &p.text).await?;
+                // Other queued messages this send found undeliverable (and this one, if so).
+                for event in &events {
+                    self.hold(event_notification(event));
+                }
                 Ok(entry_json(&entry))
             }
             "subscribe" | "receive" => {
@@ -569,6 +584,13 @@ impl Rpc<'_> {
         if self.subscribed {
             return self.write(&notification).await;
         }
+        self.hold(notification);
+        Ok(())
+    }
+
+    /// Queue a notification behind the response being prepared (written after it when
+    /// subscribed, or held until `subscribe`).
+    fn hold(&mut self, notification: Value) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
             if self.dropped == 0 {
@@ -579,7 +601,6 @@ impl Rpc<'_> {
             self.dropped = self.dropped.saturating_add(1);
         }
         self.pending.push_back(notification);
-        Ok(())
     }
 
     /// One JSON line on stdout, flushed.

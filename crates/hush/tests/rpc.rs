@@ -558,3 +558,69 @@ async fn keeps_receiving_after_the_relay_restarts() {
     assert!(bob.finish().await.success());
     assert!(alice.finish().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_a_freed_name_is_reported_failed_and_receiving_goes_on() {
+    let mut w = world().await;
+    let carol_profile = w.relay_data.with_file_name("carol");
+    init(&carol_profile, "carol", w.addr).await;
+    let mut alice = RpcProc::spawn(&w.alice, "alice");
+    alice.result(1, "subscribe", json!({})).await;
+    let sent = alice
+        .result(2, "send", json!({"to": "bob", "text": "hello bob"}))
+        .await;
+    assert_eq!(sent["state"], "on relay", "{sent}");
+
+    // The operator frees bob's name; while the relay restarts, alice queues a message to him.
+    let relay = w.relay.take().unwrap();
+    assert!(relay.free_name(&w.relay_data, "bob").status.success());
+    relay.shutdown().await;
+    alice.stderr_contains("retrying").await;
+    let queued = alice
+        .result(3, "send", json!({"to": "bob", "text": "lost"}))
+        .await;
+    assert_eq!(queued["state"], "queued", "{queued}");
+    w.relay = Some(start_relay(&w.relay_data, w.addr).await);
+
+    // Reconnecting subscribes despite the undeliverable row, and reports it.
+    let failed = alice.notification("failed").await;
+    assert_eq!(failed["contact"], "bob");
+    assert_eq!(failed["id"], queued["id"]);
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no such recipient"),
+        "{failed}"
+    );
+    let mut carol = RpcProc::spawn(&carol_profile, "carol");
+    carol
+        .result(1, "send", json!({"to": "alice", "text": "still reachable"}))
+        .await;
+    assert_eq!(
+        alice.notification("message").await["text"],
+        "still reachable"
+    );
+    let history = alice.result(4, "history", json!({"contact": "bob"})).await;
+    let lost = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["text"] == "lost")
+        .unwrap();
+    assert_eq!(lost["state"], "failed", "{lost}");
+    assert!(lost["failure"]
+        .as_str()
+        .unwrap()
+        .contains("no such recipient"));
+
+    // A new send to the freed name answers `failed` and notifies it like any other failure.
+    let again = alice
+        .result(5, "send", json!({"to": "bob", "text": "still there?"}))
+        .await;
+    assert_eq!(again["state"], "failed", "{again}");
+    assert_eq!(alice.notification("failed").await["id"], again["id"]);
+
+    assert!(carol.finish().await.success());
+    assert!(alice.finish().await.success());
+}

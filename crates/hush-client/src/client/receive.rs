@@ -3,7 +3,7 @@
 use super::*;
 
 impl Client {
-    /// Connect, flush the outbox, subscribe, and process deliveries until `wait` has passed
+    /// Connect, subscribe, flush the outbox, and process deliveries until `wait` has passed
     /// (pending messages are always drained first, even when `wait` is zero). Each event is
     /// passed to `on_event` after it is committed.
     pub async fn receive(
@@ -29,31 +29,37 @@ impl Client {
                 break;
             }
         }
+        // Receipts queued while receiving; a refusal or a lost connection never fails `recv`.
         match self.flush_outbox().await {
-            Ok(()) | Err(ClientError::Network(_)) => Ok(()),
-            Err(e) => Err(e),
+            Ok(events) => events.iter().for_each(&mut on_event),
+            Err(ClientError::Network(_) | ClientError::Relay(_)) => {}
+            Err(e) => return Err(e),
         }
+        Ok(())
     }
 
     /// One step of a long-running client (TUI, JSON-RPC): connect and subscribe if needed
-    /// (flushing the outbox first), wait up to `wait` for one delivery, process and ack it, and
+    /// (then flush the outbox), wait up to `wait` for one delivery, process and ack it, and
     /// send any receipts it queued. Network errors drop the connection; call again to retry.
+    /// The outbox never fails a pump: refused rows are parked (see [`Client::flush_outbox`]).
     pub async fn pump(&mut self, wait: Duration) -> Result<Vec<Event>, ClientError> {
-        let (events, got) = self.pump_inner(wait).await?;
+        let (mut events, got) = self.pump_inner(wait).await?;
         if got {
-            match self.flush_outbox().await {
-                Ok(()) | Err(ClientError::Network(_)) => {}
-                Err(e) => return Err(e),
-            }
+            events.extend(self.flush_after_receiving().await?);
         }
         Ok(events)
     }
 
     async fn pump_inner(&mut self, wait: Duration) -> Result<(Vec<Event>, bool), ClientError> {
+        let mut events = Vec::new();
         if !self.subscribed || self.conn.is_none() {
-            self.flush_outbox().await?;
+            // Subscribe first: receiving never waits on the outbox.
             self.request(&Request::Subscribe).await?;
             self.subscribed = true;
+            events = self.flush_after_receiving().await?;
+            if self.conn.is_none() {
+                return Err(ClientError::Network(NetError::Closed));
+            }
         }
         let conn = self.connection().await?;
         let delivery = match conn.next_delivery(wait).await {
@@ -64,7 +70,7 @@ impl Client {
                     self.request(&Request::Ping).await?;
                     self.last_traffic = std::time::Instant::now();
                 }
-                return Ok((Vec::new(), false));
+                return Ok((events, false));
             }
             Err(e) => {
                 self.conn = None;
@@ -72,7 +78,18 @@ impl Client {
             }
         };
         self.last_traffic = std::time::Instant::now();
-        Ok((self.process_delivery(&delivery).await?, true))
+        events.extend(self.process_delivery(&delivery).await?);
+        Ok((events, true))
+    }
+
+    /// Flush for a receiving client: a lost connection or a relay refusal is not an error
+    /// here (the rows stay queued); only a profile failure is.
+    async fn flush_after_receiving(&mut self) -> Result<Vec<Event>, ClientError> {
+        match self.flush_outbox().await {
+            Ok(events) => Ok(events),
+            Err(ClientError::Network(_) | ClientError::Relay(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Handle one delivered envelope: decrypt on copies, commit, then ack.
@@ -304,6 +321,7 @@ impl Client {
                 state: DeliveryState::Received,
                 verified: contact.verified && !key_changed,
                 key_changed,
+                failure: None,
             };
             let new = tx.add_message(&contact.name, &dedupe_key(&sender, &entry.id), &entry)?;
             if new.is_some() {

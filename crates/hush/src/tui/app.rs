@@ -292,6 +292,7 @@ impl App {
             state: DeliveryState::Queued,
             verified: contact.verified,
             key_changed: false,
+            failure: None,
         };
         self.pending.entry(name.clone()).or_default().push(entry);
         self.clear_input();
@@ -457,6 +458,11 @@ impl App {
             }
             NetEvent::Received(Event::Rejected { contact, reason }) => {
                 self.post(keys::rejected(contact.as_deref(), &reason), true);
+            }
+            NetEvent::Received(Event::Failed {
+                contact, reason, ..
+            }) => {
+                self.post(keys::message_failed(&contact, &reason), true);
             }
             NetEvent::Received(_) => {}
             NetEvent::Info(text) => self.post(text, false),
@@ -718,5 +724,21 @@ mod tests {
         });
         assert_eq!(app.input, "hello");
         assert!(app.current_entries().is_empty());
+    }
+
+    #[test]
+    fn an_undeliverable_message_is_announced_as_an_error() {
+        let mut app = app_with(&["bob"]);
+        app.on_net_event(NetEvent::Received(Event::Failed {
+            contact: "bob".into(),
+            id: "00".repeat(16),
+            reason: "no such recipient on the relay (unknown_user)".into(),
+        }));
+        let notice = app.notice.as_ref().unwrap();
+        assert!(notice.error);
+        assert_eq!(
+            notice.text,
+            "a message to bob failed: no such recipient on the relay (unknown_user)"
+        );
     }
 }

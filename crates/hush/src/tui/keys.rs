@@ -164,7 +164,21 @@ pub fn state_label(state: DeliveryState) -> &'static str {
         DeliveryState::OnRelay => "on relay",
         DeliveryState::Delivered => "delivered",
         DeliveryState::Received => "received",
+        DeliveryState::Failed => "failed",
     }
+}
+
+/// Marker after an outgoing message: its state, with the reason when it failed.
+pub fn state_marker(state: DeliveryState, failure: Option<&str>) -> String {
+    match (state, failure) {
+        (DeliveryState::Failed, Some(reason)) => format!("  · failed: {reason}"),
+        (state, _) => format!("  · {}", state_label(state)),
+    }
+}
+
+/// Notice for a message that will never be delivered.
+pub fn message_failed(name: &str, reason: &str) -> String {
+    format!("a message to {name} failed: {reason}")
 }
 
 /// The red banner for a contact whose identity key changed.

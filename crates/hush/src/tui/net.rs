@@ -251,7 +251,9 @@ impl Net {
                 Event::Message(m) => {
                     changed.insert(m.contact.clone());
                 }
-                Event::Delivered { contact, .. } | Event::KeyChanged { contact } => {
+                Event::Delivered { contact, .. }
+                | Event::KeyChanged { contact }
+                | Event::Failed { contact, .. } => {
                     changed.insert(contact.clone());
                 }
                 Event::Rejected { .. } => {}
@@ -350,7 +352,7 @@ impl Net {
         if self.client.is_connected() {
             // Only an open connection is used: a reconnect belongs to `pump`, which subscribes.
             match self.client.flush_outbox().await {
-                Ok(()) => {}
+                Ok(events) => self.after_events(events),
                 Err(e) => self.report(&e),
             }
             self.set_connected(self.client.is_connected());

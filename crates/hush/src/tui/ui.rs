@@ -232,6 +232,7 @@ fn state_style(state: DeliveryState) -> Style {
         DeliveryState::OnRelay => DIM,
         DeliveryState::Delivered => GOOD,
         DeliveryState::Received => DIM,
+        DeliveryState::Failed => ALERT,
     }
 }
 
@@ -269,7 +270,7 @@ fn message_segments(entry: &HistoryEntry) -> Vec<(String, Style)> {
     segments.push((entry.text.clone(), Style::new()));
     if entry.outgoing {
         segments.push((
-            format!("  · {}", keys::state_label(entry.state)),
+            keys::state_marker(entry.state, entry.failure.as_deref()),
             state_style(entry.state),
         ));
     }
@@ -522,6 +523,7 @@ mod tests {
             state,
             verified: false,
             key_changed: false,
+            failure: None,
         }
     }
 
@@ -602,6 +604,24 @@ mod tests {
         assert!(!contains(&buffer, "reply  ·"), "incoming has no state");
         let (y, x) = find(&buffer, "· queued").unwrap();
         assert_eq!(buffer.cell((x + 2, y)).unwrap().fg, Color::Yellow);
+    }
+
+    #[test]
+    fn a_failed_message_shows_why_in_red() {
+        let mut app = app(vec![contact("bob", 0)]);
+        let mut failed = message("bob", true, "into the void", DeliveryState::Failed);
+        failed.failure = Some("no such recipient on the relay (unknown_user)".into());
+        app.on_net_event(NetEvent::History {
+            contact: "bob".into(),
+            entries: vec![failed],
+        });
+        let buffer = render(&app);
+        assert!(contains(
+            &buffer,
+            "me: into the void  · failed: no such recipient on the relay"
+        ));
+        let (y, x) = find(&buffer, "· failed").unwrap();
+        assert_eq!(buffer.cell((x + 2, y)).unwrap().fg, Color::Red);
     }
 
     #[test]

@@ -26,16 +26,29 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Start the relay on `data`, listening on `listen` (port 0: any free port).
     pub async fn start(data: &Path, listen: SocketAddr) -> Self {
+        Self::start_with_config(data, listen, None).await
+    }
+
+    /// Start the relay with a TOML config file (written to `DATA/relay.toml`), e.g. to set a
+    /// tiny mailbox quota.
+    pub async fn start_with_config(data: &Path, listen: SocketAddr, toml: Option<&str>) -> Self {
         let data = data.to_owned();
-        tokio::task::spawn_blocking(move || Self::start_blocking(&data, listen))
+        let toml = toml.map(str::to_owned);
+        tokio::task::spawn_blocking(move || Self::start_blocking(&data, listen, toml.as_deref()))
             .await
             .unwrap()
     }
 
-    fn start_blocking(data: &Path, listen: SocketAddr) -> Self {
+    fn start_blocking(data: &Path, listen: SocketAddr, toml: Option<&str>) -> Self {
         std::fs::create_dir_all(data).unwrap();
         let log = std::fs::File::create(data.join("relay-test.log")).unwrap();
-        let mut child = Command::new(relay_binary())
+        let mut command = Command::new(relay_binary());
+        if let Some(toml) = toml {
+            let path = data.join("relay.toml");
+            std::fs::write(&path, toml).unwrap();
+            command.arg("--config").arg(path);
+        }
+        let mut child = command
             .arg("--listen")
             .arg(listen.to_string())
             .arg("--data")

@@ -1,0 +1,214 @@
+//! Refused outbox rows: when to retry them (exponential backoff) and when to give up.
+//!
+//! A refusal concerns one row (its recipient's mailbox is full, the recipient is gone, the
+//! relay could not store it), so the row is parked and the flush goes on with the others: one
+//! cheap user must not silence anyone (DESIGN.md, rule 9). Pure logic: the clock comes in as
+//! an argument, so the policy is tested without waiting.
+
+use std::time::Duration;
+
+use hush_proto::relay::{ErrorCode, RelayError};
+use serde::{Deserialize, Serialize};
+
+/// Wait before the first retry of a refused row; doubled per refusal up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(10);
+/// Longest wait between two attempts of a refused row (30 min), so a mailbox that frees up
+/// is noticed within half an hour of a running client.
+pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+/// A delivery receipt refused for this long (24 h) is dropped: it is a courtesy, and keeping
+/// it would let a sender whose mailbox stays full grow our outbox for ever.
+pub const RECEIPT_GIVE_UP: Duration = Duration::from_secs(24 * 3600);
+/// A message refused for this long (7 days) is marked [`super::DeliveryState::Failed`]. A
+/// recipient that is gone (`UnknownUser`) fails at once.
+pub const MESSAGE_GIVE_UP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Delivery receipts kept waiting behind a refused row to the same recipient; later ones
+/// beyond this are dropped, so a contact whose mailbox stays full (and who keeps writing to
+/// us) costs at most this many rows in our outbox, not one per message for a day.
+pub const RECEIPTS_HELD_MAX: usize = 100;
+
+/// Persisted retry state of one parked outbox row (sealed, in its own namespace keyed by
+/// the row's sequence number).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(super) struct RetryState {
+    /// Refusals so far.
+    pub attempts: u32,
+    /// When the relay first refused it (ms since the Unix epoch).
+    pub first_refused_ms: u64,
+    /// Not tried again before this time (ms).
+    pub next_attempt_ms: u64,
+    /// The last refusal, in our own words (never the relay's free text).
+    pub last_reason: String,
+}
+
+impl RetryState {
+    /// Whether the row may be tried at `now_ms`. A wait longer than [`RETRY_MAX`] from now
+    /// (the clock went back, or a bad value) counts as due, so nothing is parked for ever.
+    pub fn is_due(&self, now_ms: u64) -> bool {
+        now_ms >= self.next_attempt_ms || self.next_attempt_ms - now_ms > duration_ms(RETRY_MAX)
+    }
+}
+
+/// What to do with a refused row.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Keep it, untouched until `next_attempt_ms`.
+    Park(RetryState),
+    /// Never deliverable: drop it (receipt) or mark its message failed with this reason.
+    GiveUp(String),
+}
+
+/// The decision for a row the relay refused with `error` at `now_ms`, after `previous`
+/// refusals (none for the first).
+pub(super) fn on_refusal(
+    previous: Option<&RetryState>,
+    now_ms: u64,
+    receipt: bool,
+    error: &RelayError,
+) -> Verdict {
+    let reason = reason(error.code);
+    if error.code == ErrorCode::UnknownUser {
+        return Verdict::GiveUp(reason);
+    }
+    let attempts = previous.map_or(0, |p| p.attempts).saturating_add(1);
+    let first_refused_ms = previous.map_or(now_ms, |p| p.first_refused_ms.min(now_ms));
+    let give_up = if receipt {
+        RECEIPT_GIVE_UP
+    } else {
+        MESSAGE_GIVE_UP
+    };
+    let refused_for = now_ms.saturating_sub(first_refused_ms);
+    if refused_for >= duration_ms(give_up) {
+        return Verdict::GiveUp(format!(
+            "refused by the relay for {} hours, last: {reason}",
+            refused_for / 3_600_000
+        ));
+    }
+    let shift = attempts.saturating_sub(1).min(20);
+    let backoff = duration_ms(RETRY_FIRST)
+        .saturating_mul(1u64 << shift)
+        .min(duration_ms(RETRY_MAX));
+    Verdict::Park(RetryState {
+        attempts,
+        first_refused_ms,
+        next_attempt_ms: now_ms.saturating_add(backoff),
+        last_reason: reason,
+    })
+}
+
+/// Whether a refusal is about our connection rather than the row (sending too fast, the
+/// relay shutting down): the flush stops and nothing is parked.
+pub(super) fn is_about_connection(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::RateLimited | ErrorCode::ShuttingDown)
+}
+
+/// A refusal in our own words: the relay's message text is attacker-controlled and is not
+/// stored or shown.
+fn reason(code: ErrorCode) -> String {
+    let what = match code {
+        ErrorCode::UnknownUser => {
+            "no such recipient on the relay (the name was freed or the account is gone)"
+        }
+        ErrorCode::MailboxFull => "the recipient's mailbox is full",
+        ErrorCode::Malformed => "the relay could not parse it",
+        ErrorCode::Internal => "the relay could not store it",
+        _ => "the relay refused it",
+    };
+    format!("{what} ({})", code.label())
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: ErrorCode) -> RelayError {
+        RelayError {
+            code,
+            message: "\u{1b}]0;relay text\u{7}".into(),
+        }
+    }
+
+    const HOUR: u64 = 3_600_000;
+
+    #[test]
+    fn backoff_doubles_from_the_first_wait_up_to_the_cap() {
+        let full = refused(ErrorCode::MailboxFull);
+        let mut state: Option<RetryState> = None;
+        let mut now = 1_000_000;
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            let Verdict::Park(next) = on_refusal(state.as_ref(), now, false, &full) else {
+                panic!("gave up too early");
+            };
+            assert!(!next.is_due(now));
+            assert!(next.is_due(next.next_attempt_ms));
+            waits.push(next.next_attempt_ms - now);
+            now = next.next_attempt_ms;
+            state = Some(next);
+        }
+        assert_eq!(&waits[..4], &[10_000, 20_000, 40_000, 80_000]);
+        assert_eq!(*waits.last().unwrap(), 30 * 60 * 1000);
+        let state = state.unwrap();
+        assert_eq!(state.attempts, 12);
+        assert_eq!(state.first_refused_ms, 1_000_000);
+        assert!(state.last_reason.contains("mailbox is full"));
+        assert!(
+            !state.last_reason.contains("relay text"),
+            "relay text stored"
+        );
+    }
+
+    #[test]
+    fn receipts_are_dropped_after_a_day_and_messages_fail_after_a_week() {
+        let full = refused(ErrorCode::MailboxFull);
+        let first = RetryState {
+            attempts: 3,
+            first_refused_ms: 0,
+            next_attempt_ms: 0,
+            last_reason: String::new(),
+        };
+        assert!(matches!(
+            on_refusal(Some(&first), 23 * HOUR, true, &full),
+            Verdict::Park(_)
+        ));
+        assert!(matches!(
+            on_refusal(Some(&first), 24 * HOUR, true, &full),
+            Verdict::GiveUp(_)
+        ));
+        assert!(matches!(
+            on_refusal(Some(&first), 24 * HOUR, false, &full),
+            Verdict::Park(_)
+        ));
+        let Verdict::GiveUp(reason) = on_refusal(Some(&first), 7 * 24 * HOUR, false, &full) else {
+            panic!("a week of refusals must fail the message");
+        };
+        assert!(reason.contains("168 hours"), "{reason}");
+        assert!(reason.contains("mailbox_full"), "{reason}");
+    }
+
+    #[test]
+    fn a_gone_recipient_fails_at_once() {
+        let Verdict::GiveUp(reason) = on_refusal(None, 5, false, &refused(ErrorCode::UnknownUser))
+        else {
+            panic!("unknown user must not be retried");
+        };
+        assert!(reason.contains("no such recipient"), "{reason}");
+    }
+
+    #[test]
+    fn a_wait_beyond_the_cap_counts_as_due() {
+        let parked = RetryState {
+            attempts: 1,
+            first_refused_ms: 0,
+            next_attempt_ms: 100 * HOUR,
+            last_reason: String::new(),
+        };
+        // The clock went back a day: do not wait for it to catch up.
+        assert!(parked.is_due(76 * HOUR));
+        assert!(!parked.is_due(100 * HOUR - 1000));
+    }
+}
