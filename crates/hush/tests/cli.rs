@@ -328,3 +328,83 @@ async fn an_unreachable_relay_leaves_the_message_queued_for_the_next_command() {
     );
     relay.shutdown().await;
 }
+
+/// Peer text that tries to drive the terminal: a forged header on a new line, a carriage return
+/// and escape sequences that erase or hide the rest of the line (where "[unverified]" goes),
+/// OSC 0 (window title) and OSC 52 (clipboard), a bidi override.
+const HOSTILE_TEXT: &str = "hi\n bob: fake\rbob: overwritten\x1b[2K\x1b[8mhidden\x1b]0;title\x07\x1b]52;c;cm0gLXJmIH4K\x07\u{202e}txt.exe";
+
+/// Whether human-readable output is safe to print: no byte a terminal acts on (ESC, CR, BEL,
+/// C1, DEL; our own `\n` and `\t` separators are fine), no bidi control, and exactly
+/// `headers` lines that start like a message header (`NAME:` or `[time] NAME:`), so no line of
+/// peer text passes for one.
+fn assert_terminal_safe(out: &str, headers: usize) {
+    for c in out.chars() {
+        assert!(
+            matches!(c, '\n' | '\t')
+                || !(c.is_control()
+                    || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')),
+            "{c:?} reached the terminal in {out:?}"
+        );
+    }
+    let looks_like_header = |line: &str| {
+        let line = line.trim_start();
+        let line = match line.strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map_or(rest, |(_, r)| r),
+            None => line,
+        };
+        line.split_once(':').is_some_and(|(who, _)| {
+            !who.is_empty()
+                && who
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        })
+    };
+    let forged: Vec<&str> = out.lines().filter(|l| looks_like_header(l)).collect();
+    assert_eq!(
+        forged.len(),
+        headers,
+        "header-like lines: {forged:#?} in {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_text_cannot_drive_the_terminal_but_json_keeps_it_exact() {
+    let (net, _relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let bob = init(&net, "bob").await;
+
+    let o = run(&alice, &["send", "bob", HOSTILE_TEXT]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&bob, &["recv"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    assert_terminal_safe(&shown, 1);
+    assert!(
+        shown.lines().next().unwrap().starts_with("alice: hi"),
+        "{shown}"
+    );
+    assert!(shown.contains("[unverified]"), "{shown}");
+    assert_terminal_safe(&stderr(&o), 0);
+
+    let o = run(&bob, &["history", "alice"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_terminal_safe(&stdout(&o), 1);
+
+    let o = run(&alice, &["send", "bob", HOSTILE_TEXT]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&bob, &["recv", "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["text"], HOSTILE_TEXT);
+    let o = run(&bob, &["history", "alice", "--json"]).await;
+    let texts: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].clone())
+        .collect();
+    assert_eq!(texts, [HOSTILE_TEXT, HOSTILE_TEXT]);
+
+    let o = run(&bob, &["contacts"]).await;
+    assert_terminal_safe(&stdout(&o), 0);
+    assert!(stdout(&o).starts_with("alice\t"));
+}

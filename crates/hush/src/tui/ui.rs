@@ -14,6 +14,8 @@ use hush_client::{DeliveryState, HistoryEntry};
 
 use super::app::{App, Popup};
 use super::keys;
+// Characters that must not reach the terminal: the same rule as the CLI's.
+use crate::sanitize::displayable;
 
 /// Most input lines shown before the input box scrolls.
 pub const INPUT_MAX_LINES: usize = 6;
@@ -274,17 +276,6 @@ fn message_segments(entry: &HistoryEntry) -> Vec<(String, Style)> {
         ));
     }
     segments
-}
-
-/// Characters that must not reach the terminal: controls (escape sequences) and the
-/// invisible direction overrides that can disguise text.
-fn displayable(c: char) -> char {
-    match c {
-        '\t' => ' ',
-        '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '\u{fffd}',
-        c if c.is_control() => '\u{fffd}',
-        c => c,
-    }
 }
 
 /// Greedy word wrap of styled text; `\n` starts a new line; continuation lines are indented.
