@@ -408,3 +408,59 @@ async fn peer_text_cannot_drive_the_terminal_but_json_keeps_it_exact() {
     assert_terminal_safe(&stdout(&o), 0);
     assert!(stdout(&o).starts_with("alice\t"));
 }
+
+/// Every entry of `dir` (names only), sorted; `None` if `dir` does not exist.
+fn entries(dir: &Path) -> Option<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_refuses_a_directory_that_is_not_a_profile_and_touches_nothing() {
+    let (net, _relay) = net().await;
+    init(&net, "bob").await;
+    let dir = net.root.join("documents");
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    std::fs::write(dir.join("thesis.txt"), "years of work").unwrap();
+    // A free name and a taken one: neither may create or delete anything there.
+    for name in ["bob", "alice"] {
+        let o = run(&dir, &["init", "--name", name, "--relay", &net.relay]).await;
+        assert!(!o.status.success(), "init {name} into {dir:?} succeeded");
+        assert!(stderr(&o).contains("not a hush profile"), "{}", stderr(&o));
+        assert_eq!(
+            entries(&dir).unwrap(),
+            ["photos", "thesis.txt"],
+            "init {name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("thesis.txt")).unwrap(),
+            "years of work"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_init_removes_only_what_it_created() {
+    let (net, _relay) = net().await;
+    init(&net, "bob").await;
+    // An empty directory the user made stays; one init made (with its parents) goes.
+    let empty = net.root.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let fresh = net.root.join("new").join("profile");
+    for dir in [&empty, &fresh] {
+        let o = run(dir, &["init", "--name", "bob", "--relay", &net.relay]).await;
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("name is taken"), "{}", stderr(&o));
+    }
+    assert_eq!(entries(&empty).unwrap(), Vec::<String>::new());
+    assert_eq!(entries(&net.root.join("new")), None);
+    // Nothing is left that would stop a retry with another name.
+    for (dir, name) in [(&empty, "bobby"), (&fresh, "robert")] {
+        let o = run(dir, &["init", "--name", name, "--relay", &net.relay]).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
