@@ -334,11 +334,8 @@ async fn an_unreachable_relay_leaves_the_message_queued_for_the_next_command() {
 /// OSC 0 (window title) and OSC 52 (clipboard), a bidi override.
 const HOSTILE_TEXT: &str = "hi\n bob: fake\rbob: overwritten\x1b[2K\x1b[8mhidden\x1b]0;title\x07\x1b]52;c;cm0gLXJmIH4K\x07\u{202e}txt.exe";
 
-/// Whether human-readable output is safe to print: no byte a terminal acts on (ESC, CR, BEL,
-/// C1, DEL; our own `\n` and `\t` separators are fine), no bidi control, and exactly
-/// `headers` lines that start like a message header (`NAME:` or `[time] NAME:`), so no line of
-/// peer text passes for one.
-fn assert_terminal_safe(out: &str, headers: usize) {
+/// No byte a terminal acts on and no bidi control (our own `\n` and `\t` are fine).
+fn assert_no_controls(out: &str) {
     for c in out.chars() {
         assert!(
             matches!(c, '\n' | '\t')
@@ -347,6 +344,14 @@ fn assert_terminal_safe(out: &str, headers: usize) {
             "{c:?} reached the terminal in {out:?}"
         );
     }
+}
+
+/// Whether human-readable output is safe to print: no byte a terminal acts on (ESC, CR, BEL,
+/// C1, DEL; our own `\n` and `\t` separators are fine), no bidi control, and exactly
+/// `headers` lines that start like a message header (`NAME:` or `[time] NAME:`), so no line of
+/// peer text passes for one.
+fn assert_terminal_safe(out: &str, headers: usize) {
+    assert_no_controls(out);
     let looks_like_header = |line: &str| {
         let line = line.trim_start();
         let line = match line.strip_prefix('[') {
@@ -407,6 +412,11 @@ async fn peer_text_cannot_drive_the_terminal_but_json_keeps_it_exact() {
     let o = run(&bob, &["contacts"]).await;
     assert_terminal_safe(&stdout(&o), 0);
     assert!(stdout(&o).starts_with("alice\t"));
+    // Error texts embed names (and the relay's words): printed through the same filter.
+    let o = run(&bob, &["verify", "\x1b]0;title\x07\x1b[2Kalice"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no contact named"), "{}", stderr(&o));
+    assert_no_controls(&stderr(&o));
 }
 
 /// Every entry of `dir` (names only), sorted; `None` if `dir` does not exist.
