@@ -279,6 +279,17 @@ impl MaliciousRelay {
         Ok(freed.map(|identity| identity.to_vec()))
     }
 
+    /// Change the name registered for `name`'s identity to `new_name`, bypassing every check
+    /// the relay makes at registration (so `new_name` may hold escape sequences or newlines):
+    /// what `WhoIs` then answers for that identity.
+    pub fn rename(&self, name: &str, new_name: &str) -> Result<bool, AdversaryError> {
+        let changed = self.db()?.execute(
+            "UPDATE users SET name = ?2 WHERE name = ?1",
+            params![name, new_name],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// The identity key registered under `name`.
     pub fn identity_of(&self, name: &str) -> Result<Option<[u8; 32]>, AdversaryError> {
         let db = self.db()?;

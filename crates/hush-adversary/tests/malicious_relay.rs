@@ -308,3 +308,37 @@ async fn signed_prekey_forged_by_another_key_is_refused() {
     assert!(dave.history("bob").unwrap_or_default().is_empty());
     w.relay.shutdown().await;
 }
+
+/// The relay answers `WhoIs` for a stranger with a name no one could register (an escape
+/// sequence that erases the line, a newline, another contact's name after it). The client
+/// refuses the name: no contact is created under it, the message is rejected (and acked, so
+/// receiving goes on), and the real contact's session keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_from_the_relay_that_no_one_could_register_is_refused() {
+    let mut w = world().await;
+    let mut carol = client(&w.root, "carol", &w.relay).await;
+    assert!(w.evil.rename("carol", "\x1b[2K\ralice\nbob").unwrap());
+    carol.send_text("bob", "from a stranger").await.unwrap();
+    let bob = w.bob.as_mut().unwrap();
+    let events = recv(bob).await;
+    assert!(
+        events.iter().all(|e| !matches!(e, Event::Message(_))),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Rejected { .. })),
+        "{events:?}"
+    );
+    let names: Vec<String> = bob
+        .contacts()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["alice"]);
+    // Nothing stays stuck in the mailbox, and alice's session is untouched.
+    assert!(recv(bob).await.is_empty());
+    w.alice.send_text("bob", "still me").await.unwrap();
+    let bob = w.bob.as_mut().unwrap();
+    assert_eq!(texts(&recv(bob).await), ["still me"]);
+}

@@ -399,3 +399,129 @@ async fn a_dropped_reply_while_connecting_does_not_hang_the_client() {
     drop(attacker);
     relay.shutdown().await;
 }
+
+/// The relay commits alice's Register but the reply never reaches her (the attacker cuts the
+/// connection in the middle of it: after the Welcome, the second relay-to-client frame).
+/// `init` must keep the identity the name is now bound to, and running it again with the same
+/// profile finishes the registration with that identity: alice is reachable afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_whose_register_reply_is_lost_is_finished_by_retrying_with_the_same_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay")).await;
+    let (attacker, proxy) = NetworkAttacker::start(relay.local_addr).await.unwrap();
+    let profile = tmp.path().join("alice");
+    attacker.set(
+        Direction::RelayToClient,
+        Action::Truncate { keep: 0 },
+        Count::EveryKth(2),
+    );
+    let lost = Client::init(
+        &profile,
+        b"pass",
+        "alice",
+        &proxy.to_string(),
+        Some(relay.public_key),
+    )
+    .await;
+    attacker.pass_all();
+    let Err(e) = lost else {
+        panic!("init succeeded without a Register reply")
+    };
+    assert!(e.to_string().contains("not confirmed"), "{e}");
+    // The relay did commit: the name is bound, and nobody else can take it.
+    let mut bob = Client::init(
+        &tmp.path().join("bob"),
+        b"bob pass",
+        "bob",
+        &relay.local_addr.to_string(),
+        Some(relay.public_key),
+    )
+    .await
+    .unwrap();
+    let squatter = Client::init(
+        &tmp.path().join("squatter"),
+        b"pass",
+        "alice",
+        &relay.local_addr.to_string(),
+        Some(relay.public_key),
+    )
+    .await;
+    assert!(
+        matches!(squatter, Err(ref e) if e.to_string().contains("name is taken")),
+        "the Register was not committed, so this test proves nothing: {:?}",
+        squatter.err()
+    );
+
+    let mut alice = Client::init(
+        &profile,
+        b"pass",
+        "alice",
+        &proxy.to_string(),
+        Some(relay.public_key),
+    )
+    .await
+    .expect("retrying init with the same profile finishes the registration");
+    bob.add_contact("alice").await.unwrap();
+    bob.send_text("alice", "welcome").await.unwrap();
+    receive_until(&mut alice, |a| incoming(a, "bob") == ["welcome"]).await;
+    drop(attacker);
+    relay.shutdown().await;
+}
+
+/// The same lost Register reply, but the user runs another command instead of `init`: the
+/// first connection finishes the registration before publishing anything, and the profile
+/// then works as if `init` had succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_register_reply_is_finished_by_the_next_command_that_connects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay")).await;
+    let (attacker, proxy) = NetworkAttacker::start(relay.local_addr).await.unwrap();
+    let profile = tmp.path().join("alice");
+    attacker.set(
+        Direction::RelayToClient,
+        Action::Truncate { keep: 0 },
+        Count::EveryKth(2),
+    );
+    let lost = Client::init(
+        &profile,
+        b"pass",
+        "alice",
+        &proxy.to_string(),
+        Some(relay.public_key),
+    )
+    .await;
+    attacker.pass_all();
+    assert!(lost.is_err(), "init succeeded without a Register reply");
+
+    let mut alice = Client::open(&profile, b"pass").unwrap();
+    alice.receive(WAIT, |_| {}).await.unwrap();
+    let mut bob = Client::init(
+        &tmp.path().join("bob"),
+        b"bob pass",
+        "bob",
+        &relay.local_addr.to_string(),
+        Some(relay.public_key),
+    )
+    .await
+    .unwrap();
+    bob.add_contact("alice").await.unwrap();
+    bob.send_text("alice", "welcome").await.unwrap();
+    receive_until(&mut alice, |a| incoming(a, "bob") == ["welcome"]).await;
+    drop(alice);
+    // Finished: a later init on the profile is refused as "already exists".
+    let again = Client::init(
+        &profile,
+        b"pass",
+        "alice",
+        &proxy.to_string(),
+        Some(relay.public_key),
+    )
+    .await;
+    assert!(
+        matches!(again, Err(ref e) if e.to_string().contains("already exists")),
+        "{:?}",
+        again.err()
+    );
+    drop(attacker);
+    relay.shutdown().await;
+}

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::{KdfParams, Store, StoreError};
 
 mod contacts;
+mod init;
 mod outbox;
 mod receive;
 mod retry;
@@ -83,6 +84,18 @@ pub enum ClientError {
     /// Invalid input from the user.
     #[error("{0}")]
     Invalid(String),
+    /// `init` was pointed at a directory holding other files; nothing was touched.
+    #[error("{0} is not empty and is not a hush profile; refusing to create a profile there (choose a new or empty directory with --profile)")]
+    NotAProfile(PathBuf),
+    /// The relay may have bound the name to this profile's identity but did not confirm it.
+    /// The identity is kept so that a retry can finish the registration.
+    #[error("registering {name} is not confirmed by the relay ({source}); the identity is kept: run `hush init` again with the same --profile, --name and --relay to finish (any other command that reaches the relay finishes it too)")]
+    RegistrationPending {
+        /// The name being registered.
+        name: String,
+        /// Why it is unconfirmed.
+        source: Box<ClientError>,
+    },
 }
 
 impl From<NetError> for ClientError {
@@ -267,6 +280,8 @@ const NS_CONTACT: &str = "contact";
 const NS_CONTACT_BY_KEY: &str = "contact-by-key";
 const NS_SESSIONS: &str = "sessions";
 const KEY_SELF: &str = "self";
+/// Present (under [`NS_CONFIG`]) from `init` until the relay confirms the registration.
+const KEY_REGISTRATION_PENDING: &str = "registration-pending";
 
 /// An open profile.
 pub struct Client {
@@ -279,6 +294,8 @@ pub struct Client {
     subscribed: bool,
     /// When the relay last sent us something (for keep-alive pings).
     last_traffic: std::time::Instant,
+    /// The relay has not yet confirmed our name; the next connection registers first.
+    registration_pending: bool,
 }
 
 /// The platform default profile directory (`$XDG_DATA_HOME/hush` or `~/.local/share/hush`).
@@ -293,84 +310,6 @@ pub fn default_profile_dir() -> PathBuf {
 }
 
 impl Client {
-    /// Create a profile: identity and prekeys are committed *before* anything is published.
-    /// Without `relay_key`, the relay's key is fetched and pinned (trust on first use).
-    pub async fn init(
-        dir: &Path,
-        passphrase: &[u8],
-        name: &str,
-        relay: &str,
-        relay_key: Option<[u8; 32]>,
-    ) -> Result<Self, ClientError> {
-        if !hush_proto::relay::is_valid_name(name) {
-            return Err(ClientError::Invalid(format!(
-                "invalid name {name:?}: use 1-32 of a-z 0-9 _ - . starting with a letter or digit"
-            )));
-        }
-        let relay_key = match relay_key {
-            Some(k) => k,
-            None => {
-                let stream =
-                    tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(relay))
-                        .await
-                        .map_err(|_| ClientError::Network(NetError::Timeout))?
-                        .map_err(|e| ClientError::Network(e.into()))?;
-                hush_net::noise::fetch_relay_key(stream).await?
-            }
-        };
-        let mut store = Store::create(dir, passphrase, KdfParams::default())?;
-        let identity = IdentityKeyPair::generate(&mut OsRng);
-        let now = now_ms() / 1000;
-        let mut prekeys = LocalPrekeys::new(&mut OsRng, &identity, now);
-        let one_time = prekeys.generate_one_time(&mut OsRng, PREKEY_BATCH);
-        let config = ProfileConfig {
-            name: name.to_owned(),
-            relay: relay.to_owned(),
-            relay_key: hex::encode(relay_key),
-        };
-        {
-            let tx = store.tx()?;
-            tx.put(NS_IDENTITY, KEY_SELF, &identity.pickle())?;
-            tx.put(NS_PREKEYS, KEY_SELF, &prekeys.pickle())?;
-            tx.put(NS_CONFIG, KEY_SELF, &config)?;
-            tx.commit()?;
-        }
-        let mut client = Self {
-            store,
-            identity,
-            prekeys,
-            config,
-            conn: None,
-            subscribed: false,
-            last_traffic: std::time::Instant::now(),
-        };
-        let signature = client.identity.sign(&register_message(name));
-        let registered = client
-            .request(&Request::Register {
-                name: name.to_owned(),
-                signature,
-            })
-            .await;
-        if let Err(e) = registered {
-            // Nothing was published: remove the half-made profile so the name can be retried.
-            let dir = client.store.dir().to_owned();
-            drop(client);
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-        let signed_prekey = client
-            .prekeys
-            .current_signed()
-            .ok_or_else(|| ClientError::Invalid("no signed prekey".into()))?;
-        client
-            .request(&Request::PublishPrekeys {
-                signed_prekey,
-                one_time,
-            })
-            .await?;
-        Ok(client)
-    }
-
     /// Open an existing profile.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Self, ClientError> {
         let mut store = Store::open(dir, passphrase)?;
@@ -386,6 +325,9 @@ impl Client {
         let config: ProfileConfig = tx
             .get(NS_CONFIG, KEY_SELF)?
             .ok_or_else(|| missing("config"))?;
+        let registration_pending = tx
+            .get::<bool>(NS_CONFIG, KEY_REGISTRATION_PENDING)?
+            .is_some();
         drop(tx);
         let corrupt =
             |e: hush_proto::PickleError| ClientError::Store(StoreError::Corrupt(e.to_string()));
@@ -397,6 +339,7 @@ impl Client {
             conn: None,
             subscribed: false,
             last_traffic: std::time::Instant::now(),
+            registration_pending,
         })
     }
 
@@ -441,10 +384,14 @@ impl Client {
             // A new connection is not subscribed, whoever opened it (`pump` or a request).
             self.subscribed = false;
             // Its requests need the same timeout as any other, and a connection that failed
-            // here is dropped so that the next call reconnects.
-            let maintained = tokio::time::timeout(REQUEST_TIMEOUT, self.maintain_prekeys())
-                .await
-                .unwrap_or(Err(ClientError::Network(NetError::Timeout)));
+            // here is dropped so that the next call reconnects. An unconfirmed registration
+            // is finished first: nothing else is published for a name not yet ours.
+            let maintained = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                self.confirm_registration().await?;
+                self.maintain_prekeys().await
+            })
+            .await
+            .unwrap_or(Err(ClientError::Network(NetError::Timeout)));
             if let Err(e) = maintained {
                 self.conn = None;
                 return Err(e);

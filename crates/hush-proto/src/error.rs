@@ -52,6 +52,13 @@ pub enum DecodeError {
     /// A public key inside the structure is invalid.
     #[error("invalid key: {0}")]
     Key(#[from] KeyError),
+    /// A name that no one could have registered (see `relay::is_valid_name`): a relay that
+    /// sends one is lying, and the name could carry terminal control characters.
+    #[error("{what} is not a valid username")]
+    InvalidName {
+        /// Which field.
+        what: &'static str,
+    },
 }
 
 /// Why a session could not be created (X3DH, either side).

@@ -351,6 +351,16 @@ fn read_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
     })
 }
 
+/// A name in a relay reply: it must be one a user could have registered, since the client
+/// shows it and files contacts under it.
+fn registered_name(name: String, what: &'static str) -> Result<String, DecodeError> {
+    if is_valid_name(&name) {
+        Ok(name)
+    } else {
+        Err(DecodeError::InvalidName { what })
+    }
+}
+
 fn put_signed_prekey(out: &mut Vec<u8>, spk: &SignedPrekey) {
     out.extend_from_slice(&spk.id.to_be_bytes());
     out.extend_from_slice(&spk.created_at.to_be_bytes());
@@ -655,7 +665,12 @@ fn decode_reply(r: &mut Reader<'_>) -> Result<Reply, DecodeError> {
         REP_WELCOME => {
             let name = read_name(r)?;
             Reply::Welcome {
-                name: (!name.is_empty()).then_some(name),
+                // Empty means "not registered".
+                name: if name.is_empty() {
+                    None
+                } else {
+                    Some(registered_name(name, "registered name")?)
+                },
             }
         }
         REP_REGISTERED => Reply::Registered,
@@ -668,7 +683,7 @@ fn decode_reply(r: &mut Reader<'_>) -> Result<Reply, DecodeError> {
         REP_ACKED => Reply::Acked { removed: r.u32()? },
         REP_PONG => Reply::Pong,
         REP_NAME => Reply::Name {
-            name: read_name(r)?,
+            name: registered_name(read_name(r)?, "name of an identity")?,
         },
         other => {
             return Err(DecodeError::InvalidField {
@@ -842,6 +857,48 @@ mod tests {
         assert!(!is_valid_name("-x"));
         assert!(!is_valid_name(&"a".repeat(33)));
         assert!(!is_valid_name("al ice"));
+    }
+
+    /// A relay that names an identity `"\x1b[2Kbob"` (or anything else a user could not have
+    /// registered) is lying; the reply does not decode, so the name never reaches a contact
+    /// list or a terminal.
+    #[test]
+    fn replies_naming_an_unregistrable_name_are_refused() {
+        for bad in [
+            "\x1b[2Kbob",
+            "bob\nmallory",
+            "Bob",
+            "-x",
+            "b\u{202e}ob",
+            "a b",
+        ] {
+            for reply in [
+                Reply::Name { name: bad.into() },
+                Reply::Welcome {
+                    name: Some(bad.into()),
+                },
+            ] {
+                let bytes = ServerMessage::Response {
+                    request_id: 3,
+                    result: Ok(reply),
+                }
+                .encode();
+                assert!(
+                    matches!(
+                        ServerMessage::decode(&bytes),
+                        Err(DecodeError::InvalidName { .. })
+                    ),
+                    "{bad:?} accepted"
+                );
+            }
+        }
+        let empty = ServerMessage::Response {
+            request_id: 3,
+            result: Ok(Reply::Name {
+                name: String::new(),
+            }),
+        };
+        assert!(ServerMessage::decode(&empty.encode()).is_err());
     }
 
     proptest! {

@@ -283,6 +283,52 @@ async fn names_are_first_come_first_served_and_one_per_identity() {
     alice.reconnect(&relay).await;
 }
 
+/// A client whose Register reply was lost retries on a new connection with the same identity:
+/// the relay already reports the name in the Welcome and a second Register succeeds (so
+/// `hush init` can finish), while the name stays refused to every other identity.
+#[tokio::test]
+async fn a_register_retried_after_a_lost_reply_succeeds_for_the_same_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path()).await;
+    let alice = identity();
+    let mut first = connect(&relay, &alice).await;
+    first
+        .request(&Request::Register {
+            name: "alice".into(),
+            signature: alice.sign(&register_message("alice")),
+        })
+        .await
+        .unwrap();
+    drop(first);
+
+    let mut retry = connect(&relay, &alice).await;
+    assert_eq!(retry.registered_name.as_deref(), Some("alice"));
+    register(&mut retry, &alice, "alice").await;
+    register(&mut retry, &alice, "alice").await;
+
+    let mallory = identity();
+    let mut conn = connect(&relay, &mallory).await;
+    let taken = conn
+        .request(&Request::Register {
+            name: "alice".into(),
+            signature: mallory.sign(&register_message("alice")),
+        })
+        .await;
+    assert_eq!(code(taken), ErrorCode::NameTaken);
+    let who = retry
+        .request(&Request::WhoIs {
+            identity: addr_of(&alice),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        who,
+        Reply::Name {
+            name: "alice".into()
+        }
+    );
+}
+
 /// Each bundle fetch pops a different one-time prekey, lowest id first, until there are none;
 /// then bundles still come, without one, until the owner publishes more.
 #[tokio::test]

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use hush_client::{default_profile_dir, Client, ClientError, DeliveryState, Event, HistoryEntry};
 use zeroize::Zeroizing;
 
+use crate::sanitize;
+
 /// hush: end-to-end encrypted chat over an untrusted relay.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -124,7 +126,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hush: {e}");
+            // Error texts embed names and the relay's own words: attacker-controlled.
+            eprintln!("hush: {}", sanitize::line(&e));
             ExitCode::FAILURE
         }
     }
@@ -153,7 +156,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let client = Client::init(&dir, pass.as_bytes(), &name, &relay, key)
                 .await
                 .map_err(err)?;
-            println!("registered {} on {}", client.name(), client.relay());
+            println!(
+                "registered {} on {}",
+                sanitize::line(client.name()),
+                sanitize::line(client.relay())
+            );
             println!("fingerprint {}", client.identity_key().fingerprint());
             Ok(ExitCode::SUCCESS)
         }
@@ -179,19 +186,19 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         Command::Chat { .. } => Err("chat needs the profile to itself".into()),
         Command::Demo => Err("the demo uses its own temporary profiles".into()),
         Command::Whoami => {
-            println!("name {}", client.name());
-            println!("relay {}", client.relay());
+            println!("name {}", sanitize::line(client.name()));
+            println!("relay {}", sanitize::line(client.relay()));
             println!("fingerprint {}", client.identity_key().fingerprint());
             Ok(ExitCode::SUCCESS)
         }
         Command::Add { name } => {
             let contact = client.add_contact(&name).await.map_err(err)?;
+            let name = sanitize::line(&contact.name);
             println!(
-                "added {} (fingerprint {})",
-                contact.name,
-                short(&contact.identity_key)
+                "added {name} (fingerprint {})",
+                sanitize::line(short(&contact.identity_key))
             );
-            println!("compare safety numbers with `hush verify {}`", contact.name);
+            println!("compare safety numbers with `hush verify {name}`");
             Ok(ExitCode::SUCCESS)
         }
         Command::Send { name, text } => {
@@ -199,7 +206,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
             match entry.state {
                 DeliveryState::Queued => match &entry.failure {
                     Some(why) => {
-                        println!("queued {} (refused by the relay: {why}; it is retried with backoff by later commands)", entry.id);
+                        println!("queued {} (refused by the relay: {}; it is retried with backoff by later commands)", entry.id, sanitize::line(why));
                         Ok(ExitCode::from(3))
                     }
                     None => {
@@ -211,7 +218,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                     println!(
                         "failed {}: {}",
                         entry.id,
-                        entry.failure.as_deref().unwrap_or("undeliverable")
+                        sanitize::line(entry.failure.as_deref().unwrap_or("undeliverable"))
                     );
                     Ok(ExitCode::FAILURE)
                 }
@@ -252,7 +259,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                     } else {
                         "unverified"
                     };
-                    println!("{}\t{}\t{} unread", c.name, mark, c.unread);
+                    println!("{}\t{}\t{} unread", sanitize::line(&c.name), mark, c.unread);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -266,11 +273,15 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                     println!(
                         "[{}] {}: {} ({})",
                         timestamp(m.sent_at),
-                        who,
-                        m.text,
+                        sanitize::line(who),
+                        sanitize::text(&m.text),
                         match (&m.failure, m.state) {
-                            (Some(why), DeliveryState::Failed) => format!("failed: {why}"),
-                            (Some(why), DeliveryState::Queued) => format!("queued: {why}"),
+                            (Some(why), DeliveryState::Failed) => {
+                                format!("failed: {}", sanitize::line(why))
+                            }
+                            (Some(why), DeliveryState::Queued) => {
+                                format!("queued: {}", sanitize::line(why))
+                            }
                             _ => state_label(m.state).to_owned(),
                         }
                     );
@@ -282,6 +293,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         Command::Verify { name, confirm } => {
             let number = client.safety_number(&name).map_err(err)?;
             let contact = client.contact(&name).map_err(err)?;
+            let name = sanitize::line(&name);
             if contact.as_ref().is_some_and(|c| c.changed_key.is_some()) {
                 println!("WARNING: {name}'s identity key has CHANGED. This is the number for the NEW key.");
             }
@@ -307,6 +319,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         }
         Command::Trust { name } => {
             client.trust(&name).map_err(err)?;
+            let name = sanitize::line(&name);
             println!(
                 "accepted the new identity key for {name}; verify it with `hush verify {name}`"
             );
@@ -366,7 +379,12 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                 } else {
                     " [unverified]"
                 };
-                println!("{}: {}{}", m.contact, m.text, flag);
+                println!(
+                    "{}: {}{}",
+                    sanitize::line(&m.contact),
+                    sanitize::text(&m.text),
+                    flag
+                );
             }
         }
         Event::KeyChanged { contact } => {
@@ -376,6 +394,7 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                     serde_json::json!({"event": "key_changed", "contact": contact})
                 );
             } else {
+                let contact = sanitize::line(contact);
                 eprintln!("WARNING: {contact}'s identity key has CHANGED. Sending to {contact} is blocked until you run `hush verify {contact}` and `hush trust {contact}`.");
             }
         }
@@ -398,7 +417,11 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                     serde_json::json!({"event": "failed", "contact": contact, "id": id, "reason": reason})
                 );
             } else {
-                eprintln!("a message to {contact} failed ({id}): {reason}");
+                eprintln!(
+                    "a message to {} failed ({id}): {}",
+                    sanitize::line(contact),
+                    sanitize::line(reason)
+                );
             }
         }
         Event::Rejected { contact, reason } => {
@@ -409,11 +432,12 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                 );
             } else {
                 eprintln!(
-                    "rejected a message{}: {reason}",
+                    "rejected a message{}: {}",
                     contact
                         .as_ref()
-                        .map(|c| format!(" from {c}"))
-                        .unwrap_or_default()
+                        .map(|c| format!(" from {}", sanitize::line(c)))
+                        .unwrap_or_default(),
+                    sanitize::line(reason)
                 );
             }
         }

@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod rpc;
+mod sanitize;
 mod tui;
 
 use std::process::ExitCode;

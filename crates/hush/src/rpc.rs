@@ -74,7 +74,7 @@ pub async fn run(client: &mut Client) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the stdin reader: {e}"))?;
     eprintln!(
         "hush rpc: serving JSON-RPC 2.0 on stdin/stdout as {}",
-        client.name()
+        crate::sanitize::line(client.name())
     );
     let mut rpc = Rpc {
         client,
@@ -89,7 +89,8 @@ pub async fn run(client: &mut Client) -> Result<ExitCode, String> {
     match rpc.client.flush_outbox().await {
         Ok(_) => {}
         Err(e) => eprintln!(
-            "hush rpc: could not flush the outbox ({e}); it will be sent by the next command that connects"
+            "hush rpc: could not flush the outbox ({}); it will be sent by the next command that connects",
+            crate::sanitize::line(&e.to_string())
         ),
     }
     outcome.map(|()| ExitCode::SUCCESS)
@@ -365,7 +366,8 @@ impl Backoff {
     }
 
     fn failed(&mut self, error: &ClientError) {
-        let text = error.to_string();
+        // Shown on stderr, and relay error texts are the relay's words: sanitised.
+        let text = crate::sanitize::line(&error.to_string());
         if self.last_error.is_none() {
             // The first failure after working is usually a dropped connection (relay idle
             // timeout or restart): reconnect at once.

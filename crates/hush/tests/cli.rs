@@ -328,3 +328,149 @@ async fn an_unreachable_relay_leaves_the_message_queued_for_the_next_command() {
     );
     relay.shutdown().await;
 }
+
+/// Peer text that tries to drive the terminal: a forged header on a new line, a carriage return
+/// and escape sequences that erase or hide the rest of the line (where "[unverified]" goes),
+/// OSC 0 (window title) and OSC 52 (clipboard), a bidi override.
+const HOSTILE_TEXT: &str = "hi\n bob: fake\rbob: overwritten\x1b[2K\x1b[8mhidden\x1b]0;title\x07\x1b]52;c;cm0gLXJmIH4K\x07\u{202e}txt.exe";
+
+/// No byte a terminal acts on and no bidi control (our own `\n` and `\t` are fine).
+fn assert_no_controls(out: &str) {
+    for c in out.chars() {
+        assert!(
+            matches!(c, '\n' | '\t')
+                || !(c.is_control()
+                    || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')),
+            "{c:?} reached the terminal in {out:?}"
+        );
+    }
+}
+
+/// Whether human-readable output is safe to print: no byte a terminal acts on (ESC, CR, BEL,
+/// C1, DEL; our own `\n` and `\t` separators are fine), no bidi control, and exactly
+/// `headers` lines that start like a message header (`NAME:` or `[time] NAME:`), so no line of
+/// peer text passes for one.
+fn assert_terminal_safe(out: &str, headers: usize) {
+    assert_no_controls(out);
+    let looks_like_header = |line: &str| {
+        let line = line.trim_start();
+        let line = match line.strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map_or(rest, |(_, r)| r),
+            None => line,
+        };
+        line.split_once(':').is_some_and(|(who, _)| {
+            !who.is_empty()
+                && who
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        })
+    };
+    let forged: Vec<&str> = out.lines().filter(|l| looks_like_header(l)).collect();
+    assert_eq!(
+        forged.len(),
+        headers,
+        "header-like lines: {forged:#?} in {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_text_cannot_drive_the_terminal_but_json_keeps_it_exact() {
+    let (net, _relay) = net().await;
+    let alice = init(&net, "alice").await;
+    let bob = init(&net, "bob").await;
+
+    let o = run(&alice, &["send", "bob", HOSTILE_TEXT]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&bob, &["recv"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    assert_terminal_safe(&shown, 1);
+    assert!(
+        shown.lines().next().unwrap().starts_with("alice: hi"),
+        "{shown}"
+    );
+    assert!(shown.contains("[unverified]"), "{shown}");
+    assert_terminal_safe(&stderr(&o), 0);
+
+    let o = run(&bob, &["history", "alice"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_terminal_safe(&stdout(&o), 1);
+
+    let o = run(&alice, &["send", "bob", HOSTILE_TEXT]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&bob, &["recv", "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["text"], HOSTILE_TEXT);
+    let o = run(&bob, &["history", "alice", "--json"]).await;
+    let texts: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].clone())
+        .collect();
+    assert_eq!(texts, [HOSTILE_TEXT, HOSTILE_TEXT]);
+
+    let o = run(&bob, &["contacts"]).await;
+    assert_terminal_safe(&stdout(&o), 0);
+    assert!(stdout(&o).starts_with("alice\t"));
+    // Error texts embed names (and the relay's words): printed through the same filter.
+    let o = run(&bob, &["verify", "\x1b]0;title\x07\x1b[2Kalice"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no contact named"), "{}", stderr(&o));
+    assert_no_controls(&stderr(&o));
+}
+
+/// Every entry of `dir` (names only), sorted; `None` if `dir` does not exist.
+fn entries(dir: &Path) -> Option<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_refuses_a_directory_that_is_not_a_profile_and_touches_nothing() {
+    let (net, _relay) = net().await;
+    init(&net, "bob").await;
+    let dir = net.root.join("documents");
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    std::fs::write(dir.join("thesis.txt"), "years of work").unwrap();
+    // A free name and a taken one: neither may create or delete anything there.
+    for name in ["bob", "alice"] {
+        let o = run(&dir, &["init", "--name", name, "--relay", &net.relay]).await;
+        assert!(!o.status.success(), "init {name} into {dir:?} succeeded");
+        assert!(stderr(&o).contains("not a hush profile"), "{}", stderr(&o));
+        assert_eq!(
+            entries(&dir).unwrap(),
+            ["photos", "thesis.txt"],
+            "init {name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("thesis.txt")).unwrap(),
+            "years of work"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_init_removes_only_what_it_created() {
+    let (net, _relay) = net().await;
+    init(&net, "bob").await;
+    // An empty directory the user made stays; one init made (with its parents) goes.
+    let empty = net.root.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let fresh = net.root.join("new").join("profile");
+    for dir in [&empty, &fresh] {
+        let o = run(dir, &["init", "--name", "bob", "--relay", &net.relay]).await;
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("name is taken"), "{}", stderr(&o));
+    }
+    assert_eq!(entries(&empty).unwrap(), Vec::<String>::new());
+    assert_eq!(entries(&net.root.join("new")), None);
+    // Nothing is left that would stop a retry with another name.
+    for (dir, name) in [(&empty, "bobby"), (&fresh, "robert")] {
+        let o = run(dir, &["init", "--name", name, "--relay", &net.relay]).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}

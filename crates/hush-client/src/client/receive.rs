@@ -130,6 +130,10 @@ impl Client {
         {
             Ok(Reply::Name { name }) => name,
             Ok(_) | Err(ClientError::Relay(_)) => return Ok(None),
+            // A name no one could register: the relay is lying. No contact under it.
+            Err(ClientError::Network(NetError::Protocol(
+                hush_proto::DecodeError::InvalidName { .. },
+            ))) => return Ok(None),
             Err(e) => return Err(e),
         };
         let tx = self.store.tx()?;

@@ -14,6 +14,9 @@ use hush_client::{DeliveryState, HistoryEntry};
 
 use super::app::{App, Popup};
 use super::keys;
+// Characters that must not reach the terminal: the same rule as the CLI's (names are drawn
+// through `sanitize::line` too, though only valid names should ever reach a contact).
+use crate::sanitize::{self, displayable};
 
 /// Most input lines shown before the input box scrolls.
 pub const INPUT_MAX_LINES: usize = 6;
@@ -109,7 +112,7 @@ fn draw_banner(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     if let Some(contact) = app.current().filter(|c| c.changed_key.is_some()) {
-        let text = keys::key_changed_banner(&contact.name);
+        let text = keys::key_changed_banner(&sanitize::line(&contact.name));
         frame.render_widget(
             Paragraph::new(text)
                 .style(BANNER)
@@ -141,7 +144,7 @@ fn draw_contacts(app: &App, frame: &mut Frame, area: Rect) {
             if c.changed_key.is_some() {
                 spans.push(Span::styled(keys::MARK_KEY_CHANGED, ALERT));
                 spans.push(Span::raw(" "));
-                spans.push(Span::styled(c.name.clone(), ALERT));
+                spans.push(Span::styled(sanitize::line(&c.name), ALERT));
                 spans.push(Span::styled(format!(" {}", keys::KEY_CHANGED), ALERT));
             } else {
                 let mark = if c.verified {
@@ -151,7 +154,7 @@ fn draw_contacts(app: &App, frame: &mut Frame, area: Rect) {
                 };
                 spans.push(mark);
                 spans.push(Span::raw(" "));
-                spans.push(Span::raw(c.name.clone()));
+                spans.push(Span::raw(sanitize::line(&c.name)));
             }
             if c.unread > 0 {
                 spans.push(Span::styled(
@@ -200,7 +203,7 @@ fn draw_conversation(app: &App, frame: &mut Frame, area: Rect) {
     };
     let (status, style) = contact_status(app).unwrap_or((keys::UNVERIFIED, WARN));
     let block = Block::default().borders(Borders::ALL).title(Span::styled(
-        keys::conversation_title(&contact.name, status),
+        keys::conversation_title(&sanitize::line(&contact.name), status),
         style,
     ));
     let body = block.inner(area);
@@ -275,17 +278,6 @@ fn message_segments(entry: &HistoryEntry) -> Vec<(String, Style)> {
         ));
     }
     segments
-}
-
-/// Characters that must not reach the terminal: controls (escape sequences) and the
-/// invisible direction overrides that can disguise text.
-fn displayable(c: char) -> char {
-    match c {
-        '\t' => ' ',
-        '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '\u{fffd}',
-        c if c.is_control() => '\u{fffd}',
-        c => c,
-    }
 }
 
 /// Greedy word wrap of styled text; `\n` starts a new line; continuation lines are indented.
@@ -397,7 +389,7 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
     }];
     if let (Some(contact), Some((status, style))) = (app.current(), contact_status(app)) {
         spans.push(Span::raw(" │ "));
-        spans.push(Span::raw(format!("{}: ", contact.name)));
+        spans.push(Span::raw(format!("{}: ", sanitize::line(&contact.name))));
         spans.push(Span::styled(status, style.bg(Color::DarkGray)));
     }
     if let Some(notice) = &app.notice {
@@ -474,6 +466,7 @@ fn draw_popup(popup: &Popup, frame: &mut Frame, area: Rect) {
             }));
             lines.push(Line::raw(""));
             let style = if *key_changed { ALERT } else { Style::new() };
+            let contact = &sanitize::line(contact);
             lines.extend(
                 keys::safety_instructions(contact, *key_changed)
                     .into_iter()
