@@ -19,7 +19,7 @@ use hush_proto::{
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{KdfParams, Store, StoreError};
+use crate::store::{KdfParams, Passphrase, Store, StoreError};
 
 mod contacts;
 mod outbox;
@@ -277,9 +277,10 @@ pub fn default_profile_dir() -> PathBuf {
 impl Client {
     /// Create a profile: identity and prekeys are committed *before* anything is published.
     /// Without `relay_key`, the relay's key is fetched and pinned (trust on first use).
-    pub async fn init(
+    /// An empty passphrase is refused unless given as [`Passphrase::allow_empty`].
+    pub async fn init<'p>(
         dir: &Path,
-        passphrase: &[u8],
+        passphrase: impl Into<Passphrase<'p>>,
         name: &str,
         relay: &str,
         relay_key: Option<[u8; 32]>,
