@@ -25,7 +25,7 @@ mod tamper_tests;
 #[cfg(test)]
 mod tests;
 
-use integrity::{check_row, misplaced, Address, Integrity, Pending};
+use integrity::{check_row, misplaced, Address, Integrity, Pending, Tag};
 use seal::Keys;
 pub use seal::{KdfParams, KDF_MAX_M_COST, KDF_MAX_P_COST, KDF_MAX_T_COST, SEALED_MIN_PADDED_LEN};
 
@@ -329,8 +329,8 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 }
 
 impl Tx<'_> {
-    /// The generation the row at `address` must have, per the manifest and this transaction.
-    fn expected(&self, address: &Address) -> Option<u64> {
+    /// The tag the row at `address` must have, per the manifest and this transaction.
+    fn expected(&self, address: &Address) -> Option<Tag> {
         self.pending.borrow().expected(self.integrity, address)
     }
 
@@ -340,7 +340,8 @@ impl Tx<'_> {
         address: &Address,
         row: Option<(i64, Vec<u8>)>,
     ) -> Result<Option<T>, StoreError> {
-        let generation = check_row(self.expected(address), address, row.as_ref().map(|r| r.0))?;
+        let found = row.as_ref().map(|(g, v)| (*g, v.as_slice()));
+        let generation = check_row(self.keys, self.expected(address), address, found)?;
         match (generation, row) {
             (Some(g), Some((_, sealed))) => {
                 let plain = self
@@ -354,23 +355,22 @@ impl Tx<'_> {
     }
 
     /// Seal `value` for `address` at a fresh generation; the caller writes it, then calls
-    /// [`Tx::record`].
+    /// [`Tx::record`] with the new tag.
     fn seal_new<T: Serialize>(
         &self,
         address: &Address,
         value: &T,
-    ) -> Result<(u64, Vec<u8>), StoreError> {
+    ) -> Result<(u64, Vec<u8>, Tag), StoreError> {
         let generation = self.pending.borrow_mut().next_generation()?;
         let sealed = self
             .keys
             .seal_padded(&address.ad(generation), &encode(value)?)?;
-        Ok((generation, sealed))
+        let tag = self.keys.row_tag(address.bytes(), generation, &sealed);
+        Ok((generation, sealed, tag))
     }
 
-    fn record(&self, address: Address, old: Option<u64>, new: Option<u64>) {
-        self.pending
-            .borrow_mut()
-            .replace(self.keys, address, old, new);
+    fn record(&self, address: Address, old: Option<Tag>, new: Option<Tag>) {
+        self.pending.borrow_mut().replace(address, old, new);
     }
 
     /// Store `value` under (`namespace`, `key`).
@@ -383,12 +383,12 @@ impl Tx<'_> {
         let k = self.keys.lookup_key(namespace, key.as_bytes());
         let address = Address::kv(&k);
         let old = self.expected(&address);
-        let (generation, v) = self.seal_new(&address, value)?;
+        let (generation, v, tag) = self.seal_new(&address, value)?;
         self.tx.execute(
             "INSERT OR REPLACE INTO kv (k, gen, v) VALUES (?1, ?2, ?3)",
             params![k, generation as i64, v],
         )?;
-        self.record(address, old, Some(generation));
+        self.record(address, old, Some(tag));
         Ok(())
     }
 
@@ -446,12 +446,12 @@ impl Tx<'_> {
         )?;
         let seq = self.tx.last_insert_rowid();
         let address = Address::message(seq, &c, &d);
-        let (generation, v) = self.seal_new(&address, value)?;
+        let (generation, v, tag) = self.seal_new(&address, value)?;
         self.tx.execute(
             "UPDATE messages SET gen = ?1, v = ?2 WHERE seq = ?3",
             params![generation as i64, v, seq],
         )?;
-        self.record(address, None, Some(generation));
+        self.record(address, None, Some(tag));
         Ok(Some(seq))
     }
 
@@ -485,17 +485,18 @@ impl Tx<'_> {
     /// Replace the value of the history row with this `dedupe` key.
     pub fn update_message<T: Serialize>(&self, dedupe: &[u8], value: &T) -> Result<(), StoreError> {
         let d = self.keys.lookup_key("dedupe", dedupe);
-        let Some((seq, c, found, _)) = self.message_row(&d)? else {
+        let Some((seq, c, found, current)) = self.message_row(&d)? else {
             return Ok(());
         };
         let address = Address::message(seq, &c, &d);
-        let old = check_row(self.expected(&address), &address, Some(found))?;
-        let (generation, v) = self.seal_new(&address, value)?;
+        let old = self.expected(&address);
+        check_row(self.keys, old, &address, Some((found, &current)))?;
+        let (generation, v, tag) = self.seal_new(&address, value)?;
         self.tx.execute(
             "UPDATE messages SET gen = ?1, v = ?2 WHERE seq = ?3",
             params![generation as i64, v, seq],
         )?;
-        self.record(address, old, Some(generation));
+        self.record(address, old, Some(tag));
         Ok(())
     }
 
@@ -530,12 +531,12 @@ impl Tx<'_> {
             .execute("INSERT INTO outbox (gen, v) VALUES (0, x'')", [])?;
         let seq = self.tx.last_insert_rowid();
         let address = Address::outbox(seq);
-        let (generation, v) = self.seal_new(&address, value)?;
+        let (generation, v, tag) = self.seal_new(&address, value)?;
         self.tx.execute(
             "UPDATE outbox SET gen = ?1, v = ?2 WHERE seq = ?3",
             params![generation as i64, v, seq],
         )?;
-        self.record(address, None, Some(generation));
+        self.record(address, None, Some(tag));
         Ok(seq)
     }
 

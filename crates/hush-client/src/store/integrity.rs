@@ -6,15 +6,18 @@
 //! older sealed value (with its older generation) is caught by the *manifest*: a sealed record,
 //! rewritten by every committing transaction, of the next generation and, per table, the
 //! number of live rows and the sum (mod 2^256) of a secret HMAC tag over (address,
-//! generation) of each. `open` scans every row's address and generation (no decryption),
-//! recomputes the sums and refuses the profile unless they match; it keeps the generation of
-//! each row in memory, so every later read also checks that the row is the one last written.
+//! generation, sealed bytes) of each. `open` reads every row (no decryption), recomputes the
+//! sums and refuses the profile unless they match; it keeps each row's tag in memory, so every
+//! later read also checks that the row is exactly the one last written. Tagging the sealed
+//! bytes, not only the generation, also refuses a value sealed by a transaction that was
+//! abandoned (its pages may reach the WAL) and whose generation the next one reused.
 //! The limit: a copy of the *whole* database taken earlier is self-consistent and opens; only
 //! a trusted monotonic counter outside the file could tell, and we have none.
 
 use std::collections::HashMap;
 
 use rusqlite::params;
+use subtle::ConstantTimeEq;
 
 use super::seal::Keys;
 use super::StoreError;
@@ -77,6 +80,10 @@ impl Address {
 
     pub(super) fn table(&self) -> Table {
         self.table
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The AD a value at this address written at `generation` is sealed with.
@@ -199,10 +206,13 @@ fn tampered(table: Table, detail: impl Into<String>) -> StoreError {
     }
 }
 
-/// The verified state of an open profile: the manifest and each live row's generation.
+/// A row version's secret tag.
+pub(super) type Tag = [u8; 32];
+
+/// The verified state of an open profile: the manifest and each live row's tag.
 pub(super) struct Integrity {
     manifest: Manifest,
-    generations: HashMap<Address, u64>,
+    tags: HashMap<Address, Tag>,
 }
 
 fn generation(raw: i64, table: Table, next: u64) -> Result<u64, StoreError> {
@@ -220,7 +230,7 @@ impl Integrity {
     pub(super) fn empty() -> Self {
         Self {
             manifest: Manifest::new(),
-            generations: HashMap::new(),
+            tags: HashMap::new(),
         }
     }
 
@@ -240,34 +250,37 @@ impl Integrity {
         let next = manifest.next_generation;
         let mut found = Manifest::new();
         found.next_generation = next;
-        let mut generations = HashMap::new();
-        let mut note = |address: Address, raw: i64| -> Result<(), StoreError> {
+        let mut tags = HashMap::new();
+        let mut note = |address: Address, raw: i64, sealed: &[u8]| -> Result<(), StoreError> {
             let table = address.table();
             let g = generation(raw, table, next)?;
-            found.table(table).add(&keys.row_tag(&address.bytes, g));
-            generations.insert(address, g);
+            let tag = keys.row_tag(&address.bytes, g, sealed);
+            found.table(table).add(&tag);
+            tags.insert(address, tag);
             Ok(())
         };
         {
-            let mut stmt = conn.prepare("SELECT k, gen FROM kv")?;
+            let mut stmt = conn.prepare("SELECT k, gen, v FROM kv")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                note(Address::kv(&r.get::<_, Vec<u8>>(0)?), r.get(1)?)?;
+                let (k, v): (Vec<u8>, Vec<u8>) = (r.get(0)?, r.get(2)?);
+                note(Address::kv(&k), r.get(1)?, &v)?;
             }
         }
         {
-            let mut stmt = conn.prepare("SELECT seq, contact, dedupe, gen FROM messages")?;
+            let mut stmt = conn.prepare("SELECT seq, contact, dedupe, gen, v FROM messages")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                let (c, d): (Vec<u8>, Vec<u8>) = (r.get(1)?, r.get(2)?);
-                note(Address::message(r.get(0)?, &c, &d), r.get(3)?)?;
+                let (c, d, v): (Vec<u8>, Vec<u8>, Vec<u8>) = (r.get(1)?, r.get(2)?, r.get(4)?);
+                note(Address::message(r.get(0)?, &c, &d), r.get(3)?, &v)?;
             }
         }
         {
-            let mut stmt = conn.prepare("SELECT seq, gen FROM outbox")?;
+            let mut stmt = conn.prepare("SELECT seq, gen, v FROM outbox")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                note(Address::outbox(r.get(0)?), r.get(1)?)?;
+                let v: Vec<u8> = r.get(2)?;
+                note(Address::outbox(r.get(0)?), r.get(1)?, &v)?;
             }
         }
         let mut expected = manifest;
@@ -284,17 +297,14 @@ impl Integrity {
                 ));
             }
         }
-        Ok(Self {
-            manifest,
-            generations,
-        })
+        Ok(Self { manifest, tags })
     }
 }
 
 /// The changes of one transaction, applied to [`Integrity`] only when it commits.
 pub(super) struct Pending {
     manifest: Manifest,
-    changes: HashMap<Address, Option<u64>>,
+    changes: HashMap<Address, Option<Tag>>,
 }
 
 impl Pending {
@@ -305,11 +315,11 @@ impl Pending {
         }
     }
 
-    /// The generation the row at `address` must have (`None`: there must be no row).
-    pub(super) fn expected(&self, base: &Integrity, address: &Address) -> Option<u64> {
+    /// The tag the row at `address` must have (`None`: there must be no row).
+    pub(super) fn expected(&self, base: &Integrity, address: &Address) -> Option<Tag> {
         match self.changes.get(address) {
-            Some(g) => *g,
-            None => base.generations.get(address).copied(),
+            Some(t) => *t,
+            None => base.tags.get(address).copied(),
         }
     }
 
@@ -323,20 +333,14 @@ impl Pending {
         Ok(g)
     }
 
-    /// Record that the row at `address` went from generation `old` to `new` (`None`: absent).
-    pub(super) fn replace(
-        &mut self,
-        keys: &Keys,
-        address: Address,
-        old: Option<u64>,
-        new: Option<u64>,
-    ) {
+    /// Record that the row at `address` went from tag `old` to `new` (`None`: absent).
+    pub(super) fn replace(&mut self, address: Address, old: Option<Tag>, new: Option<Tag>) {
         let sums = self.manifest.table(address.table());
         if let Some(old) = old {
-            sums.remove(&keys.row_tag(&address.bytes, old));
+            sums.remove(&old);
         }
         if let Some(new) = new {
-            sums.add(&keys.row_tag(&address.bytes, new));
+            sums.add(&new);
         }
         self.changes.insert(address, new);
     }
@@ -354,20 +358,22 @@ impl Pending {
     /// After a successful commit.
     pub(super) fn apply(self, base: &mut Integrity) {
         base.manifest = self.manifest;
-        for (address, g) in self.changes {
-            match g {
-                Some(g) => base.generations.insert(address, g),
-                None => base.generations.remove(&address),
+        for (address, tag) in self.changes {
+            match tag {
+                Some(tag) => base.tags.insert(address, tag),
+                None => base.tags.remove(&address),
             };
         }
     }
 }
 
-/// Check a row read from `table` at `address` against what the manifest says it must be.
+/// Check a row read (or not) at `address` against the tag the manifest says it must have;
+/// returns the row's generation.
 pub(super) fn check_row(
-    expected: Option<u64>,
+    keys: &Keys,
+    expected: Option<Tag>,
     address: &Address,
-    found: Option<i64>,
+    found: Option<(i64, &[u8])>,
 ) -> Result<Option<u64>, StoreError> {
     let table = address.table();
     match (expected, found) {
@@ -377,11 +383,18 @@ pub(super) fn check_row(
             table,
             "a row is not in the sealed manifest (moved or inserted)",
         )),
-        (Some(want), Some(raw)) if u64::try_from(raw).ok() == Some(want) => Ok(Some(want)),
-        (Some(want), Some(raw)) => Err(tampered(
-            table,
-            format!("a row was rolled back or replaced (generation {raw}, expected {want})"),
-        )),
+        (Some(want), Some((raw, sealed))) => {
+            let generation = u64::try_from(raw).map_err(|_| misplaced(address))?;
+            let tag = keys.row_tag(&address.bytes, generation, sealed);
+            if bool::from(tag.ct_eq(&want)) {
+                Ok(Some(generation))
+            } else {
+                Err(tampered(
+                    table,
+                    "a row was rolled back or replaced since it was last written",
+                ))
+            }
+        }
     }
 }
 

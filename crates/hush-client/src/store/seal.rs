@@ -130,9 +130,14 @@ impl Keys {
         hmac(&self.lookup, &[namespace.as_bytes(), &[0], key]).to_vec()
     }
 
-    /// The secret tag of one row version, summed into the manifest.
-    pub(super) fn row_tag(&self, address: &[u8], generation: u64) -> [u8; 32] {
-        hmac(&self.manifest, &[address, &generation.to_le_bytes()])
+    /// The secret tag of one row version (its place, generation and exact sealed bytes),
+    /// summed into the manifest and remembered while the profile is open.
+    pub(super) fn row_tag(&self, address: &[u8], generation: u64, sealed: &[u8]) -> [u8; 32] {
+        let len = (sealed.len() as u64).to_le_bytes();
+        hmac(
+            &self.manifest,
+            &[address, &generation.to_le_bytes(), &len, sealed],
+        )
     }
 
     /// Seal raw bytes (no padding).

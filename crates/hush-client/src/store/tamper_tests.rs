@@ -354,3 +354,28 @@ fn an_empty_passphrase_is_refused_unless_explicitly_allowed() {
     drop(Store::create(&dir.path().join("b"), Passphrase::allow_empty(b""), fast()).unwrap());
     assert!(Store::open(&dir.path().join("b"), b"").is_ok());
 }
+
+#[test]
+fn a_value_sealed_by_an_abandoned_transaction_cannot_replace_the_committed_one() {
+    // An abandoned transaction's pages can reach the WAL file (cache spill) without being
+    // committed; the next transaction reuses its generation. Its sealed value must still not
+    // pass for the committed one.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(dir.path(), b"pw", fast()).unwrap();
+    let k = store.keys.lookup_key("contact", b"bob");
+    let tx = store.tx().unwrap();
+    tx.put("contact", "bob", &"abandoned: trusted").unwrap();
+    let abandoned: Vec<Value> = tx
+        .tx
+        .query_row("SELECT k, gen, v FROM kv WHERE k = ?1", params![k], |r| {
+            Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?])
+        })
+        .unwrap();
+    drop(tx);
+    let tx = store.tx().unwrap();
+    tx.put("contact", "bob", &"committed: KEY CHANGED").unwrap();
+    tx.commit().unwrap();
+    drop(store);
+    restore(dir.path(), "kv", &[abandoned]);
+    assert_tampered(read_kv(dir.path(), "contact", "bob"));
+}
