@@ -19,7 +19,7 @@ use hush_proto::{
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{KdfParams, Store, StoreError};
+use crate::store::{KdfParams, Passphrase, Store, StoreError};
 
 mod contacts;
 mod init;

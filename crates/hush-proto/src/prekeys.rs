@@ -14,6 +14,15 @@ use crate::x3dh::PrekeyStore;
 /// still decrypt. Older ones are deleted for forward secrecy.
 pub const SIGNED_PREKEYS_KEPT: usize = 3;
 
+/// Most one-time prekey secrets kept: when a refill goes past it, the oldest are deleted.
+/// The client publishes batches of 100 and refills below 25 left, so the relay serves at most
+/// ~125 of ours; a key fetched by a sender survives four more refills (about 300 more fetches)
+/// before it is dropped. Older ones were withheld by a relay or fetched by a sender who never
+/// wrote, and keeping them without bound costs storage and forward secrecy (a stolen profile
+/// would decrypt every first message ever sent to them). A first message to a dropped key is
+/// refused with [`crate::SessionError::UnknownOneTimePrekey`].
+pub const MAX_ONE_TIME_PREKEYS: usize = 500;
+
 /// The prekey secrets a user holds.
 #[derive(Clone, Debug)]
 pub struct LocalPrekeys {
@@ -67,12 +76,13 @@ impl LocalPrekeys {
     }
 
     /// Make `count` new one-time prekeys; the caller persists this store, then publishes them.
+    /// Keeps at most [`MAX_ONE_TIME_PREKEYS`]: the oldest secrets beyond it are deleted.
     pub fn generate_one_time(
         &mut self,
         rng: &mut impl CryptoRngCore,
         count: usize,
     ) -> Vec<OneTimePrekey> {
-        (0..count)
+        let made = (0..count)
             .map(|_| {
                 let id = self.next_one_time_id;
                 self.next_one_time_id = self.next_one_time_id.wrapping_add(1).max(1);
@@ -81,7 +91,24 @@ impl LocalPrekeys {
                 self.one_time.insert(id, opk);
                 public
             })
-            .collect()
+            .collect();
+        self.drop_oldest_one_time();
+        made
+    }
+
+    /// Delete the oldest one-time secrets beyond [`MAX_ONE_TIME_PREKEYS`]. Ids count up and
+    /// wrap, so age is the distance back from the next id.
+    fn drop_oldest_one_time(&mut self) {
+        let excess = self.one_time.len().saturating_sub(MAX_ONE_TIME_PREKEYS);
+        if excess == 0 {
+            return;
+        }
+        let next = self.next_one_time_id;
+        let mut ids: Vec<u32> = self.one_time.keys().copied().collect();
+        ids.sort_unstable_by_key(|id| std::cmp::Reverse(next.wrapping_sub(*id)));
+        for id in ids.into_iter().take(excess) {
+            self.one_time.remove(&id);
+        }
     }
 
     /// Delete a used one-time prekey (after the session it created is committed).
@@ -102,5 +129,68 @@ impl PrekeyStore for LocalPrekeys {
 
     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePrekeyPair> {
         self.one_time.get(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    use super::*;
+    use crate::{Envelope, PrekeyBundle, Session, SessionError};
+
+    const BATCH: usize = 100;
+
+    #[test]
+    fn the_one_time_store_is_capped_and_the_oldest_secrets_are_dropped_first() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let mut prekeys = LocalPrekeys::new(&mut rng, &identity, 1_700_000_000);
+        // A relay that reports a low stock on every connection makes the client refill again
+        // and again; the secrets held must stay bounded.
+        let refills = MAX_ONE_TIME_PREKEYS / BATCH + 3;
+        let mut last = Vec::new();
+        for _ in 0..refills {
+            last = prekeys.generate_one_time(&mut rng, BATCH);
+        }
+        assert_eq!(prekeys.one_time_count(), MAX_ONE_TIME_PREKEYS);
+        // The newest batch is all there; the first keys ever made are gone.
+        assert!(last.iter().all(|k| prekeys.one_time_prekey(k.id).is_some()));
+        assert!(prekeys.one_time_prekey(1).is_none());
+        let oldest_kept = (refills * BATCH - MAX_ONE_TIME_PREKEYS + 1) as u32;
+        assert!(prekeys.one_time_prekey(oldest_kept).is_some());
+        assert!(prekeys.one_time_prekey(oldest_kept - 1).is_none());
+    }
+
+    #[test]
+    fn a_first_message_to_a_pruned_one_time_prekey_is_refused_not_a_panic() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let alice = IdentityKeyPair::generate(&mut rng);
+        let bob = IdentityKeyPair::generate(&mut rng);
+        let mut bob_prekeys = LocalPrekeys::new(&mut rng, &bob, 1_700_000_000);
+        let first = bob_prekeys.generate_one_time(&mut rng, BATCH);
+        // A sender fetched bob's first one-time prekey, then stayed silent for many refills.
+        let bundle = PrekeyBundle {
+            identity_key: bob.public_key(),
+            signed_prekey: bob_prekeys.current_signed().unwrap(),
+            one_time_prekey: first.first().cloned(),
+        }
+        .verify()
+        .unwrap();
+        for _ in 0..MAX_ONE_TIME_PREKEYS / BATCH + 1 {
+            bob_prekeys.generate_one_time(&mut rng, BATCH);
+        }
+        let mut session = Session::initiate(&mut rng, &alice, &bundle).unwrap();
+        let Envelope::Prekey(pre) = session.encrypt(&mut rng, b"hello").unwrap() else {
+            panic!("a first message is a prekey envelope");
+        };
+        match Session::respond(&mut rng, &bob, &bob_prekeys, &pre) {
+            Err(SessionError::UnknownOneTimePrekey(1)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a pruned one-time prekey was still usable"),
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hush_client::store::{Passphrase, StoreError};
 use hush_client::{default_profile_dir, Client, ClientError, DeliveryState, Event, HistoryEntry};
 use zeroize::Zeroizing;
 
@@ -37,6 +38,10 @@ pub enum Command {
         /// The relay's public key (hex); without it the key is pinned on first use.
         #[arg(long)]
         relay_key: Option<String>,
+        /// Accept an empty passphrase: the profile's secrets are then protected only by file
+        /// permissions. Also HUSH_ALLOW_EMPTY_PASSPHRASE=1.
+        #[arg(long)]
+        allow_empty_passphrase: bool,
     },
     /// Show name, relay and identity fingerprint.
     Whoami,
@@ -142,6 +147,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             name,
             relay,
             relay_key,
+            allow_empty_passphrase,
         } => {
             let key = match relay_key {
                 Some(hex_key) => Some(
@@ -153,7 +159,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 None => None,
             };
             let pass = passphrase()?;
-            let client = Client::init(&dir, pass.as_bytes(), &name, &relay, key)
+            let allow_empty = allow_empty_passphrase
+                || std::env::var("HUSH_ALLOW_EMPTY_PASSPHRASE").is_ok_and(|v| v == "1");
+            let pass_arg = if allow_empty {
+                Passphrase::allow_empty(pass.as_bytes())
+            } else if pass.is_empty() {
+                return Err(StoreError::EmptyPassphrase.to_string());
+            } else {
+                Passphrase::from(pass.as_bytes())
+            };
+            let client = Client::init(&dir, pass_arg, &name, &relay, key)
                 .await
                 .map_err(err)?;
             println!(

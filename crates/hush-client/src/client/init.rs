@@ -98,13 +98,15 @@ impl Client {
     /// anything is sent. Without `relay_key`, the relay's key is fetched and pinned (trust on
     /// first use). `dir` must be new, empty, or a profile whose registration of `name` on
     /// `relay` is still pending (then this finishes it with the same identity).
-    pub async fn init(
+    /// An empty passphrase is refused unless given as [`Passphrase::allow_empty`].
+    pub async fn init<'p>(
         dir: &Path,
-        passphrase: &[u8],
+        passphrase: impl Into<Passphrase<'p>>,
         name: &str,
         relay: &str,
         relay_key: Option<[u8; 32]>,
     ) -> Result<Self, ClientError> {
+        let passphrase: Passphrase<'p> = passphrase.into();
         if !hush_proto::relay::is_valid_name(name) {
             return Err(ClientError::Invalid(format!(
                 "invalid name {name:?}: use 1-32 of a-z 0-9 _ - . starting with a letter or digit"
@@ -113,7 +115,7 @@ impl Client {
         let created_dirs = match inspect(dir)? {
             ProfileDir::Foreign => return Err(ClientError::NotAProfile(dir.to_owned())),
             ProfileDir::Profile => {
-                return Self::resume_init(dir, passphrase, name, relay, relay_key).await
+                return Self::resume_init(dir, passphrase.bytes(), name, relay, relay_key).await
             }
             ProfileDir::Missing(dirs) => dirs,
             ProfileDir::Empty => Vec::new(),
@@ -162,7 +164,7 @@ impl Client {
     /// The new store with a fresh identity and prekeys, marked "registration pending".
     fn create(
         dir: &Path,
-        passphrase: &[u8],
+        passphrase: Passphrase<'_>,
         name: &str,
         relay: &str,
         relay_key: [u8; 32],
