@@ -151,6 +151,12 @@ pub enum ErrorCode {
     Internal,
     /// The relay is shutting down.
     ShuttingDown,
+    /// The request needs a registered name first (PublishPrekeys before Register).
+    NotRegistered,
+    /// The relay's global storage quota is reached; retry later.
+    StorageFull,
+    /// This identity already has the most connections the relay allows.
+    TooManyConnections,
     /// A code this build does not know.
     Other(u16),
 }
@@ -173,6 +179,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => 12,
             ErrorCode::Internal => 13,
             ErrorCode::ShuttingDown => 14,
+            ErrorCode::NotRegistered => 15,
+            ErrorCode::StorageFull => 16,
+            ErrorCode::TooManyConnections => 17,
             ErrorCode::Other(code) => code,
         }
     }
@@ -194,6 +203,9 @@ impl ErrorCode {
             12 => ErrorCode::RateLimited,
             13 => ErrorCode::Internal,
             14 => ErrorCode::ShuttingDown,
+            15 => ErrorCode::NotRegistered,
+            16 => ErrorCode::StorageFull,
+            17 => ErrorCode::TooManyConnections,
             other => ErrorCode::Other(other),
         }
     }
@@ -215,6 +227,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::NotRegistered => "not_registered",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Other(_) => "other",
         }
     }

@@ -447,7 +447,10 @@ impl Session<'_> {
                     ));
                 }
                 match self
-                    .write(WriteOp::FetchBundle { name: name.clone() })
+                    .write(WriteOp::FetchBundle {
+                        name: name.clone(),
+                        pop_one_time: true,
+                    })
                     .await?
                 {
                     WriteResult::Bundle(bundle) => {
@@ -491,6 +494,7 @@ impl Session<'_> {
                         received_at_ms: now_ms(),
                         max_messages: config.mailbox_max_messages,
                         max_bytes: config.mailbox_max_bytes,
+                        max_total_bytes: u64::MAX,
                     })
                     .await?
                 {
