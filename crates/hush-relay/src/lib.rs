@@ -6,14 +6,16 @@
 //!
 //! Layers, one per module: [`config`] (settings and limits), [`keyfile`] (static key),
 //! [`server`] (accept loop, shutdown), [`handler`] (one connection), [`writer`] (group
-//! commit), [`presence`] (live delivery queues), [`store`] (durable state), [`limits`] (token
-//! buckets), [`metrics`] (Prometheus text).
+//! commit), [`presence`] (live delivery queues), [`outbound`] (byte-bounded socket queues),
+//! [`store`] (durable state), [`limits`] (token buckets, connection caps), [`metrics`]
+//! (Prometheus text).
 
 pub mod config;
 pub mod handler;
 pub mod keyfile;
 pub mod limits;
 pub mod metrics;
+pub mod outbound;
 pub mod presence;
 pub mod server;
 pub mod store;
