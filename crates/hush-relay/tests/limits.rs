@@ -469,3 +469,64 @@ async fn metrics_connections_are_capped_and_timed_out() {
     assert!(m.get("hush_authenticated_total") >= 1);
     bystander.check().await;
 }
+
+/// CPU time (user + system, in clock ticks of 10 ms) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Set the relay's soft limit of open files (`prlimit`, util-linux).
+fn set_open_files(pid: u32, soft: &str) {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={soft}:"))
+        .status()
+        .expect("prlimit runs");
+    assert!(status.success(), "prlimit failed");
+}
+
+/// When the file table is full (EMFILE), a pending metrics connection makes every accept fail
+/// at once. The metrics loop used to retry immediately and spin a core; it now pauses, growing
+/// to a second. Measured as the relay's CPU time over 2 s with its open-file limit at the
+/// number of files it has open; afterwards, with the limit restored, the relay serves its
+/// clients and a scrape as before.
+#[tokio::test]
+async fn metrics_accept_errors_back_off_instead_of_spinning() {
+    let config = "handshake_timeout_secs = 60\n";
+    let (_dir, relay, mut bystander) = with_bystander(Some(config)).await;
+    let pid = relay.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    set_open_files(pid, &(open + 2).to_string());
+    // Fill the file table with connections that never finish a handshake.
+    let mut hogs = Vec::new();
+    for _ in 0..8 {
+        hogs.push(TcpStream::connect(relay.addr).await.unwrap());
+    }
+    // Let the client accept loop take the last free descriptors first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _pending = TcpStream::connect(relay.metrics.unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(pid) - before;
+    eprintln!("relay used {used} ticks of CPU in 2 s with a full file table");
+    set_open_files(pid, "1024");
+    assert!(
+        used < 20,
+        "the relay used {}% of a core while accepts failed",
+        used / 2
+    );
+    relay
+        .wait_metrics(T, "failed metrics accepts", |m| {
+            m.rejects("metrics_accept_failed") >= 1
+        })
+        .await;
+    drop(hogs);
+    bystander.check().await;
+}
