@@ -419,17 +419,22 @@ impl Client {
                 CONNECT_TIMEOUT,
             )
             .await?;
+            // The relay stores prekeys only for an identity with a name (`init` publishes
+            // them itself right after Register).
+            let registered = conn.registered_name.is_some();
             self.conn = Some(conn);
             // A new connection is not subscribed, whoever opened it (`pump` or a request).
             self.subscribed = false;
             // Its requests need the same timeout as any other, and a connection that failed
             // here is dropped so that the next call reconnects.
-            let maintained = tokio::time::timeout(REQUEST_TIMEOUT, self.maintain_prekeys())
-                .await
-                .unwrap_or(Err(ClientError::Network(NetError::Timeout)));
-            if let Err(e) = maintained {
-                self.conn = None;
-                return Err(e);
+            if registered {
+                let maintained = tokio::time::timeout(REQUEST_TIMEOUT, self.maintain_prekeys())
+                    .await
+                    .unwrap_or(Err(ClientError::Network(NetError::Timeout)));
+                if let Err(e) = maintained {
+                    self.conn = None;
+                    return Err(e);
+                }
             }
         }
         self.conn
