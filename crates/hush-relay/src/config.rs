@@ -69,8 +69,9 @@ pub struct Config {
     /// Messages held in memory per connection for fast live delivery before falling back to
     /// reading the mailbox.
     pub live_queue: usize,
-    /// Envelope bytes held in memory per subscribed connection; beyond it, live delivery falls
-    /// back to reading the mailbox, as when `live_queue` is reached.
+    /// Envelope bytes held in memory per subscribed connection, in its live queue and in its
+    /// current catch-up page each; beyond it, live delivery falls back to reading the mailbox
+    /// (as when `live_queue` is reached), and a catch-up page ends early.
     pub live_queue_bytes: usize,
     /// Most simultaneous connections to the metrics endpoint; more wait in the kernel backlog.
     pub metrics_max_connections: usize,

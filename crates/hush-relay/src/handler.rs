@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hush_net::{NetError, NoiseReader, NoiseWriter};
 use hush_proto::envelope::ENVELOPE_VERSION;
 use hush_proto::relay::{
-    auth_message, is_valid_name, register_message, Delivery, ErrorCode, RelayError, Reply, Request,
+    auth_message, is_valid_name, register_message, ErrorCode, RelayError, Reply, Request,
     ServerMessage, MAX_PREKEYS_PER_PUBLISH,
 };
 use hush_proto::{DecodeError, IdentityPublicKey};
@@ -23,13 +23,11 @@ use crate::limits::{ConnectionCounter, CounterGuard, TokenBucket};
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, QueuedFrame};
 use crate::presence::{LiveQueue, Presence, QueueBounds};
-use crate::store::{IdentityBytes, Store, StoredMessage, WriteOp, WriteResult};
+use crate::store::{IdentityBytes, Store, WriteOp, WriteResult};
 use crate::writer::Writer;
 
 /// Most queued frames written with one system call.
 const WRITE_BATCH: usize = 64;
-/// Messages read from a mailbox per page when catching up.
-const PAGE: usize = 256;
 
 /// On shutdown, how long a connection's queued replies may take to reach a peer that is not
 /// reading, before the connection is dropped (otherwise a stalled peer would hold shutdown
@@ -585,8 +583,9 @@ impl Session<'_> {
                             bytes: config.live_queue_bytes,
                         },
                     );
-                    let task = tokio::spawn(deliver(
+                    let task = tokio::spawn(crate::delivery::deliver(
                         self.id_bytes,
+                        config.live_queue_bytes,
                         Arc::clone(&queue),
                         Arc::clone(&self.shared.store),
                         self.outbound.clone(),
@@ -633,83 +632,4 @@ impl Session<'_> {
         }
         found
     }
-}
-
-/// Push pending then live messages to one subscribed connection, never faster than its socket
-/// drains (the outbound queue is bounded); what does not fit waits in the mailbox.
-async fn deliver(
-    identity: IdentityBytes,
-    live: Arc<LiveQueue>,
-    store: Arc<dyn Store>,
-    outbound: Outbound,
-    metrics: Arc<Metrics>,
-) {
-    let mut cursor = 0u64;
-    if catch_up(&identity, &store, &outbound, &metrics, &mut cursor)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    loop {
-        live.notify.notified().await;
-        if live.is_ended() {
-            return;
-        }
-        if live.take_overflow() {
-            if catch_up(&identity, &store, &outbound, &metrics, &mut cursor)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            continue;
-        }
-        for message in live.drain() {
-            if message.id > cursor {
-                if push(&message, &outbound, &metrics).await.is_err() {
-                    return;
-                }
-                cursor = message.id;
-            }
-        }
-    }
-}
-
-async fn catch_up(
-    identity: &IdentityBytes,
-    store: &Arc<dyn Store>,
-    outbound: &Outbound,
-    metrics: &Metrics,
-    cursor: &mut u64,
-) -> Result<(), ()> {
-    loop {
-        let store = Arc::clone(store);
-        let (who, after) = (*identity, *cursor);
-        let page = tokio::task::spawn_blocking(move || store.pending(&who, after, PAGE))
-            .await
-            .map_err(|_| ())?
-            .map_err(|e| tracing::error!(error = %e, "mailbox read failed"))?;
-        let last = page.len() < PAGE;
-        for message in page {
-            push(&message, outbound, metrics).await?;
-            *cursor = message.id;
-        }
-        if last {
-            return Ok(());
-        }
-    }
-}
-
-async fn push(message: &StoredMessage, outbound: &Outbound, metrics: &Metrics) -> Result<(), ()> {
-    let frame = ServerMessage::Deliver(Delivery {
-        id: message.id,
-        sender: message.sender,
-        received_at_ms: message.received_at_ms,
-        envelope: message.envelope.clone(),
-    })
-    .encode();
-    outbound.send(frame).await.map_err(|_| ())?;
-    metrics.envelopes_delivered.fetch_add(1, Ordering::Relaxed);
-    Ok(())
 }

@@ -152,12 +152,15 @@ pub struct StoreError(pub String);
 pub trait Store: Send + Sync + 'static {
     /// Apply a batch of writes in one transaction; results are in op order.
     fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError>;
-    /// Up to `limit` messages for `recipient` with id greater than `after`, in id order.
+    /// Up to `limit` messages for `recipient` with id greater than `after`, in id order,
+    /// stopping after the message that brings the envelope bytes to `max_bytes` (at least one
+    /// message is returned if any is pending, whatever its size).
     fn pending(
         &self,
         recipient: &IdentityBytes,
         after: MessageId,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
     /// The identity registered under `name`.
     fn identity_of(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError>;

@@ -245,6 +245,7 @@ impl Store for SqliteStore {
         recipient: &IdentityBytes,
         after: MessageId,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         // Ids are positive i64s, so nothing can come after an id beyond i64::MAX.
         let Ok(after) = i64::try_from(after) else {
@@ -268,14 +269,20 @@ impl Store for SqliteStore {
             ))
         })?;
         let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        // Rows are read one at a time: those after the byte bound are never loaded.
         for row in rows {
             let (id, sender, received_at_ms, envelope) = row?;
+            bytes = bytes.saturating_add(envelope.len());
             messages.push(StoredMessage {
                 id: non_negative(id, "message id")?,
                 sender: blob_array(&sender, "message sender")?,
                 received_at_ms: non_negative(received_at_ms, "message time")?,
                 envelope,
             });
+            if bytes >= max_bytes {
+                break;
+            }
         }
         Ok(messages)
     }
@@ -1220,20 +1227,33 @@ mod tests {
             one(&store, enqueue_op(bob, &[0xB0; 3], 1000));
         }
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        let all = store.pending(&alice, 0, 100).unwrap();
+        let all = store.pending(&alice, 0, 100, usize::MAX).unwrap();
         assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
         assert_eq!(all[2].envelope, vec![2; 10]);
         assert_eq!(all[2].sender, ident(99));
         assert_eq!(all[2].received_at_ms, 1002);
-        let page = store.pending(&alice, 0, 2).unwrap();
+        let page = store.pending(&alice, 0, 2, usize::MAX).unwrap();
         assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), &ids[..2]);
-        let rest = store.pending(&alice, page[1].id, 100).unwrap();
+        let rest = store.pending(&alice, page[1].id, 100, usize::MAX).unwrap();
         assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), &ids[2..]);
-        assert!(store.pending(&alice, ids[4], 100).unwrap().is_empty());
-        assert!(store.pending(&alice, 0, 0).unwrap().is_empty());
-        assert!(store.pending(&alice, u64::MAX, 10).unwrap().is_empty());
-        assert!(store.pending(&ident(3), 0, 10).unwrap().is_empty());
-        assert_eq!(store.pending(&bob, 0, 100).unwrap().len(), 5);
+        assert!(store
+            .pending(&alice, ids[4], 100, usize::MAX)
+            .unwrap()
+            .is_empty());
+        assert!(store.pending(&alice, 0, 0, usize::MAX).unwrap().is_empty());
+        assert!(store
+            .pending(&alice, u64::MAX, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .pending(&ident(3), 0, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.pending(&bob, 0, 100, usize::MAX).unwrap().len(), 5);
+        // A page ends with the message that reaches the byte bound; one message always comes.
+        let by_bytes = store.pending(&alice, 0, 100, 25).unwrap();
+        assert_eq!(by_bytes.iter().map(|m| m.id).collect::<Vec<_>>(), &ids[..3]);
+        assert_eq!(store.pending(&alice, 0, 100, 1).unwrap().len(), 1);
         check_counters(&dir);
     }
 
@@ -1255,8 +1275,8 @@ mod tests {
             ),
             WriteResult::Acked(1)
         );
-        assert!(store.pending(&bob, 0, 10).unwrap().is_empty());
-        assert_eq!(store.pending(&alice, 0, 10).unwrap().len(), 2);
+        assert!(store.pending(&bob, 0, 10, usize::MAX).unwrap().is_empty());
+        assert_eq!(store.pending(&alice, 0, 10, usize::MAX).unwrap().len(), 2);
         assert_eq!(
             one(
                 &store,
@@ -1267,7 +1287,7 @@ mod tests {
             ),
             WriteResult::Acked(1)
         );
-        let left = store.pending(&alice, 0, 10).unwrap();
+        let left = store.pending(&alice, 0, 10, usize::MAX).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, a1);
         assert_eq!(
@@ -1297,7 +1317,7 @@ mod tests {
         stored(one(&store, op(1)));
         stored(one(&store, op(2)));
         assert_eq!(one(&store, op(3)), WriteResult::MailboxFull);
-        assert_eq!(store.pending(&alice, 0, 10).unwrap().len(), 3);
+        assert_eq!(store.pending(&alice, 0, 10, usize::MAX).unwrap().len(), 3);
         // Other mailboxes are unaffected.
         stored(one(&store, enqueue_op(ident(3), b"x", 5)));
         // Acking frees room.
@@ -1436,7 +1456,7 @@ mod tests {
                 bytes: 70
             }
         );
-        let left = store.pending(&alice, 0, 10).unwrap();
+        let left = store.pending(&alice, 0, 10, usize::MAX).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, kept);
         assert_eq!(
@@ -1499,7 +1519,7 @@ mod tests {
         assert_eq!(results[5], WriteResult::Stored(2));
         assert_eq!(results[6], WriteResult::Acked(1));
         assert_eq!(store.identity_of("alice").unwrap(), Some(alice));
-        let left = store.pending(&bob, 0, 10).unwrap();
+        let left = store.pending(&bob, 0, 10, usize::MAX).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].envelope, b"again");
         assert!(store.apply(&[]).unwrap().is_empty());
@@ -1540,7 +1560,10 @@ mod tests {
             ])
             .unwrap_err();
         assert!(err.0.contains("identity key"), "{err}");
-        assert!(store.pending(&ident(2), 0, 10).unwrap().is_empty());
+        assert!(store
+            .pending(&ident(2), 0, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
         assert_eq!(store.identity_of("bob").unwrap(), None);
         assert_eq!(store.totals().unwrap(), StoreTotals::default());
         // The one-time prekey was not popped.
@@ -1574,7 +1597,7 @@ mod tests {
         drop(raw);
         let err = store.apply(&[fetch("alice")]).unwrap_err();
         assert!(err.0.contains("signed prekey"), "{err}");
-        let err = store.pending(&alice, 0, 10).unwrap_err();
+        let err = store.pending(&alice, 0, 10, usize::MAX).unwrap_err();
         assert!(err.0.contains("message sender"), "{err}");
     }
 
@@ -1598,7 +1621,7 @@ mod tests {
         let store = reopen(&dir);
         assert_eq!(store.identity_of("alice").unwrap(), Some(alice));
         assert_eq!(store.name_of(&alice).unwrap().as_deref(), Some("alice"));
-        let msgs = store.pending(&bob, 0, 10).unwrap();
+        let msgs = store.pending(&bob, 0, 10, usize::MAX).unwrap();
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].id, first);
         assert_eq!(msgs[0].envelope, b"one");
@@ -1624,7 +1647,10 @@ mod tests {
             bundle(one(&store, fetch("alice"))).one_time_prekey,
             Some(otp(11))
         );
-        assert_eq!(store.pending(&bob, first, 10).unwrap()[0].id, third);
+        assert_eq!(
+            store.pending(&bob, first, 10, usize::MAX).unwrap()[0].id,
+            third
+        );
         check_counters(&dir);
     }
 
@@ -1680,7 +1706,10 @@ mod tests {
             .unwrap();
         let started = std::time::Instant::now();
         assert_eq!(store.identity_of("alice").unwrap(), Some(ident(1)));
-        assert!(store.pending(&ident(1), 0, 10).unwrap().is_empty());
+        assert!(store
+            .pending(&ident(1), 0, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
         assert!(started.elapsed() < BUSY_TIMEOUT / 2);
         tx.rollback().unwrap();
     }
@@ -1702,7 +1731,7 @@ mod tests {
                             ])
                             .unwrap();
                         ids.extend(results.into_iter().map(stored));
-                        store.pending(&ident(t + 1), 0, 100).unwrap();
+                        store.pending(&ident(t + 1), 0, 100, usize::MAX).unwrap();
                     }
                     ids
                 })
