@@ -302,6 +302,7 @@ async fn serve(
         delivery: None,
     };
     let idle = shared.config.idle_timeout();
+    // Shutdown or a replaced subscription: give queued replies only a short time to drain.
     let mut stopping = false;
     loop {
         let frame = tokio::select! {
@@ -311,8 +312,10 @@ async fn serve(
             }
             () = replaced(&session.delivery) => {
                 // A newer connection of this identity subscribed: this one would receive
-                // nothing more, so it is closed (the client reconnects if it still runs).
+                // nothing more, so it is closed (the client reconnects if it still runs), and
+                // promptly even if its peer stopped reading.
                 shared.metrics.reject("subscription_replaced");
+                stopping = true;
                 break;
             }
             r = tokio::time::timeout(idle, reader.recv()) => r,

@@ -259,6 +259,49 @@ async fn a_new_subscription_replaces_the_old_one() {
     bystander.check().await;
 }
 
+/// A replaced subscription whose peer stopped reading (its socket full of mail) is closed
+/// within seconds, not after the 300 s idle timeout: with max_connections_per_identity = 2,
+/// the identity can open a new connection shortly after replacing the stalled one.
+#[tokio::test]
+async fn a_replaced_subscription_that_stopped_reading_is_closed_promptly() {
+    let config = "max_connections_per_identity = 2\n";
+    let (_dir, relay, mut bystander) = with_bystander(Some(config)).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let bob = User::new(&relay, "bob").await;
+    for i in 0..100u32 {
+        let e = envelope_of_len(&i.to_be_bytes(), 60_000);
+        send(&mut alice.conn, bob.addr(), e).await;
+    }
+    drop(bob.conn);
+    let mut stalled = Raw::connect(&relay, &bob.id).await;
+    stalled
+        .writer
+        .send(&Request::Subscribe.encode(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut newer = connect(&relay, &bob.id).await;
+    subscribe(&mut newer).await;
+    let replaced = Instant::now();
+    // The stalled connection still holds a slot until the relay gives up on it.
+    let third = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match hush_net::connect(relay.addr, &relay.key, &bob.id, T).await {
+                Ok(conn) => return conn,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("the replaced, stalled connection kept its slot");
+    eprintln!("slot freed {:?} after the replacement", replaced.elapsed());
+    drop(third);
+    drop(stalled);
+    let d = take(&mut newer, 100, T).await;
+    assert_eq!(d.len(), 100);
+    bystander.check().await;
+}
+
 /// A subscriber that stops reading holds at most `outbound_queue_bytes` of frames in its
 /// outbound queue, and `live_queue_bytes` of envelopes in its live queue and in its catch-up
 /// page each (gauge `hush_queued_bytes`), not 128 frames, 256 live messages and a page of 256
