@@ -825,6 +825,26 @@ mod tests {
         }
     }
 
+    /// The wire values of the error codes, as docs/PROTOCOL.md §11.4 lists them.
+    #[test]
+    fn error_codes_have_their_documented_wire_values() {
+        let documented = [
+            (15, ErrorCode::NotRegistered, "not_registered"),
+            (16, ErrorCode::StorageFull, "storage_full"),
+            (17, ErrorCode::TooManyConnections, "too_many_connections"),
+        ];
+        for (wire, code, label) in documented {
+            assert_eq!(code.to_u16(), wire);
+            assert_eq!(ErrorCode::from_u16(wire), code);
+            assert_eq!(code.label(), label);
+        }
+        for wire in 1..=17 {
+            assert_eq!(ErrorCode::from_u16(wire).to_u16(), wire);
+            assert_ne!(ErrorCode::from_u16(wire), ErrorCode::Other(wire));
+        }
+        assert_eq!(ErrorCode::from_u16(18), ErrorCode::Other(18));
+    }
+
     #[test]
     fn unknown_versions_and_types_are_typed_errors_with_the_request_id() {
         let mut bytes = Request::Ping.encode(77);
