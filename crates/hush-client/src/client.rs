@@ -380,15 +380,24 @@ impl Client {
                 CONNECT_TIMEOUT,
             )
             .await?;
+            // The relay stores prekeys only for an identity with a name (`init` publishes
+            // them itself right after Register).
+            let registered = conn.registered_name.is_some();
             self.conn = Some(conn);
             // A new connection is not subscribed, whoever opened it (`pump` or a request).
             self.subscribed = false;
             // Its requests need the same timeout as any other, and a connection that failed
             // here is dropped so that the next call reconnects. An unconfirmed registration
-            // is finished first: nothing else is published for a name not yet ours.
+            // is finished first: nothing else is published for a name not yet ours. The relay
+            // stores prekeys only for an identity with a name (one freed by the operator has
+            // none), so prekeys are maintained only when the name is ours.
             let maintained = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let registering = self.registration_pending;
                 self.confirm_registration().await?;
-                self.maintain_prekeys().await
+                if registered || registering {
+                    self.maintain_prekeys().await?;
+                }
+                Ok(())
             })
             .await
             .unwrap_or(Err(ClientError::Network(NetError::Timeout)));

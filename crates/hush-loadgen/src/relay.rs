@@ -36,8 +36,9 @@ pub struct RelayOptions {
 /// The config keys the load generator sets, and why.
 fn config_text(extra: &[String]) -> String {
     let mut lines: BTreeMap<String, String> = [
-        // 10,000 idle connections plus headroom.
+        // 10,000 idle connections plus headroom, all from loopback: one source address.
         ("max_connections", "50000"),
+        ("max_connections_per_ip", "50000"),
         // Thousands of handshakes queue behind each other at start-up.
         ("handshake_timeout_secs", "120"),
         // Idle connections must survive the hold period.
@@ -48,6 +49,7 @@ fn config_text(extra: &[String]) -> String {
         // Offline recipients accumulate everything sent to them.
         ("mailbox_max_messages", "4000000000"),
         ("mailbox_max_bytes", "1099511627776"),
+        ("storage_max_bytes", "1099511627776"),
         // No expiry sweep during a run.
         ("expiry_interval_secs", "86400"),
     ]

@@ -151,6 +151,12 @@ pub enum ErrorCode {
     Internal,
     /// The relay is shutting down.
     ShuttingDown,
+    /// The request needs a registered name first (PublishPrekeys before Register).
+    NotRegistered,
+    /// The relay's global storage quota is reached; retry later.
+    StorageFull,
+    /// This identity already has the most connections the relay allows.
+    TooManyConnections,
     /// A code this build does not know.
     Other(u16),
 }
@@ -173,6 +179,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => 12,
             ErrorCode::Internal => 13,
             ErrorCode::ShuttingDown => 14,
+            ErrorCode::NotRegistered => 15,
+            ErrorCode::StorageFull => 16,
+            ErrorCode::TooManyConnections => 17,
             ErrorCode::Other(code) => code,
         }
     }
@@ -194,6 +203,9 @@ impl ErrorCode {
             12 => ErrorCode::RateLimited,
             13 => ErrorCode::Internal,
             14 => ErrorCode::ShuttingDown,
+            15 => ErrorCode::NotRegistered,
+            16 => ErrorCode::StorageFull,
+            17 => ErrorCode::TooManyConnections,
             other => ErrorCode::Other(other),
         }
     }
@@ -215,6 +227,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::NotRegistered => "not_registered",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -823,6 +838,26 @@ mod tests {
         for m in messages {
             assert_eq!(ServerMessage::decode(&m.encode()).unwrap(), m);
         }
+    }
+
+    /// The wire values of the error codes, as docs/PROTOCOL.md §11.4 lists them.
+    #[test]
+    fn error_codes_have_their_documented_wire_values() {
+        let documented = [
+            (15, ErrorCode::NotRegistered, "not_registered"),
+            (16, ErrorCode::StorageFull, "storage_full"),
+            (17, ErrorCode::TooManyConnections, "too_many_connections"),
+        ];
+        for (wire, code, label) in documented {
+            assert_eq!(code.to_u16(), wire);
+            assert_eq!(ErrorCode::from_u16(wire), code);
+            assert_eq!(code.label(), label);
+        }
+        for wire in 1..=17 {
+            assert_eq!(ErrorCode::from_u16(wire).to_u16(), wire);
+            assert_ne!(ErrorCode::from_u16(wire), ErrorCode::Other(wire));
+        }
+        assert_eq!(ErrorCode::from_u16(18), ErrorCode::Other(18));
     }
 
     #[test]

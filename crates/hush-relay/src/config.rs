@@ -19,6 +19,13 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Most simultaneous client connections; further clients wait in the kernel backlog.
     pub max_connections: usize,
+    /// Most simultaneous connections from one source IP address, counted from accept (before
+    /// the handshake), so one host cannot hold every slot. Generous, because NAT puts many
+    /// users behind one address; hush-loadgen raises it for its 10k connections from loopback.
+    pub max_connections_per_ip: usize,
+    /// Most simultaneous authenticated connections of one identity: identities are free, but
+    /// each connection of one still costs memory, so one key cannot hold many.
+    pub max_connections_per_identity: usize,
     /// Seconds a client has to finish the Noise handshake and its Hello.
     pub handshake_timeout_secs: u64,
     /// Seconds without a complete frame before a connection is closed (clients ping).
@@ -31,6 +38,10 @@ pub struct Config {
     pub fetch_rate: f64,
     /// Bundle fetch burst per connection.
     pub fetch_burst: f64,
+    /// PublishPrekeys per second per connection: each one is a write transaction.
+    pub publish_rate: f64,
+    /// PublishPrekeys burst per connection.
+    pub publish_burst: f64,
     /// Fetches per second of any one user's bundle, from all connections together: bounds how
     /// fast anyone (with however many identities) can drain that user's one-time prekeys.
     pub per_user_fetch_rate: f64,
@@ -40,6 +51,9 @@ pub struct Config {
     pub mailbox_max_messages: u32,
     /// Envelope bytes a mailbox may hold.
     pub mailbox_max_bytes: u64,
+    /// Envelope bytes all mailboxes together may hold: names are free, so per-mailbox quotas
+    /// alone do not bound the disk. Senders get StorageFull beyond it.
+    pub storage_max_bytes: u64,
     /// Seconds a message is kept before it expires undelivered (default 30 days).
     pub message_ttl_secs: u64,
     /// Seconds between expiry sweeps.
@@ -49,9 +63,20 @@ pub struct Config {
     /// Frames queued for one connection's socket; a slow reader stops being fed and its
     /// messages wait in the mailbox.
     pub outbound_queue: usize,
+    /// Bytes of frames queued per connection's socket (a frame larger than this still goes,
+    /// alone), so 128 maximum-size frames cannot pin 8 MiB per connection.
+    pub outbound_queue_bytes: usize,
     /// Messages held in memory per connection for fast live delivery before falling back to
     /// reading the mailbox.
     pub live_queue: usize,
+    /// Envelope bytes held in memory per subscribed connection, in its live queue and in its
+    /// current catch-up page each; beyond it, live delivery falls back to reading the mailbox
+    /// (as when `live_queue` is reached), and a catch-up page ends early.
+    pub live_queue_bytes: usize,
+    /// Most simultaneous connections to the metrics endpoint; more wait in the kernel backlog.
+    pub metrics_max_connections: usize,
+    /// Seconds a metrics client has to send its request and read the reply.
+    pub metrics_timeout_secs: u64,
     /// Most writes committed in one transaction (group commit).
     pub max_batch: usize,
 }
@@ -63,21 +88,30 @@ impl Default for Config {
             data: PathBuf::from("hush-relay-data"),
             metrics: None,
             max_connections: 20_000,
+            max_connections_per_ip: 1_000,
+            max_connections_per_identity: 16,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 300,
             send_rate: 200.0,
             send_burst: 1000.0,
             fetch_rate: 5.0,
             fetch_burst: 20.0,
+            publish_rate: 0.2,
+            publish_burst: 10.0,
             per_user_fetch_rate: 0.5,
             per_user_fetch_burst: 20.0,
             mailbox_max_messages: 10_000,
             mailbox_max_bytes: 64 * 1024 * 1024,
+            storage_max_bytes: 16 * 1024 * 1024 * 1024,
             message_ttl_secs: 30 * 24 * 3600,
             expiry_interval_secs: 600,
             max_one_time_prekeys: 500,
             outbound_queue: 128,
+            outbound_queue_bytes: 1024 * 1024,
             live_queue: 256,
+            live_queue_bytes: 1024 * 1024,
+            metrics_max_connections: 16,
+            metrics_timeout_secs: 5,
             max_batch: 4096,
         }
     }
@@ -125,6 +159,11 @@ impl Config {
     /// Idle timeout as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// Metrics request timeout as a duration.
+    pub fn metrics_timeout(&self) -> Duration {
+        Duration::from_secs(self.metrics_timeout_secs.max(1))
     }
 
     /// Message time-to-live in milliseconds.

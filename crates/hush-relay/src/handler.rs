@@ -3,7 +3,7 @@
 //! the protocol allows (sending to its mailbox, popping one prekey per allowed fetch).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -11,24 +11,23 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hush_net::{NetError, NoiseReader, NoiseWriter};
 use hush_proto::envelope::ENVELOPE_VERSION;
 use hush_proto::relay::{
-    auth_message, is_valid_name, register_message, Delivery, ErrorCode, RelayError, Reply, Request,
+    auth_message, is_valid_name, register_message, ErrorCode, RelayError, Reply, Request,
     ServerMessage, MAX_PREKEYS_PER_PUBLISH,
 };
 use hush_proto::{DecodeError, IdentityPublicKey};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::limits::TokenBucket;
+use crate::limits::{ConnectionCounter, CounterGuard, TokenBucket};
 use crate::metrics::Metrics;
-use crate::presence::{LiveQueue, Presence};
-use crate::store::{IdentityBytes, Store, StoredMessage, WriteOp, WriteResult};
+use crate::outbound::{Outbound, QueuedFrame};
+use crate::presence::{LiveQueue, Presence, QueueBounds};
+use crate::store::{IdentityBytes, Store, WriteOp, WriteResult};
 use crate::writer::Writer;
 
 /// Most queued frames written with one system call.
 const WRITE_BATCH: usize = 64;
-/// Messages read from a mailbox per page when catching up.
-const PAGE: usize = 256;
 
 /// On shutdown, how long a connection's queued replies may take to reach a peer that is not
 /// reading, before the connection is dropped (otherwise a stalled peer would hold shutdown
@@ -54,6 +53,10 @@ pub struct Shared {
     /// Per-user bundle fetch buckets, created only for names that exist (so unknown names
     /// cannot grow this map).
     pub fetches_per_user: Mutex<std::collections::HashMap<String, TokenBucket>>,
+    /// Open connections per source address (IPv6: per /64), capped at accept.
+    pub sources: ConnectionCounter<IpAddr>,
+    /// Open authenticated connections per identity, capped at Hello.
+    pub identities: ConnectionCounter<IdentityBytes>,
 }
 
 /// Why a connection ended early; counted under its label.
@@ -97,10 +100,11 @@ pub async fn handle(
         () = crate::server::stopping(&mut shutdown) => Err("shutdown"),
     };
     match result {
-        Ok((identity, reader, writer)) => {
+        Ok((identity, reader, writer, slot)) => {
             metrics.authenticated_total.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, identity = %identity.fingerprint(), "client authenticated");
             serve(identity, reader, writer, &shared, &mut shutdown).await;
+            drop(slot);
         }
         Err(reason) => {
             metrics.reject(reason);
@@ -110,11 +114,16 @@ pub async fn handle(
     metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// An authenticated channel and its identity's connection slot.
+type Authenticated = (
+    IdentityPublicKey,
+    NoiseReader,
+    NoiseWriter,
+    CounterGuard<IdentityBytes>,
+);
+
 /// Handshake and Hello, within the handshake timeout.
-async fn authenticate(
-    stream: TcpStream,
-    shared: &Shared,
-) -> Result<(IdentityPublicKey, NoiseReader, NoiseWriter), &'static str> {
+async fn authenticate(stream: TcpStream, shared: &Shared) -> Result<Authenticated, &'static str> {
     let deadline = shared.config.handshake_timeout();
     tokio::time::timeout(deadline, async {
         let hs = hush_net::accept(stream, &shared.static_secret)
@@ -169,6 +178,22 @@ async fn authenticate(
             .await;
             return Err("bad_hello");
         }
+        // Identities are free but each connection costs memory: one key holds only so many.
+        let Some(slot) = shared.identities.try_acquire(
+            *identity_key.as_bytes(),
+            shared.config.max_connections_per_identity,
+        ) else {
+            let _ = send(
+                &mut writer,
+                request_id,
+                Err(err(
+                    ErrorCode::TooManyConnections,
+                    "this identity has too many connections open",
+                )),
+            )
+            .await;
+            return Err("too_many_connections");
+        };
         let store = Arc::clone(&shared.store);
         let id_bytes = *identity_key.as_bytes();
         let name = tokio::task::spawn_blocking(move || store.name_of(&id_bytes))
@@ -179,7 +204,7 @@ async fn authenticate(
         send(&mut writer, request_id, Ok(Reply::Welcome { name }))
             .await
             .map_err(|e| close_reason(&e))?;
-        Ok((identity_key, reader, writer))
+        Ok((identity_key, reader, writer, slot))
     })
     .await
     .map_err(|_| "handshake_timeout")?
@@ -210,9 +235,10 @@ struct Session<'a> {
     identity: IdentityPublicKey,
     id_bytes: IdentityBytes,
     shared: &'a Shared,
-    outbound: mpsc::Sender<Vec<u8>>,
+    outbound: Outbound,
     send_bucket: TokenBucket,
     fetch_bucket: TokenBucket,
+    publish_bucket: TokenBucket,
     delivery: Option<(Arc<LiveQueue>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -224,19 +250,26 @@ async fn serve(
     shared: &Shared,
     shutdown: &mut watch::Receiver<bool>,
 ) {
-    let (outbound, mut outbound_rx) = mpsc::channel::<Vec<u8>>(shared.config.outbound_queue.max(1));
+    let (outbound, mut outbound_rx) = Outbound::channel(
+        shared.config.outbound_queue,
+        shared.config.outbound_queue_bytes,
+        Arc::clone(&shared.metrics),
+    );
     let metrics = Arc::clone(&shared.metrics);
     let stall = shared.config.idle_timeout();
     let writer_task = tokio::spawn(async move {
         while let Some(first) = outbound_rx.recv().await {
             // Everything already queued goes out in one write.
-            let mut batch = vec![first];
-            while batch.len() < WRITE_BATCH {
+            let mut queued: Vec<QueuedFrame> = vec![first];
+            while queued.len() < WRITE_BATCH {
                 match outbound_rx.try_recv() {
-                    Ok(frame) => batch.push(frame),
+                    Ok(frame) => queued.push(frame),
                     Err(_) => break,
                 }
             }
+            // The frames keep their byte budget until the socket has taken them.
+            let (batch, _budgets): (Vec<Vec<u8>>, Vec<_>) =
+                queued.into_iter().map(|f| (f.bytes, f.budget)).unzip();
             // A peer that stops reading for the whole idle timeout is disconnected; what it
             // did not get stays in its mailbox.
             match tokio::time::timeout(stall, writer.send_many(&batch)).await {
@@ -261,13 +294,27 @@ async fn serve(
         outbound,
         send_bucket: TokenBucket::new(shared.config.send_rate, shared.config.send_burst, now),
         fetch_bucket: TokenBucket::new(shared.config.fetch_rate, shared.config.fetch_burst, now),
+        publish_bucket: TokenBucket::new(
+            shared.config.publish_rate,
+            shared.config.publish_burst,
+            now,
+        ),
         delivery: None,
     };
     let idle = shared.config.idle_timeout();
+    // Shutdown or a replaced subscription: give queued replies only a short time to drain.
     let mut stopping = false;
     loop {
         let frame = tokio::select! {
             () = crate::server::stopping(shutdown) => {
+                stopping = true;
+                break;
+            }
+            () = replaced(&session.delivery) => {
+                // A newer connection of this identity subscribed: this one would receive
+                // nothing more, so it is closed (the client reconnects if it still runs), and
+                // promptly even if its peer stopped reading.
+                shared.metrics.reject("subscription_replaced");
                 stopping = true;
                 break;
             }
@@ -321,6 +368,15 @@ async fn serve(
         }
     } else {
         let _ = writer_task.await;
+    }
+}
+
+/// Resolves when this connection's subscription was replaced by a newer one; never if it has
+/// none.
+async fn replaced(delivery: &Option<(Arc<LiveQueue>, tokio::task::JoinHandle<()>)>) {
+    match delivery {
+        Some((queue, _)) => queue.ended().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -389,6 +445,9 @@ impl Session<'_> {
                 signed_prekey,
                 one_time,
             } => {
+                if !self.publish_bucket.try_take(Instant::now()) {
+                    return Err(err(ErrorCode::RateLimited, "publishing prekeys too often"));
+                }
                 if one_time.len() > MAX_PREKEYS_PER_PUBLISH {
                     return Err(err(
                         ErrorCode::TooManyPrekeys,
@@ -423,6 +482,10 @@ impl Session<'_> {
                             self.shared.config.max_one_time_prekeys
                         ),
                     )),
+                    WriteResult::NotRegistered => Err(err(
+                        ErrorCode::NotRegistered,
+                        "register a name before publishing prekeys",
+                    )),
                     _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
                 }
             }
@@ -440,17 +503,23 @@ impl Session<'_> {
                     .lock()
                     .map(|mut buckets| buckets.get_mut(&name).is_some_and(|b| !b.try_take(now)))
                     .unwrap_or(false);
-                if limited {
-                    return Err(err(
-                        ErrorCode::RateLimited,
-                        "too many fetches of this user's bundle; retry later",
-                    ));
-                }
+                // A spent per-user budget protects the one-time prekeys, not the user: the
+                // bundle is still served, with the signed prekey only, so a flood of fetches
+                // cannot stop anyone from starting a session.
                 match self
-                    .write(WriteOp::FetchBundle { name: name.clone() })
+                    .write(WriteOp::FetchBundle {
+                        name: name.clone(),
+                        pop_one_time: !limited,
+                    })
                     .await?
                 {
                     WriteResult::Bundle(bundle) => {
+                        if limited {
+                            self.shared
+                                .metrics
+                                .bundles_without_one_time
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
                         if let Ok(mut buckets) = self.shared.fetches_per_user.lock() {
                             let config = &self.shared.config;
                             buckets.entry(name).or_insert_with(|| {
@@ -491,6 +560,7 @@ impl Session<'_> {
                         received_at_ms: now_ms(),
                         max_messages: config.mailbox_max_messages,
                         max_bytes: config.mailbox_max_bytes,
+                        max_total_bytes: config.storage_max_bytes,
                     })
                     .await?
                 {
@@ -499,17 +569,26 @@ impl Session<'_> {
                         ErrorCode::MailboxFull,
                         "the recipient's mailbox is full; retry later",
                     )),
+                    WriteResult::StorageFull => Err(err(
+                        ErrorCode::StorageFull,
+                        "the relay's storage is full; retry later",
+                    )),
                     _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
                 }
             }
             Request::Subscribe => {
                 if self.delivery.is_none() {
-                    let queue = self
-                        .shared
-                        .presence
-                        .subscribe(self.id_bytes, self.shared.config.live_queue);
-                    let task = tokio::spawn(deliver(
+                    let config = &self.shared.config;
+                    let queue = self.shared.presence.subscribe(
                         self.id_bytes,
+                        QueueBounds {
+                            messages: config.live_queue,
+                            bytes: config.live_queue_bytes,
+                        },
+                    );
+                    let task = tokio::spawn(crate::delivery::deliver(
+                        self.id_bytes,
+                        config.live_queue_bytes,
                         Arc::clone(&queue),
                         Arc::clone(&self.shared.store),
                         self.outbound.clone(),
@@ -556,84 +635,4 @@ impl Session<'_> {
         }
         found
     }
-}
-
-/// Push pending then live messages to one subscribed connection, never faster than its socket
-/// drains (the outbound queue is bounded); what does not fit waits in the mailbox.
-async fn deliver(
-    identity: IdentityBytes,
-    live: Arc<LiveQueue>,
-    store: Arc<dyn Store>,
-    outbound: mpsc::Sender<Vec<u8>>,
-    metrics: Arc<Metrics>,
-) {
-    let mut cursor = 0u64;
-    if catch_up(&identity, &store, &outbound, &metrics, &mut cursor)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    loop {
-        live.notify.notified().await;
-        if live.take_overflow() {
-            if catch_up(&identity, &store, &outbound, &metrics, &mut cursor)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            continue;
-        }
-        for message in live.drain() {
-            if message.id > cursor {
-                if push(&message, &outbound, &metrics).await.is_err() {
-                    return;
-                }
-                cursor = message.id;
-            }
-        }
-    }
-}
-
-async fn catch_up(
-    identity: &IdentityBytes,
-    store: &Arc<dyn Store>,
-    outbound: &mpsc::Sender<Vec<u8>>,
-    metrics: &Metrics,
-    cursor: &mut u64,
-) -> Result<(), ()> {
-    loop {
-        let store = Arc::clone(store);
-        let (who, after) = (*identity, *cursor);
-        let page = tokio::task::spawn_blocking(move || store.pending(&who, after, PAGE))
-            .await
-            .map_err(|_| ())?
-            .map_err(|e| tracing::error!(error = %e, "mailbox read failed"))?;
-        let last = page.len() < PAGE;
-        for message in page {
-            push(&message, outbound, metrics).await?;
-            *cursor = message.id;
-        }
-        if last {
-            return Ok(());
-        }
-    }
-}
-
-async fn push(
-    message: &StoredMessage,
-    outbound: &mpsc::Sender<Vec<u8>>,
-    metrics: &Metrics,
-) -> Result<(), ()> {
-    let frame = ServerMessage::Deliver(Delivery {
-        id: message.id,
-        sender: message.sender,
-        received_at_ms: message.received_at_ms,
-        envelope: message.envelope.clone(),
-    })
-    .encode();
-    outbound.send(frame).await.map_err(|_| ())?;
-    metrics.envelopes_delivered.fetch_add(1, Ordering::Relaxed);
-    Ok(())
 }

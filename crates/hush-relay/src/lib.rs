@@ -5,15 +5,18 @@
 //! its recipient acknowledges it. It never sees plaintext: envelopes are opaque to it.
 //!
 //! Layers, one per module: [`config`] (settings and limits), [`keyfile`] (static key),
-//! [`server`] (accept loop, shutdown), [`handler`] (one connection), [`writer`] (group
-//! commit), [`presence`] (live delivery queues), [`store`] (durable state), [`limits`] (token
-//! buckets), [`metrics`] (Prometheus text).
+//! [`server`] (accept loop, shutdown), [`handler`] (one connection), [`delivery`] (pushing mail to a subscriber), [`writer`] (group
+//! commit), [`presence`] (live delivery queues), [`outbound`] (byte-bounded socket queues),
+//! [`store`] (durable state), [`limits`] (token buckets, connection caps), [`metrics`]
+//! (Prometheus text).
 
 pub mod config;
+pub mod delivery;
 pub mod handler;
 pub mod keyfile;
 pub mod limits;
 pub mod metrics;
+pub mod outbound;
 pub mod presence;
 pub mod server;
 pub mod store;

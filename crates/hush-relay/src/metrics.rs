@@ -1,4 +1,6 @@
-//! Counters and gauges, served in the Prometheus text format on `--metrics ADDR`.
+//! Counters and gauges, served in the Prometheus text format on `--metrics ADDR`. The endpoint
+//! is bounded like the client port: a cap on concurrent connections (taken before accept), a
+//! deadline for each, and a growing pause after accept errors (EMFILE) instead of a spin.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::store::Store;
 
@@ -33,6 +36,12 @@ pub struct Metrics {
     pub commit_batches: AtomicU64,
     /// Writes committed in those transactions.
     pub commit_ops: AtomicU64,
+    /// Bytes held now in connections' outbound and live queues.
+    pub queued_bytes: AtomicU64,
+    /// Bundles served without a one-time prekey because that user's fetch budget was spent.
+    pub bundles_without_one_time: AtomicU64,
+    /// The configured global storage quota (for alerting on `hush_mailbox_bytes` against it).
+    pub storage_max_bytes: AtomicU64,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -55,7 +64,7 @@ impl Metrics {
     /// Render the Prometheus text exposition.
     pub fn render(&self, store: &dyn Store) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64, &str); 9] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 12] = [
             (
                 "hush_connections_open",
                 "gauge",
@@ -110,6 +119,24 @@ impl Metrics {
                 &self.commit_ops,
                 "Writes committed.",
             ),
+            (
+                "hush_queued_bytes",
+                "gauge",
+                &self.queued_bytes,
+                "Bytes held in connections' outbound and live queues.",
+            ),
+            (
+                "hush_bundles_without_one_time_prekey_total",
+                "counter",
+                &self.bundles_without_one_time,
+                "Bundles served without a one-time prekey (that user's fetch budget was spent).",
+            ),
+            (
+                "hush_storage_max_bytes",
+                "gauge",
+                &self.storage_max_bytes,
+                "Global storage quota for all mailboxes.",
+            ),
         ];
         for (name, kind, value, help) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -131,38 +158,71 @@ impl Metrics {
     }
 }
 
-/// Serve `GET /metrics` (any path) on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, store: Arc<dyn Store>) {
+/// First pause after a failed accept; doubled on each further failure up to
+/// [`ACCEPT_BACKOFF_MAX`]. Without it, a full file table (EMFILE) made the loop spin a core.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause after failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Most request bytes read before answering (a scrape needs a few hundred).
+const MAX_REQUEST: usize = 8192;
+
+/// Serve `GET /metrics` (any path) on `listener` until the task is dropped: at most
+/// `max_connections` at once (more wait in the kernel backlog), each closed after `timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    max_connections: usize,
+    timeout: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut socket = match listener.accept().await {
+            Ok((socket, _)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                socket
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pause = ?backoff, "metrics accept failed");
+                metrics.reject("metrics_accept_failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
         };
         let metrics = Arc::clone(&metrics);
         let store = Arc::clone(&store);
         tokio::spawn(async move {
-            let mut request = Vec::with_capacity(1024);
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let served = tokio::time::timeout(timeout, async {
+                let mut request = Vec::with_capacity(1024);
                 let mut chunk = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST
+                {
                     match socket.read(&mut chunk).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => request.extend_from_slice(chunk.get(..n).unwrap_or_default()),
                     }
                 }
+                let metrics = Arc::clone(&metrics);
+                let body = tokio::task::spawn_blocking(move || metrics.render(store.as_ref()))
+                    .await
+                    .unwrap_or_default();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
             })
             .await;
-            if read.is_err() {
-                return;
+            if served.is_err() {
+                metrics.reject("metrics_timeout");
             }
-            let body = tokio::task::spawn_blocking(move || metrics.render(store.as_ref()))
-                .await
-                .unwrap_or_default();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
+            drop(slot);
         });
     }
 }

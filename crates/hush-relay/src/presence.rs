@@ -1,38 +1,74 @@
-//! Who is connected and subscribed, and a small bounded in-memory queue per subscription for
-//! fast live delivery. When a queue is full, the message is not dropped: it is already durable
-//! in the mailbox, and the connection re-reads the mailbox once it catches up.
+//! Who is subscribed, and a small in-memory queue per subscription for fast live delivery,
+//! bounded in messages and in bytes. When a queue is full, the message is not dropped: it is
+//! already durable in the mailbox, and the connection re-reads the mailbox once it catches up.
+//!
+//! An identity has at most one live subscription: a new Subscribe (on another connection)
+//! ends the previous one, whose connection the relay then closes, so many connections of one
+//! identity cannot each pin a catch-up page and a queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
+use crate::metrics::Metrics;
 use crate::store::{IdentityBytes, StoredMessage};
+
+/// How big a live queue may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueBounds {
+    /// Most messages held.
+    pub messages: usize,
+    /// Most envelope bytes held.
+    pub bytes: usize,
+}
+
+struct Queued {
+    messages: VecDeque<Arc<StoredMessage>>,
+    bytes: usize,
+}
 
 /// A subscribed connection's live queue.
 pub struct LiveQueue {
-    queue: Mutex<VecDeque<Arc<StoredMessage>>>,
+    queue: Mutex<Queued>,
     overflowed: AtomicBool,
     /// Signalled on every push or overflow (a permit is kept if nobody waits).
     pub notify: Notify,
-    capacity: usize,
+    bounds: QueueBounds,
+    ended: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
 }
 
 impl LiveQueue {
-    fn new(capacity: usize) -> Self {
+    fn new(bounds: QueueBounds, metrics: Arc<Metrics>) -> Self {
         Self {
-            queue: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            queue: Mutex::new(Queued {
+                messages: VecDeque::with_capacity(bounds.messages.min(1024)),
+                bytes: 0,
+            }),
             overflowed: AtomicBool::new(false),
             notify: Notify::new(),
-            capacity,
+            bounds,
+            ended: watch::channel(false).0,
+            metrics,
         }
     }
 
     fn push(&self, message: Arc<StoredMessage>) {
         if let Ok(mut queue) = self.queue.lock() {
-            if queue.len() < self.capacity {
-                queue.push_back(message);
+            let len = message.envelope.len();
+            let fits = queue.messages.len() < self.bounds.messages
+                && queue
+                    .bytes
+                    .checked_add(len)
+                    .is_some_and(|total| total <= self.bounds.bytes);
+            if fits {
+                queue.messages.push_back(message);
+                queue.bytes += len;
+                self.metrics
+                    .queued_bytes
+                    .fetch_add(len as u64, Ordering::Relaxed);
             } else {
                 self.overflowed.store(true, Ordering::Release);
             }
@@ -40,13 +76,23 @@ impl LiveQueue {
         self.notify.notify_one();
     }
 
+    /// Empty the queue, keeping the gauge in step.
+    fn take_all(&self) -> Vec<Arc<StoredMessage>> {
+        let Ok(mut queue) = self.queue.lock() else {
+            return Vec::new();
+        };
+        self.metrics
+            .queued_bytes
+            .fetch_sub(queue.bytes as u64, Ordering::Relaxed);
+        queue.bytes = 0;
+        queue.messages.drain(..).collect()
+    }
+
     /// Whether a message was left out since the last call; clears the queue if so, since the
     /// caller will re-read the mailbox anyway.
     pub fn take_overflow(&self) -> bool {
         if self.overflowed.swap(false, Ordering::AcqRel) {
-            if let Ok(mut queue) = self.queue.lock() {
-                queue.clear();
-            }
+            self.take_all();
             true
         } else {
             false
@@ -55,50 +101,80 @@ impl LiveQueue {
 
     /// Everything queued, oldest first.
     pub fn drain(&self) -> Vec<Arc<StoredMessage>> {
-        self.queue
-            .lock()
-            .map(|mut q| q.drain(..).collect())
-            .unwrap_or_default()
+        self.take_all()
+    }
+
+    /// Whether a newer subscription of the same identity replaced this one.
+    pub fn is_ended(&self) -> bool {
+        *self.ended.borrow()
+    }
+
+    /// Resolves once a newer subscription replaced this one. Cancel-safe.
+    pub async fn ended(&self) {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+
+    fn end(&self) {
+        self.ended.send_replace(true);
+        // Wake the delivery task so it sees the end.
+        self.notify.notify_one();
     }
 }
 
-/// The subscriptions of all connected identities.
-#[derive(Default)]
+impl Drop for LiveQueue {
+    fn drop(&mut self) {
+        self.take_all();
+    }
+}
+
+/// The live subscription of each connected identity.
 pub struct Presence {
-    subscribers: Mutex<HashMap<IdentityBytes, Vec<Arc<LiveQueue>>>>,
+    subscribers: Mutex<HashMap<IdentityBytes, Arc<LiveQueue>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Presence {
-    /// Subscribe a connection of `identity`.
-    pub fn subscribe(&self, identity: IdentityBytes, capacity: usize) -> Arc<LiveQueue> {
-        let queue = Arc::new(LiveQueue::new(capacity));
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.entry(identity).or_default().push(Arc::clone(&queue));
+    /// No subscriptions yet; queued bytes are counted in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            subscribers: Mutex::default(),
+            metrics,
+        }
+    }
+
+    /// Subscribe a connection of `identity`, ending the identity's previous subscription if
+    /// there is one.
+    pub fn subscribe(&self, identity: IdentityBytes, bounds: QueueBounds) -> Arc<LiveQueue> {
+        let queue = Arc::new(LiveQueue::new(bounds, Arc::clone(&self.metrics)));
+        let previous = match self.subscribers.lock() {
+            Ok(mut subs) => subs.insert(identity, Arc::clone(&queue)),
+            Err(_) => None,
+        };
+        if let Some(previous) = previous {
+            previous.end();
         }
         queue
     }
 
-    /// Remove a subscription (connection closed).
+    /// Remove a subscription (connection closed), unless a newer one already replaced it.
     pub fn unsubscribe(&self, identity: &IdentityBytes, queue: &Arc<LiveQueue>) {
         if let Ok(mut subs) = self.subscribers.lock() {
-            if let Some(list) = subs.get_mut(identity) {
-                list.retain(|q| !Arc::ptr_eq(q, queue));
-                if list.is_empty() {
-                    subs.remove(identity);
-                }
+            if subs.get(identity).is_some_and(|q| Arc::ptr_eq(q, queue)) {
+                subs.remove(identity);
             }
         }
     }
 
-    /// A message was committed for `recipient`: wake its subscriptions. Called by the single
+    /// A message was committed for `recipient`: wake its subscription. Called by the single
     /// group-commit writer in commit order, so each queue sees ids in increasing order.
     pub fn notify(&self, recipient: &IdentityBytes, message: Arc<StoredMessage>) {
-        let queues: Vec<Arc<LiveQueue>> = match self.subscribers.lock() {
-            Ok(subs) => subs.get(recipient).cloned().unwrap_or_default(),
+        let queue = match self.subscribers.lock() {
+            Ok(subs) => subs.get(recipient).cloned(),
             Err(_) => return,
         };
-        for queue in queues {
-            queue.push(Arc::clone(&message));
+        if let Some(queue) = queue {
+            queue.push(message);
         }
     }
 }

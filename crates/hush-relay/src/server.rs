@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::handler::{handle, Shared};
 use crate::keyfile;
+use crate::limits::source_key;
 use crate::metrics::{self, Metrics};
 use crate::presence::Presence;
 use crate::store::sqlite::SqliteStore;
@@ -98,7 +99,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
-    let presence = Arc::new(Presence::default());
+    metrics.storage_max_bytes.store(
+        config.storage_max_bytes,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let presence = Arc::new(Presence::new(Arc::clone(&metrics)));
     let (writer, writer_thread) = Writer::start(
         Arc::clone(&store),
         Arc::clone(&presence),
@@ -113,6 +118,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 listener,
                 Arc::clone(&metrics),
                 Arc::clone(&store),
+                config.metrics_max_connections,
+                config.metrics_timeout(),
             ));
             (Some(addr), Some(task))
         }
@@ -128,6 +135,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         metrics: Arc::clone(&metrics),
         known: Default::default(),
         fetches_per_user: Default::default(),
+        sources: Default::default(),
+        identities: Default::default(),
     });
     let expiry_task = tokio::spawn(expire_periodically(Arc::clone(&shared)));
     let finished = tokio::spawn(accept_loop(
@@ -181,10 +190,22 @@ async fn accept_loop(
                 }
             },
         };
+        // One host (or IPv6 /64) cannot hold every slot: over its cap, close before the
+        // handshake costs anything.
+        let Some(source) = shared
+            .sources
+            .try_acquire(source_key(peer.ip()), shared.config.max_connections_per_ip)
+        else {
+            shared.metrics.reject("per_ip_limit");
+            tracing::debug!(%peer, "per-address connection cap reached");
+            drop(stream);
+            continue;
+        };
         let shared = Arc::clone(&shared);
         let handler_shutdown = shutdown.subscribe();
         connections.spawn(async move {
             handle(stream, peer, shared, handler_shutdown).await;
+            drop(source);
             drop(permit);
         });
     }

@@ -443,14 +443,6 @@ async fn sending_to_an_unregistered_identity_is_refused() {
 // checks it before and after the attack.
 // ---------------------------------------------------------------------------------------------
 
-async fn with_bystander(config: Option<&str>) -> (tempfile::TempDir, Relay, Bystander) {
-    let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start_with(dir.path(), config, true).await;
-    let mut bystander = Bystander::new(&relay, "bystander").await;
-    bystander.check().await;
-    (dir, relay, bystander)
-}
-
 /// A frame length over 65 535 closes the connection before anything is buffered: from a raw
 /// TCP client before the handshake, and injected into an authenticated channel. Both are
 /// counted by reason.

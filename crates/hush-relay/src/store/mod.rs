@@ -45,6 +45,9 @@ pub enum WriteOp {
     FetchBundle {
         /// The username.
         name: String,
+        /// Whether to pop a one-time prekey; false when that user's fetch budget is spent, so
+        /// the bundle (signed prekey only) still lets a session start.
+        pop_one_time: bool,
     },
     /// Store an envelope in `recipient`'s mailbox, within quota.
     Enqueue {
@@ -60,6 +63,8 @@ pub enum WriteOp {
         max_messages: u32,
         /// Quota: most envelope bytes in one mailbox.
         max_bytes: u64,
+        /// Quota: most envelope bytes in all mailboxes together.
+        max_total_bytes: u64,
     },
     /// Delete acknowledged messages, only from `recipient`'s own mailbox.
     Ack {
@@ -68,7 +73,9 @@ pub enum WriteOp {
         /// Message ids to delete; ids not in this mailbox are ignored.
         ids: Vec<MessageId>,
     },
-    /// Delete messages received before `before_ms` (TTL expiry).
+    /// Delete messages received before `before_ms` (TTL expiry), and the prekeys of
+    /// identities that hold no name (published before registration was required, or left by a
+    /// freed name), so keys nobody can be reached at do not stay served or stored for ever.
     Expire {
         /// Cut-off (ms since the Unix epoch).
         before_ms: u64,
@@ -94,6 +101,8 @@ pub enum WriteResult {
     },
     /// Storing would exceed the per-identity one-time prekey stock.
     TooManyPrekeys,
+    /// Prekeys may be published only by an identity that holds a name.
+    NotRegistered,
     /// A bundle was popped.
     Bundle(PrekeyBundle),
     /// No such user, or the user never published prekeys.
@@ -102,9 +111,11 @@ pub enum WriteResult {
     Stored(MessageId),
     /// The recipient's mailbox is over its message or byte quota.
     MailboxFull,
+    /// All mailboxes together are over the relay's storage quota.
+    StorageFull,
     /// Ack deleted this many messages.
     Acked(u32),
-    /// Expiry deleted this many messages.
+    /// Expiry deleted this many messages (prekeys of nameless identities are not counted).
     Expired(u64),
 }
 
@@ -141,12 +152,15 @@ pub struct StoreError(pub String);
 pub trait Store: Send + Sync + 'static {
     /// Apply a batch of writes in one transaction; results are in op order.
     fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError>;
-    /// Up to `limit` messages for `recipient` with id greater than `after`, in id order.
+    /// Up to `limit` messages for `recipient` with id greater than `after`, in id order,
+    /// stopping after the message that brings the envelope bytes to `max_bytes` (at least one
+    /// message is returned if any is pending, whatever its size).
     fn pending(
         &self,
         recipient: &IdentityBytes,
         after: MessageId,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
     /// The identity registered under `name`.
     fn identity_of(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError>;

@@ -245,6 +245,7 @@ impl Store for SqliteStore {
         recipient: &IdentityBytes,
         after: MessageId,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         // Ids are positive i64s, so nothing can come after an id beyond i64::MAX.
         let Ok(after) = i64::try_from(after) else {
@@ -268,14 +269,20 @@ impl Store for SqliteStore {
             ))
         })?;
         let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        // Rows are read one at a time: those after the byte bound are never loaded.
         for row in rows {
             let (id, sender, received_at_ms, envelope) = row?;
+            bytes = bytes.saturating_add(envelope.len());
             messages.push(StoredMessage {
                 id: non_negative(id, "message id")?,
                 sender: blob_array(&sender, "message sender")?,
                 received_at_ms: non_negative(received_at_ms, "message time")?,
                 envelope,
             });
+            if bytes >= max_bytes {
+                break;
+            }
         }
         Ok(messages)
     }
@@ -404,7 +411,7 @@ fn apply_op(
             one_time,
             max_stock,
         } => publish_prekeys(conn, identity, signed_prekey, one_time, *max_stock),
-        WriteOp::FetchBundle { name } => fetch_bundle(conn, name),
+        WriteOp::FetchBundle { name, pop_one_time } => fetch_bundle(conn, name, *pop_one_time),
         WriteOp::Enqueue {
             recipient,
             sender,
@@ -412,6 +419,7 @@ fn apply_op(
             received_at_ms,
             max_messages,
             max_bytes,
+            max_total_bytes,
         } => enqueue(
             conn,
             usage,
@@ -419,8 +427,11 @@ fn apply_op(
             sender,
             envelope,
             *received_at_ms,
-            *max_messages,
-            *max_bytes,
+            Quota {
+                max_messages: *max_messages,
+                max_bytes: *max_bytes,
+                max_total_bytes: *max_total_bytes,
+            },
         ),
         WriteOp::Ack { recipient, ids } => ack(conn, usage, recipient, ids),
         WriteOp::Expire { before_ms } => expire(conn, usage, *before_ms),
@@ -464,8 +475,8 @@ fn register(
     Ok(WriteResult::Registered)
 }
 
-/// Replace the signed prekey and add one-time prekeys, unless that would grow the one-time
-/// stock past `max_stock`. A publish that adds no new one-time prekey id (a signed prekey
+/// Replace the signed prekey and add one-time prekeys, unless the identity holds no name or
+/// that would grow the one-time stock past `max_stock`. A publish that adds no new one-time prekey id (a signed prekey
 /// rotation, or re-sending ids already held) is never refused, even if the stock is already
 /// above a since-lowered limit.
 fn publish_prekeys(
@@ -475,6 +486,14 @@ fn publish_prekeys(
     one_time: &[OneTimePrekey],
     max_stock: u32,
 ) -> Result<WriteResult, StoreError> {
+    // Checked in the same transaction as the insert, so a name freed meanwhile cannot leave
+    // fresh keys behind (and the expiry sweep removes any that an older relay stored).
+    if !conn
+        .prepare_cached("SELECT 1 FROM users WHERE identity = ?1")?
+        .exists(params![identity.as_slice()])?
+    {
+        return Ok(WriteResult::NotRegistered);
+    }
     let stock = one_time_stock(conn, identity)?;
     let mut held =
         conn.prepare_cached("SELECT 1 FROM one_time_prekeys WHERE identity = ?1 AND id = ?2")?;
@@ -527,9 +546,13 @@ fn one_time_stock(conn: &Connection, identity: &IdentityBytes) -> Result<u64, St
     non_negative(count, "one-time prekey count")
 }
 
-/// The user's signed prekey plus the lowest-id one-time prekey, which is deleted here, in the
-/// batch transaction, so no two fetches ever receive the same one.
-fn fetch_bundle(conn: &Connection, name: &str) -> Result<WriteResult, StoreError> {
+/// The user's signed prekey plus (if `pop_one_time`) the lowest-id one-time prekey, which is
+/// deleted here, in the batch transaction, so no two fetches ever receive the same one.
+fn fetch_bundle(
+    conn: &Connection,
+    name: &str,
+    pop_one_time: bool,
+) -> Result<WriteResult, StoreError> {
     let row = conn
         .prepare_cached(
             "SELECT u.identity, s.id, s.created_at, s.public, s.signature
@@ -559,6 +582,13 @@ fn fetch_bundle(conn: &Connection, name: &str) -> Result<WriteResult, StoreError
         signature: blob_array(&spk_signature, "signed prekey signature")?,
     };
 
+    if !pop_one_time {
+        return Ok(WriteResult::Bundle(PrekeyBundle {
+            identity_key,
+            signed_prekey,
+            one_time_prekey: None,
+        }));
+    }
     let popped = conn
         .prepare_cached(
             "DELETE FROM one_time_prekeys
@@ -584,8 +614,15 @@ fn fetch_bundle(conn: &Connection, name: &str) -> Result<WriteResult, StoreError
     }))
 }
 
-/// Store an envelope if the mailbox has room for one more message and its bytes.
-#[allow(clippy::too_many_arguments)] // one argument per field of `WriteOp::Enqueue`
+/// The limits an enqueue is checked against (the quota fields of `WriteOp::Enqueue`).
+struct Quota {
+    max_messages: u32,
+    max_bytes: u64,
+    max_total_bytes: u64,
+}
+
+/// Store an envelope if the mailbox has room for one more message and its bytes, and all
+/// mailboxes together have room for its bytes.
 fn enqueue(
     conn: &Connection,
     usage: &mut UsageDeltas,
@@ -593,8 +630,7 @@ fn enqueue(
     sender: &IdentityBytes,
     envelope: &[u8],
     received_at_ms: u64,
-    max_messages: u32,
-    max_bytes: u64,
+    quota: Quota,
 ) -> Result<WriteResult, StoreError> {
     let (messages, bytes) = usage.current(conn, recipient.as_slice())?;
     let messages = non_negative(messages, "mailbox message count")?;
@@ -602,12 +638,19 @@ fn enqueue(
     let len = envelope.len();
     let len_u64 = u64::try_from(len).map_err(|_| too_large())?;
     let len_i64 = i64::try_from(len).map_err(|_| too_large())?;
-    if messages >= u64::from(max_messages)
+    if messages >= u64::from(quota.max_messages)
         || bytes
             .checked_add(len_u64)
-            .is_none_or(|total| total > max_bytes)
+            .is_none_or(|total| total > quota.max_bytes)
     {
         return Ok(WriteResult::MailboxFull);
+    }
+    let all_bytes = non_negative(usage.total_bytes(conn)?, "total byte count")?;
+    if all_bytes
+        .checked_add(len_u64)
+        .is_none_or(|total| total > quota.max_total_bytes)
+    {
+        return Ok(WriteResult::StorageFull);
     }
 
     conn.prepare_cached(
@@ -664,6 +707,12 @@ fn expire(
     usage: &mut UsageDeltas,
     before_ms: u64,
 ) -> Result<WriteResult, StoreError> {
+    // Keys of identities without a name: nobody can fetch them by name, and keeping them
+    // would let anyone store keys for free. One-time prekeys go with them (ON DELETE CASCADE).
+    conn.prepare_cached(
+        "DELETE FROM signed_prekeys WHERE identity NOT IN (SELECT identity FROM users)",
+    )?
+    .execute([])?;
     let before = saturating_i64(before_ms);
     let mut per_mailbox = Vec::new();
     {
@@ -708,6 +757,10 @@ fn expire(
 struct UsageDeltas {
     /// recipient -> counters as stored before the batch, and the change so far.
     mailboxes: std::collections::HashMap<Vec<u8>, (Counters, Counters)>,
+    /// Total bytes in all mailboxes before the batch (read on first use).
+    stored_total_bytes: Option<i64>,
+    /// Change of the total bytes so far in this batch.
+    total_bytes_delta: i64,
 }
 
 /// (messages, bytes).
@@ -748,7 +801,23 @@ impl UsageDeltas {
         let (_, delta) = self.entry(conn, recipient)?;
         delta.0 = delta.0.saturating_add(messages);
         delta.1 = delta.1.saturating_add(bytes);
+        self.total_bytes_delta = self.total_bytes_delta.saturating_add(bytes);
         Ok(())
+    }
+
+    /// Bytes in all mailboxes including this batch's changes so far.
+    fn total_bytes(&mut self, conn: &Connection) -> Result<i64, StoreError> {
+        let stored = match self.stored_total_bytes {
+            Some(bytes) => bytes,
+            None => {
+                let bytes: i64 = conn
+                    .prepare_cached("SELECT bytes FROM mailbox_totals WHERE singleton = 0")?
+                    .query_row([], |row| row.get(0))?;
+                self.stored_total_bytes = Some(bytes);
+                bytes
+            }
+        };
+        Ok(stored.saturating_add(self.total_bytes_delta))
     }
 
     /// Write every changed mailbox's counters and the totals. A counter driven below zero
@@ -850,6 +919,7 @@ mod tests {
 
     const MAX_MESSAGES: u32 = 100;
     const MAX_BYTES: u64 = 1 << 20;
+    const MAX_TOTAL_BYTES: u64 = 1 << 30;
 
     fn open() -> (TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -902,6 +972,7 @@ mod tests {
     fn fetch(name: &str) -> WriteOp {
         WriteOp::FetchBundle {
             name: name.to_owned(),
+            pop_one_time: true,
         }
     }
 
@@ -913,6 +984,7 @@ mod tests {
             received_at_ms: at,
             max_messages: MAX_MESSAGES,
             max_bytes: MAX_BYTES,
+            max_total_bytes: MAX_TOTAL_BYTES,
         }
     }
 
@@ -1052,10 +1124,15 @@ mod tests {
         assert_eq!(one(&store, fetch("nobody")), WriteResult::UnknownUser);
         one(&store, register("alice", ident(1)));
         assert_eq!(one(&store, fetch("alice")), WriteResult::UnknownUser);
-        // Prekeys published by an identity without a name are not reachable by name.
-        one(&store, publish(ident(2), 1, &[1], 10));
+        // An identity without a name cannot store prekeys at all.
+        assert_eq!(
+            one(&store, publish(ident(2), 1, &[1], 10)),
+            WriteResult::NotRegistered
+        );
         assert_eq!(one(&store, fetch("bob")), WriteResult::UnknownUser);
         one(&store, register("bob", ident(2)));
+        assert_eq!(one(&store, fetch("bob")), WriteResult::UnknownUser);
+        one(&store, publish(ident(2), 1, &[1], 10));
         assert_eq!(
             bundle(one(&store, fetch("bob"))).one_time_prekey,
             Some(otp(1))
@@ -1130,6 +1207,7 @@ mod tests {
         assert_eq!(b.signed_prekey, spk(3));
         assert_eq!(b.one_time_prekey, Some(otp(1)));
         // A single publish larger than the stock.
+        one(&store, register("bob", ident(2)));
         assert_eq!(
             one(&store, publish(ident(2), 1, &[1, 2, 3], 2)),
             WriteResult::TooManyPrekeys
@@ -1149,20 +1227,33 @@ mod tests {
             one(&store, enqueue_op(bob, &[0xB0; 3], 1000));
         }
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        let all = store.pending(&alice, 0, 100).unwrap();
+        let all = store.pending(&alice, 0, 100, usize::MAX).unwrap();
         assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
         assert_eq!(all[2].envelope, vec![2; 10]);
         assert_eq!(all[2].sender, ident(99));
         assert_eq!(all[2].received_at_ms, 1002);
-        let page = store.pending(&alice, 0, 2).unwrap();
+        let page = store.pending(&alice, 0, 2, usize::MAX).unwrap();
         assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), &ids[..2]);
-        let rest = store.pending(&alice, page[1].id, 100).unwrap();
+        let rest = store.pending(&alice, page[1].id, 100, usize::MAX).unwrap();
         assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), &ids[2..]);
-        assert!(store.pending(&alice, ids[4], 100).unwrap().is_empty());
-        assert!(store.pending(&alice, 0, 0).unwrap().is_empty());
-        assert!(store.pending(&alice, u64::MAX, 10).unwrap().is_empty());
-        assert!(store.pending(&ident(3), 0, 10).unwrap().is_empty());
-        assert_eq!(store.pending(&bob, 0, 100).unwrap().len(), 5);
+        assert!(store
+            .pending(&alice, ids[4], 100, usize::MAX)
+            .unwrap()
+            .is_empty());
+        assert!(store.pending(&alice, 0, 0, usize::MAX).unwrap().is_empty());
+        assert!(store
+            .pending(&alice, u64::MAX, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .pending(&ident(3), 0, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.pending(&bob, 0, 100, usize::MAX).unwrap().len(), 5);
+        // A page ends with the message that reaches the byte bound; one message always comes.
+        let by_bytes = store.pending(&alice, 0, 100, 25).unwrap();
+        assert_eq!(by_bytes.iter().map(|m| m.id).collect::<Vec<_>>(), &ids[..3]);
+        assert_eq!(store.pending(&alice, 0, 100, 1).unwrap().len(), 1);
         check_counters(&dir);
     }
 
@@ -1184,8 +1275,8 @@ mod tests {
             ),
             WriteResult::Acked(1)
         );
-        assert!(store.pending(&bob, 0, 10).unwrap().is_empty());
-        assert_eq!(store.pending(&alice, 0, 10).unwrap().len(), 2);
+        assert!(store.pending(&bob, 0, 10, usize::MAX).unwrap().is_empty());
+        assert_eq!(store.pending(&alice, 0, 10, usize::MAX).unwrap().len(), 2);
         assert_eq!(
             one(
                 &store,
@@ -1196,7 +1287,7 @@ mod tests {
             ),
             WriteResult::Acked(1)
         );
-        let left = store.pending(&alice, 0, 10).unwrap();
+        let left = store.pending(&alice, 0, 10, usize::MAX).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, a1);
         assert_eq!(
@@ -1220,12 +1311,13 @@ mod tests {
             received_at_ms: 5,
             max_messages: 3,
             max_bytes: MAX_BYTES,
+            max_total_bytes: MAX_TOTAL_BYTES,
         };
         let first = stored(one(&store, op(0)));
         stored(one(&store, op(1)));
         stored(one(&store, op(2)));
         assert_eq!(one(&store, op(3)), WriteResult::MailboxFull);
-        assert_eq!(store.pending(&alice, 0, 10).unwrap().len(), 3);
+        assert_eq!(store.pending(&alice, 0, 10, usize::MAX).unwrap().len(), 3);
         // Other mailboxes are unaffected.
         stored(one(&store, enqueue_op(ident(3), b"x", 5)));
         // Acking frees room.
@@ -1241,6 +1333,71 @@ mod tests {
         check_counters(&dir);
     }
 
+    /// The global quota counts every mailbox, including writes earlier in the same batch, and
+    /// refuses with StorageFull (not MailboxFull) while each mailbox is far from its own quota.
+    #[test]
+    fn global_storage_quota_spans_mailboxes_and_batches() {
+        let (dir, store) = open();
+        let op = |to: u8, len: usize| WriteOp::Enqueue {
+            recipient: ident(to),
+            sender: ident(2),
+            envelope: vec![7; len],
+            received_at_ms: 5,
+            max_messages: MAX_MESSAGES,
+            max_bytes: MAX_BYTES,
+            max_total_bytes: 100,
+        };
+        stored(one(&store, op(10, 60)));
+        let results = store.apply(&[op(11, 30), op(12, 11), op(12, 10)]).unwrap();
+        assert!(matches!(results[0], WriteResult::Stored(_)));
+        assert_eq!(results[1], WriteResult::StorageFull);
+        assert!(matches!(results[2], WriteResult::Stored(_)));
+        assert_eq!(one(&store, op(13, 1)), WriteResult::StorageFull);
+        assert_eq!(store.totals().unwrap().bytes, 100);
+        check_counters(&dir);
+    }
+
+    /// Prekeys are stored only for an identity that holds a name, and the expiry sweep removes
+    /// those of identities without one (stored by an older relay, or a name freed later).
+    #[test]
+    fn prekeys_need_a_name_and_nameless_ones_expire() {
+        let (dir, store) = open();
+        let (alice, ghost) = (ident(1), ident(2));
+        assert_eq!(
+            one(&store, publish(ghost, 1, &[1, 2], 10)),
+            WriteResult::NotRegistered
+        );
+        one(&store, register("alice", alice));
+        one(&store, publish(alice, 1, &[1, 2], 10));
+        // A row left by an older relay that accepted keys without a name.
+        let raw = Connection::open(dir.path().join("relay.db")).unwrap();
+        raw.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        raw.execute(
+            "INSERT INTO signed_prekeys (identity, id, created_at, public, signature)
+             VALUES (?1, 1, 0, zeroblob(32), zeroblob(64))",
+            params![ghost.as_slice()],
+        )
+        .unwrap();
+        raw.execute(
+            "INSERT INTO one_time_prekeys (identity, id, public) VALUES (?1, 1, zeroblob(32))",
+            params![ghost.as_slice()],
+        )
+        .unwrap();
+        one(&store, WriteOp::Expire { before_ms: 0 });
+        let count = |table: &str, who: IdentityBytes| -> i64 {
+            raw.query_row(
+                &format!("SELECT count(*) FROM {table} WHERE identity = ?1"),
+                params![who.as_slice()],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(count("signed_prekeys", ghost), 0);
+        assert_eq!(count("one_time_prekeys", ghost), 0);
+        assert_eq!(count("signed_prekeys", alice), 1);
+        assert_eq!(count("one_time_prekeys", alice), 2);
+    }
+
     #[test]
     fn quota_by_bytes() {
         let (dir, store) = open();
@@ -1252,6 +1409,7 @@ mod tests {
             received_at_ms: 5,
             max_messages: MAX_MESSAGES,
             max_bytes: 100,
+            max_total_bytes: MAX_TOTAL_BYTES,
         };
         stored(one(&store, op(60)));
         assert_eq!(one(&store, op(41)), WriteResult::MailboxFull);
@@ -1273,6 +1431,7 @@ mod tests {
             received_at_ms: 5,
             max_messages: MAX_MESSAGES,
             max_bytes: 100,
+            max_total_bytes: MAX_TOTAL_BYTES,
         };
         assert_eq!(one(&store, big), WriteResult::MailboxFull);
         check_counters(&dir);
@@ -1297,7 +1456,7 @@ mod tests {
                 bytes: 70
             }
         );
-        let left = store.pending(&alice, 0, 10).unwrap();
+        let left = store.pending(&alice, 0, 10, usize::MAX).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, kept);
         assert_eq!(
@@ -1322,6 +1481,7 @@ mod tests {
             received_at_ms: 300,
             max_messages: 1,
             max_bytes: 50,
+            max_total_bytes: MAX_TOTAL_BYTES,
         };
         stored(one(&store, op));
         check_counters(&dir);
@@ -1359,7 +1519,7 @@ mod tests {
         assert_eq!(results[5], WriteResult::Stored(2));
         assert_eq!(results[6], WriteResult::Acked(1));
         assert_eq!(store.identity_of("alice").unwrap(), Some(alice));
-        let left = store.pending(&bob, 0, 10).unwrap();
+        let left = store.pending(&bob, 0, 10, usize::MAX).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].envelope, b"again");
         assert!(store.apply(&[]).unwrap().is_empty());
@@ -1400,7 +1560,10 @@ mod tests {
             ])
             .unwrap_err();
         assert!(err.0.contains("identity key"), "{err}");
-        assert!(store.pending(&ident(2), 0, 10).unwrap().is_empty());
+        assert!(store
+            .pending(&ident(2), 0, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
         assert_eq!(store.identity_of("bob").unwrap(), None);
         assert_eq!(store.totals().unwrap(), StoreTotals::default());
         // The one-time prekey was not popped.
@@ -1434,7 +1597,7 @@ mod tests {
         drop(raw);
         let err = store.apply(&[fetch("alice")]).unwrap_err();
         assert!(err.0.contains("signed prekey"), "{err}");
-        let err = store.pending(&alice, 0, 10).unwrap_err();
+        let err = store.pending(&alice, 0, 10, usize::MAX).unwrap_err();
         assert!(err.0.contains("message sender"), "{err}");
     }
 
@@ -1458,7 +1621,7 @@ mod tests {
         let store = reopen(&dir);
         assert_eq!(store.identity_of("alice").unwrap(), Some(alice));
         assert_eq!(store.name_of(&alice).unwrap().as_deref(), Some("alice"));
-        let msgs = store.pending(&bob, 0, 10).unwrap();
+        let msgs = store.pending(&bob, 0, 10, usize::MAX).unwrap();
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].id, first);
         assert_eq!(msgs[0].envelope, b"one");
@@ -1484,7 +1647,10 @@ mod tests {
             bundle(one(&store, fetch("alice"))).one_time_prekey,
             Some(otp(11))
         );
-        assert_eq!(store.pending(&bob, first, 10).unwrap()[0].id, third);
+        assert_eq!(
+            store.pending(&bob, first, 10, usize::MAX).unwrap()[0].id,
+            third
+        );
         check_counters(&dir);
     }
 
@@ -1540,7 +1706,10 @@ mod tests {
             .unwrap();
         let started = std::time::Instant::now();
         assert_eq!(store.identity_of("alice").unwrap(), Some(ident(1)));
-        assert!(store.pending(&ident(1), 0, 10).unwrap().is_empty());
+        assert!(store
+            .pending(&ident(1), 0, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
         assert!(started.elapsed() < BUSY_TIMEOUT / 2);
         tx.rollback().unwrap();
     }
@@ -1562,7 +1731,7 @@ mod tests {
                             ])
                             .unwrap();
                         ids.extend(results.into_iter().map(stored));
-                        store.pending(&ident(t + 1), 0, 100).unwrap();
+                        store.pending(&ident(t + 1), 0, 100, usize::MAX).unwrap();
                     }
                     ids
                 })

@@ -552,6 +552,15 @@ impl Bystander {
     }
 }
 
+/// A relay with metrics and `config`, and a bystander already checked once.
+pub async fn with_bystander(config: Option<&str>) -> (tempfile::TempDir, Relay, Bystander) {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_with(dir.path(), config, true).await;
+    let mut bystander = Bystander::new(&relay, "bystander").await;
+    bystander.check().await;
+    (dir, relay, bystander)
+}
+
 /// What the proxy does to the client's bytes.
 pub enum Tamper {
     /// Forward faithfully.
