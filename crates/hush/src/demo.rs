@@ -1172,7 +1172,14 @@ impl Lab {
         let Ok(Envelope::Prekey(first)) = Envelope::from_bytes(&wire) else {
             return Err("the first message is not a prekey envelope".into());
         };
-        let inbound = Session::respond(&mut OsRng, &bob_identity, &prekeys, &first).map_err(err)?;
+        let inbound = Session::respond(
+            &mut OsRng,
+            &bob_identity,
+            &alice_identity.public_key(),
+            &prekeys,
+            &first,
+        )
+        .map_err(err)?;
         if inbound.plaintext.as_slice() != text.as_bytes() {
             return Err("bob misread the first message".into());
         }

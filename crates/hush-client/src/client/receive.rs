@@ -213,7 +213,7 @@ impl Client {
         }
         if plaintext.is_none() && !duplicate {
             if let Envelope::Prekey(pre) = &envelope {
-                match Session::respond(&mut OsRng, &self.identity, &self.prekeys, pre) {
+                match Session::respond(&mut OsRng, &self.identity, &sender, &self.prekeys, pre) {
                     Ok(inbound) => {
                         plaintext = Some(inbound.plaintext);
                         used_one_time_prekey = inbound.used_one_time_prekey;
