@@ -658,8 +658,8 @@ impl Demo {
             } else {
                 match &reported {
                     Some(reason) => format!(
-                        "it is not shown again (the session already used and deleted that \
-                         message key) and is reported: Rejected: {reason}"
+                        "nothing new (the session already used and deleted that message key) \
+                         and reports it: Rejected: {reason}"
                     ),
                     None => "nothing, and does NOT report the replay".to_owned(),
                 }

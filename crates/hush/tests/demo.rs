@@ -98,7 +98,7 @@ fn the_demo_shows_every_property_passing_and_exits_zero() {
         "result: 0 hit(s)",
         "KEY CHANGED event for bob",
         "refuses it and says so (Rejected: forged sender",
-        "is reported: Rejected: duplicate",
+        "and reports it: Rejected: duplicate",
         "refused (ClientError::KeyChanged)",
         "CAN decrypt \"Sent after the theft",
         "cannot decrypt (duplicate",
