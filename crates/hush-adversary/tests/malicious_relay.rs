@@ -484,24 +484,26 @@ async fn replayed_first_message_of_an_evicted_session_is_refused() {
     assert!(w.evil.counters_consistent().unwrap());
     let events = recv(w.bob()).await;
     assert!(texts(&events).is_empty(), "{events:?}");
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    // Bob's active session is still the newest one (not a revived session alice no longer
+    // has): his reply reaches alice, and hers him.
+    w.bob()
+        .send_text("alice", "bob after the replay")
+        .await
+        .unwrap();
+    let at_alice = recv(&mut w.alice).await;
+    assert_eq!(texts(&at_alice), ["bob after the replay"], "{at_alice:?}");
+    w.alice
+        .send_text("bob", "alice after the replay")
+        .await
+        .unwrap();
+    assert_eq!(texts(&recv(w.bob()).await), ["alice after the replay"]);
     assert!(
         rejected(&events, "alice")
             .iter()
             .any(|r| r.contains("replayed first message")),
         "replay not reported: {events:?}"
     );
-    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
-    // Bob's active session is still the newest one: his reply reaches alice, and hers him.
-    w.bob()
-        .send_text("alice", "bob after the replay")
-        .await
-        .unwrap();
-    assert_eq!(texts(&recv(&mut w.alice).await), ["bob after the replay"]);
-    w.alice
-        .send_text("bob", "alice after the replay")
-        .await
-        .unwrap();
-    assert_eq!(texts(&recv(w.bob()).await), ["alice after the replay"]);
     w.relay.shutdown().await;
 }
 
