@@ -7,8 +7,9 @@
 //!   the framing (`u32be length ‖ payload`) and can flip bits, truncate, replay, drop, delay or
 //!   reorder frames after the Noise handshake, per direction, while recording every byte.
 //! - [`MaliciousRelay`]: direct SQL on a relay's database, as a malicious operator would do it:
-//!   tamper with, replay, drop or reorder stored envelopes (keeping the mailbox counters
-//!   consistent), free a user's name, or forge a signed prekey.
+//!   tamper with, replace, replay, drop or reorder stored envelopes or relabel their sender
+//!   (keeping the mailbox counters consistent), free a user's name, withhold one-time
+//!   prekeys, or forge a signed prekey.
 
 mod network;
 mod relay;

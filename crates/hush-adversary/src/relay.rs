@@ -203,6 +203,55 @@ impl MaliciousRelay {
         })
     }
 
+    /// Relabel stored envelope `id` as sent by `new_sender` (the relay's claim of who sent it,
+    /// which the recipient's client gets alongside the envelope). Lengths do not change, so the
+    /// counters stay right.
+    pub fn rewrite_sender(&self, id: i64, new_sender: &[u8; 32]) -> Result<(), AdversaryError> {
+        let db = self.db()?;
+        in_tx(&db, |db| {
+            let updated = db.execute(
+                "UPDATE messages SET sender = ?1 WHERE id = ?2",
+                params![new_sender.as_slice(), id],
+            )?;
+            if updated != 1 {
+                return Err(AdversaryError::NoSuchEnvelope(id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Replace the bytes of stored envelope `id` (e.g. a re-encoded copy with an altered
+    /// header), adjusting the mailbox counters by the change in length.
+    pub fn replace_envelope(&self, id: i64, envelope: &[u8]) -> Result<(), AdversaryError> {
+        let db = self.db()?;
+        in_tx(&db, |db| {
+            let (recipient, old): (Vec<u8>, Vec<u8>) = db
+                .query_row(
+                    "SELECT recipient, envelope FROM messages WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+                .ok_or(AdversaryError::NoSuchEnvelope(id))?;
+            db.execute(
+                "UPDATE messages SET envelope = ?1 WHERE id = ?2",
+                params![envelope, id],
+            )?;
+            adjust(db, &recipient, 0, len_i64(envelope) - len_i64(&old))
+        })
+    }
+
+    /// Delete every one-time prekey the relay holds for `identity`, so bundles are served
+    /// with the signed prekey only (first messages can then be replayed for as long as that
+    /// signed prekey lives). Returns how many were withheld.
+    pub fn withhold_one_time_prekeys(&self, identity: &[u8; 32]) -> Result<usize, AdversaryError> {
+        let db = self.db()?;
+        Ok(db.execute(
+            "DELETE FROM one_time_prekeys WHERE identity = ?1",
+            params![identity.as_slice()],
+        )?)
+    }
+
     /// Delete stored envelope `id` (the recipient never sees it). Returns the deleted row.
     pub fn drop_envelope(&mut self, id: i64) -> Result<StoredEnvelope, AdversaryError> {
         let db = self.db()?;

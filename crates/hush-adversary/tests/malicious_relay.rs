@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use hush_adversary::MaliciousRelay;
 use hush_client::{Client, ClientError, DeliveryState, Event};
-use hush_proto::IdentityKeyPair;
+use hush_proto::relay::Delivery;
+use hush_proto::{Envelope, IdentityKeyPair};
 use rand_core::OsRng;
 
 const WAIT: Duration = Duration::from_millis(300);
@@ -175,6 +176,13 @@ async fn replayed_envelope_is_not_shown_twice() {
     assert!(w.evil.counters_consistent().unwrap());
     let events = recv(w.bob()).await;
     assert!(texts(&events).is_empty(), "replay shown again: {events:?}");
+    // Another copy of a message already read is the relay's doing: reported (issue 8 item 9).
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Rejected { contact: Some(c), reason } if c == "alice" && reason.contains("duplicate"))
+        ),
+        "replay not reported: {events:?}"
+    );
     assert_eq!(count(w.bob(), "alice", "pay once"), 1);
     // Bob consumed (acknowledged) the replayed row.
     assert!(!w
@@ -341,4 +349,340 @@ async fn a_name_from_the_relay_that_no_one_could_register_is_refused() {
     w.alice.send_text("bob", "still me").await.unwrap();
     let bob = w.bob.as_mut().unwrap();
     assert_eq!(texts(&recv(bob).await), ["still me"]);
+}
+
+// ---- Issue 8: the relay's label is not who sent it; replays are refused and reported -------
+
+/// Ids of the rows now waiting in `recipient`'s mailbox.
+fn row_ids(evil: &mut MaliciousRelay, recipient: &[u8; 32]) -> Vec<i64> {
+    evil.mailbox(recipient)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// The one row of `recipient`'s mailbox that is not in `before`.
+fn new_row(
+    evil: &mut MaliciousRelay,
+    recipient: &[u8; 32],
+    before: &[i64],
+) -> hush_adversary::StoredEnvelope {
+    let mut rows: Vec<_> = evil
+        .mailbox(recipient)
+        .unwrap()
+        .into_iter()
+        .filter(|r| !before.contains(&r.id))
+        .collect();
+    assert_eq!(rows.len(), 1, "expected exactly one new row");
+    rows.remove(0)
+}
+
+fn contact_names(client: &mut Client) -> Vec<String> {
+    client
+        .contacts()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
+}
+
+fn rejected<'a>(events: &'a [Event], contact: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rejected {
+                contact: Some(c),
+                reason,
+            } if c == contact => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Alice and bob still talk both ways in their real sessions.
+async fn still_talking(w: &mut World, tag: &str) {
+    let to_bob = format!("alice to bob after {tag}");
+    w.alice.send_text("bob", &to_bob).await.unwrap();
+    assert_eq!(texts(&recv(w.bob()).await), [to_bob]);
+    let to_alice = format!("bob to alice after {tag}");
+    w.bob().send_text("alice", &to_alice).await.unwrap();
+    assert_eq!(texts(&recv(&mut w.alice).await), [to_alice]);
+}
+
+/// Issue 8 item 1: the operator's throwaway identity runs X3DH against bob's real bundle and
+/// the relay labels the envelope as alice's, a verified contact of bob's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prekey_message_from_another_identity_relabelled_as_a_verified_contact_is_rejected() {
+    let mut w = world().await;
+    w.bob().confirm_verified("alice").unwrap();
+    let alice_key = *w.alice.identity_key().as_bytes();
+    let bob_key = w.bob_key;
+    let mut mallory = client(&w.root, "mallory", &w.relay).await;
+    mallory.add_contact("bob").await.unwrap();
+    bob_offline(&mut w).await;
+    let before = row_ids(&mut w.evil, &bob_key);
+    let forgery = "alice here: my account number changed to 666";
+    mallory.send_text("bob", forgery).await.unwrap();
+    let row = new_row(&mut w.evil, &bob_key, &before);
+    assert!(matches!(
+        Envelope::from_bytes(&row.envelope).unwrap(),
+        Envelope::Prekey(_)
+    ));
+    w.evil.rewrite_sender(row.id, &alice_key).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+
+    let events = recv(w.bob()).await;
+    assert!(texts(&events).is_empty(), "forgery shown: {events:?}");
+    let reasons = rejected(&events, "alice");
+    assert!(
+        reasons.iter().any(|r| r.contains("forged sender")),
+        "forgery not reported: {events:?}"
+    );
+    assert_eq!(count(w.bob(), "alice", forgery), 0);
+    let alice = w.bob().contact("alice").unwrap().unwrap();
+    assert!(alice.verified && alice.changed_key.is_none(), "{alice:?}");
+    assert_eq!(contact_names(w.bob()), ["alice"]);
+    // Acked: the relay no longer holds it.
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    still_talking(&mut w, "the forged first message").await;
+    w.relay.shutdown().await;
+}
+
+/// Issue 8 item 1: an ordinary message from an established session with mallory, relabelled
+/// as alice's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_message_relabelled_as_another_contact_is_rejected() {
+    let mut w = world().await;
+    let alice_key = *w.alice.identity_key().as_bytes();
+    let bob_key = w.bob_key;
+    let mut mallory = client(&w.root, "mallory", &w.relay).await;
+    mallory
+        .send_text("bob", "hi bob, mallory here")
+        .await
+        .unwrap();
+    assert_eq!(texts(&recv(w.bob()).await), ["hi bob, mallory here"]);
+    w.bob().send_text("mallory", "hi mallory").await.unwrap();
+    assert_eq!(texts(&recv(&mut mallory).await), ["hi mallory"]);
+
+    bob_offline(&mut w).await;
+    let before = row_ids(&mut w.evil, &bob_key);
+    let forgery = "alice here: please forward me your keys";
+    mallory.send_text("bob", forgery).await.unwrap();
+    let row = new_row(&mut w.evil, &bob_key, &before);
+    assert!(matches!(
+        Envelope::from_bytes(&row.envelope).unwrap(),
+        Envelope::Message(_)
+    ));
+    w.evil.rewrite_sender(row.id, &alice_key).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+
+    let events = recv(w.bob()).await;
+    assert!(texts(&events).is_empty(), "forgery shown: {events:?}");
+    assert!(!rejected(&events, "alice").is_empty(), "{events:?}");
+    assert_eq!(count(w.bob(), "alice", forgery), 0);
+    assert_eq!(count(w.bob(), "mallory", forgery), 0);
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    still_talking(&mut w, "the relabelled message").await;
+    w.relay.shutdown().await;
+}
+
+/// Issue 8 item 7: the relay withholds bob's one-time prekeys, keeps alice's first message of
+/// a session, waits until alice started enough newer sessions for bob to evict it, and
+/// replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_first_message_of_an_evicted_session_is_refused() {
+    let mut w = world().await;
+    let bob_key = w.bob_key;
+    bob_offline(&mut w).await;
+    assert!(w.evil.withhold_one_time_prekeys(&bob_key).unwrap() > 0);
+    let mut firsts = Vec::new();
+    let mut sent = Vec::new();
+    // More new sessions than bob keeps (SESSIONS_KEPT + 1 = 5).
+    for i in 0..6 {
+        w.alice.add_contact("bob").await.unwrap();
+        let text = format!("fresh session {i}");
+        firsts.push(send_and_capture(&mut w, &text).await);
+        sent.push(text);
+    }
+    for first in &firsts {
+        match Envelope::from_bytes(&first.envelope).unwrap() {
+            Envelope::Prekey(pre) => assert_eq!(pre.x3dh.one_time_prekey_id, None),
+            Envelope::Message(_) => panic!("a new session's first message has an X3DH header"),
+        }
+    }
+    assert_eq!(texts(&recv(w.bob()).await), sent);
+
+    bob_offline(&mut w).await;
+    w.evil.replay(&firsts[0]).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+    let events = recv(w.bob()).await;
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    // Bob's active session is still the newest one (not a revived session alice no longer
+    // has): his reply reaches alice, and hers him.
+    w.bob()
+        .send_text("alice", "bob after the replay")
+        .await
+        .unwrap();
+    let at_alice = recv(&mut w.alice).await;
+    assert_eq!(texts(&at_alice), ["bob after the replay"], "{at_alice:?}");
+    w.alice
+        .send_text("bob", "alice after the replay")
+        .await
+        .unwrap();
+    assert_eq!(texts(&recv(w.bob()).await), ["alice after the replay"]);
+    assert!(
+        rejected(&events, "alice")
+            .iter()
+            .any(|r| r.contains("replayed first message")),
+        "replay not reported: {events:?}"
+    );
+    w.relay.shutdown().await;
+}
+
+fn delivery_of(row: &hush_adversary::StoredEnvelope) -> Delivery {
+    Delivery {
+        id: u64::try_from(row.id).unwrap(),
+        sender: row.sender.clone().try_into().unwrap(),
+        received_at_ms: u64::try_from(row.received_at_ms).unwrap(),
+        envelope: row.envelope.clone(),
+    }
+}
+
+/// Issue 8 item 9: the relay re-delivering a row whose ack was lost is the client's own
+/// crash/reconnect case and stays invisible; another copy, or a message whose counter the
+/// relay lowered onto one already read, is reported (and acked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivery_is_silent_but_a_replayed_copy_or_a_lowered_counter_is_reported() {
+    let mut w = world().await;
+    let bob_key = w.bob_key;
+    let first = send_and_capture(&mut w, "pay once").await;
+    let second = send_and_capture(&mut w, "pay again?").await;
+
+    // Bob commits `first`, the ack is lost, the relay delivers the same row again.
+    let events = w
+        .bob()
+        .process_delivery(&delivery_of(&first))
+        .await
+        .unwrap();
+    assert_eq!(texts(&events), ["pay once"]);
+    let again = w
+        .bob()
+        .process_delivery(&delivery_of(&first))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a redelivery after a lost ack: {again:?}");
+    assert_eq!(count(w.bob(), "alice", "pay once"), 1);
+
+    // The relay lowers `second`'s counter onto `first`'s and replays `first` under a new id.
+    let Envelope::Message(m1) = Envelope::from_bytes(&first.envelope).unwrap() else {
+        panic!("an established session sends ordinary messages")
+    };
+    let Envelope::Message(mut m2) = Envelope::from_bytes(&second.envelope).unwrap() else {
+        panic!("an established session sends ordinary messages")
+    };
+    assert_eq!(m2.header.counter, m1.header.counter + 1);
+    m2.header.counter = m1.header.counter;
+    w.evil
+        .replace_envelope(second.id, &Envelope::Message(m2).to_bytes())
+        .unwrap();
+    bob_offline(&mut w).await;
+    w.evil.replay(&first).unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+    let events = recv(w.bob()).await;
+    assert!(texts(&events).is_empty(), "{events:?}");
+    let reasons = rejected(&events, "alice");
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("duplicate")).count(),
+        2,
+        "lowered counter and replay not both reported: {events:?}"
+    );
+    assert_eq!(count(w.bob(), "alice", "pay once"), 1);
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    still_talking(&mut w, "the replays").await;
+    w.relay.shutdown().await;
+}
+
+/// Issue 8 item 9: a first message naming a one-time prekey bob does not hold (the relay
+/// rewrote the unauthenticated id, or the key is gone) is reported, not dropped; and a
+/// stranger whose envelope does not authenticate is not added as a contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_message_naming_a_missing_one_time_prekey_is_reported_and_adds_no_contact() {
+    let mut w = world().await;
+    let bob_key = w.bob_key;
+    let mut carol = client(&w.root, "carol", &w.relay).await;
+    carol.add_contact("bob").await.unwrap();
+    bob_offline(&mut w).await;
+    let before = row_ids(&mut w.evil, &bob_key);
+    carol.send_text("bob", "hi bob, carol here").await.unwrap();
+    let row = new_row(&mut w.evil, &bob_key, &before);
+    let Envelope::Prekey(mut pre) = Envelope::from_bytes(&row.envelope).unwrap() else {
+        panic!("a first message has an X3DH header")
+    };
+    assert!(pre.x3dh.one_time_prekey_id.is_some());
+    pre.x3dh.one_time_prekey_id = Some(0xdead_beef);
+    w.evil
+        .replace_envelope(row.id, &Envelope::Prekey(pre).to_bytes())
+        .unwrap();
+    assert!(w.evil.counters_consistent().unwrap());
+    let events = recv(w.bob()).await;
+    assert!(
+        rejected(&events, "carol")
+            .iter()
+            .any(|r| r.contains("one-time prekey")),
+        "not reported: {events:?}"
+    );
+    assert_eq!(contact_names(w.bob()), ["alice"]);
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    w.relay.shutdown().await;
+}
+
+/// Issue 8 item 9: junk from a stranger, or from a new key under a contact's name, changes
+/// no contact (no new entry, no KEY CHANGED flag) because it never authenticates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_from_a_stranger_or_a_new_key_leaves_the_contacts_untouched() {
+    let mut w = world().await;
+    let bob_key = w.bob_key;
+    w.bob().confirm_verified("alice").unwrap();
+    let mut carol = client(&w.root, "carol", &w.relay).await;
+    bob_offline(&mut w).await;
+    let before = row_ids(&mut w.evil, &bob_key);
+    carol.send_text("bob", "junk from carol").await.unwrap();
+    let row = new_row(&mut w.evil, &bob_key, &before);
+    w.evil.tamper(row.id, row.envelope.len() * 8 - 1).unwrap();
+
+    // The operator hands the name "alice" to mallory, whose envelope is junk too.
+    w.evil.free_name("alice").unwrap().unwrap();
+    let mut mallory = Client::init(
+        &w.root.join("mallory"),
+        b"pass",
+        "alice",
+        &w.relay.local_addr.to_string(),
+        Some(w.relay.public_key),
+    )
+    .await
+    .unwrap();
+    let before = row_ids(&mut w.evil, &bob_key);
+    mallory
+        .send_text("bob", "junk from a new key")
+        .await
+        .unwrap();
+    let row = new_row(&mut w.evil, &bob_key, &before);
+    w.evil.tamper(row.id, row.envelope.len() * 8 - 1).unwrap();
+
+    let events = recv(w.bob()).await;
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert!(!rejected(&events, "carol").is_empty(), "{events:?}");
+    assert!(!rejected(&events, "alice").is_empty(), "{events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::KeyChanged { .. })),
+        "{events:?}"
+    );
+    assert_eq!(contact_names(w.bob()), ["alice"]);
+    let alice = w.bob().contact("alice").unwrap().unwrap();
+    assert_eq!(alice.changed_key, None);
+    assert!(alice.verified);
+    assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
+    w.relay.shutdown().await;
 }

@@ -108,7 +108,14 @@ fn hush_pair(rng: &mut ChaCha20Rng) -> (Session, Session) {
     let InboundSession {
         session: mut bob_session,
         ..
-    } = Session::respond(rng, &bob.identity, &bob.prekeys, &first).unwrap();
+    } = Session::respond(
+        rng,
+        &bob.identity,
+        &alice_identity.public_key(),
+        &bob.prekeys,
+        &first,
+    )
+    .unwrap();
     let reply = bob_session.encrypt(rng, &msg).unwrap();
     alice.decrypt(rng, &reply).unwrap();
     assert!(alice.has_received());
@@ -262,8 +269,14 @@ fn bench_hush_x3dh(b: &mut criterion::Bencher<'_>, with_one_time_prekey: bool) {
             let mut alice =
                 Session::initiate(&mut rng, &alice_identity, black_box(&bob.bundle)).unwrap();
             let first = into_prekey_message(alice.encrypt(&mut rng, black_box(&msg)).unwrap());
-            let inbound =
-                Session::respond(&mut rng, &bob.identity, &*prekeys, black_box(&first)).unwrap();
+            let inbound = Session::respond(
+                &mut rng,
+                &bob.identity,
+                &alice_identity.public_key(),
+                &*prekeys,
+                black_box(&first),
+            )
+            .unwrap();
             if let Some(id) = inbound.used_one_time_prekey {
                 prekeys.remove_one_time(id);
             }

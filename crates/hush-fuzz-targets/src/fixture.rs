@@ -61,9 +61,15 @@ fn build() -> Fixture {
     let Envelope::Prekey(pre) = &e0 else {
         panic!("first message must be a prekey envelope")
     };
-    let mut bob = Session::respond(&mut rng, &bob_identity, &bob_prekeys, pre)
-        .unwrap()
-        .session;
+    let mut bob = Session::respond(
+        &mut rng,
+        &bob_identity,
+        &alice_identity.public_key(),
+        &bob_prekeys,
+        pre,
+    )
+    .unwrap()
+    .session;
     // Bob → Alice under B1.
     let r1 = bob.encrypt(&mut rng, b"r1").unwrap();
     decrypt(&mut rng, &mut alice, &r1);

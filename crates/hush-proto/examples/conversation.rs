@@ -80,7 +80,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match (&mut bob_session, &received) {
                 (Some(session), env) => session.decrypt(&mut rng, env)?,
                 (None, Envelope::Prekey(pre)) => {
-                    let inbound = Session::respond(&mut rng, &bob, &bob_prekeys, pre)?;
+                    let inbound =
+                        Session::respond(&mut rng, &bob, &alice.public_key(), &bob_prekeys, pre)?;
                     if let Some(id) = inbound.used_one_time_prekey {
                         bob_prekeys.remove_one_time(id);
                     }

@@ -76,6 +76,11 @@ pub enum SessionError {
     /// A Diffie-Hellman step produced the all-zero value (a small-order key was supplied).
     #[error("a key agreement step was non-contributory")]
     NonContributory,
+    /// The prekey message's X3DH identity key is not the identity the caller expected (the
+    /// sender the relay named): a relay or network attacker set up a session under one identity
+    /// and labelled it as another. Checked before any key agreement; nothing was changed.
+    #[error("the prekey message's identity key is not the expected sender's")]
+    MismatchedIdentityKey,
     /// The message names a signed prekey we do not hold (expired, or never ours).
     #[error("unknown signed prekey id {0}")]
     UnknownSignedPrekey(u32),

@@ -187,7 +187,7 @@ mod tests {
         let Envelope::Prekey(pre) = session.encrypt(&mut rng, b"hello").unwrap() else {
             panic!("a first message is a prekey envelope");
         };
-        match Session::respond(&mut rng, &bob, &bob_prekeys, &pre) {
+        match Session::respond(&mut rng, &bob, &alice.public_key(), &bob_prekeys, &pre) {
             Err(SessionError::UnknownOneTimePrekey(1)) => {}
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a pruned one-time prekey was still usable"),

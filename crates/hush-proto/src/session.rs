@@ -79,24 +79,47 @@ impl Session {
     /// Create the responder's session from a prekey message and decrypt it. Nothing is created
     /// and no prekey is consumed unless the message authenticates. Draws no randomness today
     /// (the responder's first ratchet key is made by its first `encrypt`).
+    ///
+    /// `expected_sender` is the identity the caller believes sent the message (for a client,
+    /// the sender the relay named). The X3DH header's identity key must be exactly that key, or
+    /// [`SessionError::MismatchedIdentityKey`] is returned before any prekey lookup or key
+    /// agreement: an inbound session cannot be created without naming whom it is expected from,
+    /// so no caller can forget to check who is on the other end.
     pub fn respond(
         rng: &mut impl CryptoRngCore,
         ours: &IdentityKeyPair,
+        expected_sender: &IdentityPublicKey,
         prekeys: &impl PrekeyStore,
         message: &PrekeyMessage,
     ) -> Result<InboundSession, SessionError> {
-        Self::respond_with_limits(rng, ours, prekeys, message, RatchetLimits::default())
+        Self::respond_with_limits(
+            rng,
+            ours,
+            expected_sender,
+            prekeys,
+            message,
+            RatchetLimits::default(),
+        )
     }
 
     /// [`Session::respond`] with non-default skip limits (tests and vectors).
     pub fn respond_with_limits(
         rng: &mut impl CryptoRngCore,
         ours: &IdentityKeyPair,
+        expected_sender: &IdentityPublicKey,
         prekeys: &impl PrekeyStore,
         message: &PrekeyMessage,
         limits: RatchetLimits,
     ) -> Result<InboundSession, SessionError> {
         let header = &message.x3dh;
+        if !bool::from(
+            header
+                .identity_key
+                .as_bytes()
+                .ct_eq(expected_sender.as_bytes()),
+        ) {
+            return Err(SessionError::MismatchedIdentityKey);
+        }
         let spk = prekeys
             .signed_prekey(header.signed_prekey_id)
             .ok_or(SessionError::UnknownSignedPrekey(header.signed_prekey_id))?;

@@ -211,6 +211,7 @@ impl CryptoRng for ScriptedRng {}
 fn deliver<R: RngCore + CryptoRng + Clone>(
     rng: &mut R,
     identity: &IdentityKeyPair,
+    peer: &IdentityPublicKey,
     prekeys: &LocalPrekeys,
     session: &mut Option<Session>,
     env: &Envelope,
@@ -221,7 +222,7 @@ fn deliver<R: RngCore + CryptoRng + Clone>(
     let result = match (session.as_mut(), env) {
         (Some(s), env) => s.decrypt(rng, env).map(|p| p.to_vec()).map_err(|_| ()),
         (None, Envelope::Prekey(pre)) => {
-            match Session::respond_with_limits(rng, identity, prekeys, pre, limits) {
+            match Session::respond_with_limits(rng, identity, peer, prekeys, pre, limits) {
                 Ok(inbound) => {
                     *session = Some(inbound.session);
                     Ok(inbound.plaintext.to_vec())
@@ -505,13 +506,31 @@ impl Generator {
         overrides: Option<(Option<String>, Option<String>)>,
         note: &str,
     ) {
-        let (rng, identity, session) = if to_alice {
-            (&mut self.rng_a, &self.alice, &mut self.a)
+        let (rng, identity, peer, session) = if to_alice {
+            (
+                &mut self.rng_a,
+                &self.alice,
+                self.bob.public_key(),
+                &mut self.a,
+            )
         } else {
-            (&mut self.rng_b, &self.bob, &mut self.b)
+            (
+                &mut self.rng_b,
+                &self.bob,
+                self.alice.public_key(),
+                &mut self.b,
+            )
         };
         let draws_before = rng.draws.len();
-        let result = deliver(rng, identity, &self.prekeys, session, env, self.limits);
+        let result = deliver(
+            rng,
+            identity,
+            &peer,
+            &self.prekeys,
+            session,
+            env,
+            self.limits,
+        );
         assert_eq!(result.is_ok(), expect_ok, "{id}: {note}");
         if let Ok(pt) = &result {
             assert_eq!(pt, &self.sent[id].1);
@@ -877,13 +896,13 @@ fn replay(file: &VectorFile) {
                     m.ciphertext = hex::decode(ct).unwrap();
                 }
                 let env = with_message(&env, m);
-                let (rng, identity, session) = if to_alice {
-                    (&mut rng_a, &alice, &mut a)
+                let (rng, identity, peer, session) = if to_alice {
+                    (&mut rng_a, &alice, bob.public_key(), &mut a)
                 } else {
-                    (&mut rng_b, &bob, &mut b)
+                    (&mut rng_b, &bob, alice.public_key(), &mut b)
                 };
                 let got = if parse_ok {
-                    deliver(rng, identity, &prekeys, session, &env, limits)
+                    deliver(rng, identity, &peer, &prekeys, session, &env, limits)
                 } else {
                     Err(())
                 };

@@ -51,8 +51,15 @@ fn established(rng: &mut ChaCha20Rng, limits: RatchetLimits) -> (Session, Sessio
     let Envelope::Prekey(pre) = env else {
         panic!("first message must be a prekey envelope")
     };
-    let inbound =
-        Session::respond_with_limits(rng, &bob.identity, &bob.prekeys, &pre, limits).unwrap();
+    let inbound = Session::respond_with_limits(
+        rng,
+        &bob.identity,
+        &alice.identity.public_key(),
+        &bob.prekeys,
+        &pre,
+        limits,
+    )
+    .unwrap();
     assert_eq!(&inbound.plaintext[..], b"hello");
     (a, inbound.session)
 }
@@ -260,36 +267,120 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
     let Envelope::Prekey(pre) = a.encrypt(&mut rng, b"hi").unwrap() else {
         panic!()
     };
+    let alice_key = alice.identity.public_key();
     let mut unknown_spk = pre.clone();
     unknown_spk.x3dh.signed_prekey_id += 100;
     assert!(matches!(
-        Session::respond(&mut rng, &bob.identity, &bob.prekeys, &unknown_spk),
+        Session::respond(
+            &mut rng,
+            &bob.identity,
+            &alice_key,
+            &bob.prekeys,
+            &unknown_spk
+        ),
         Err(SessionError::UnknownSignedPrekey(_))
     ));
     let mut unknown_opk = pre.clone();
     unknown_opk.x3dh.one_time_prekey_id = Some(999);
     assert!(matches!(
-        Session::respond(&mut rng, &bob.identity, &bob.prekeys, &unknown_opk),
+        Session::respond(
+            &mut rng,
+            &bob.identity,
+            &alice_key,
+            &bob.prekeys,
+            &unknown_opk
+        ),
         Err(SessionError::UnknownOneTimePrekey(999))
     ));
     // Without the OPK the secret differs: the first message fails to authenticate.
     let mut dropped_opk = pre.clone();
     dropped_opk.x3dh.one_time_prekey_id = None;
     assert!(matches!(
-        Session::respond(&mut rng, &bob.identity, &bob.prekeys, &dropped_opk),
+        Session::respond(
+            &mut rng,
+            &bob.identity,
+            &alice_key,
+            &bob.prekeys,
+            &dropped_opk
+        ),
         Err(SessionError::InitialMessage(DecryptError::Authentication))
     ));
-    // Bob receiving a "prekey message" claiming to be from himself.
+    // Bob receiving a "prekey message" claiming to be from himself (even a caller that
+    // expects that is refused).
     let mut reflected = pre.clone();
     reflected.x3dh.identity_key = bob.identity.public_key();
     assert_eq!(
-        Session::respond(&mut rng, &bob.identity, &bob.prekeys, &reflected).unwrap_err(),
+        Session::respond(
+            &mut rng,
+            &bob.identity,
+            &bob.identity.public_key(),
+            &bob.prekeys,
+            &reflected
+        )
+        .unwrap_err(),
         SessionError::OwnIdentity
     );
-    let inbound = Session::respond(&mut rng, &bob.identity, &bob.prekeys, &pre).unwrap();
+    let inbound =
+        Session::respond(&mut rng, &bob.identity, &alice_key, &bob.prekeys, &pre).unwrap();
     assert_eq!(
         inbound.used_one_time_prekey,
         bundle.bundle().one_time_prekey.map(|o| o.id)
+    );
+}
+
+/// A relay that labels a prekey message from mallory as coming from bob: the responder names
+/// bob as the expected sender and is refused before any prekey is looked up or used.
+#[test]
+fn respond_refuses_a_prekey_message_from_another_identity_than_expected() {
+    let mut rng = ChaCha20Rng::seed_from_u64(20);
+    let alice = party(&mut rng, 1);
+    let bob = party(&mut rng, 0);
+    let mallory = party(&mut rng, 0);
+    let bundle = bundle_of(&alice, true).verify().unwrap();
+    let mut forged = Session::initiate(&mut rng, &mallory.identity, &bundle).unwrap();
+    let Envelope::Prekey(pre) = forged.encrypt(&mut rng, b"it's bob").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        Session::respond(
+            &mut rng,
+            &alice.identity,
+            &bob.identity.public_key(),
+            &alice.prekeys,
+            &pre
+        )
+        .unwrap_err(),
+        SessionError::MismatchedIdentityKey
+    );
+    // Refused first: even a header naming unknown prekeys reports the mismatch.
+    let mut unknown = pre.clone();
+    unknown.x3dh.signed_prekey_id ^= 0xffff;
+    unknown.x3dh.one_time_prekey_id = Some(12_345);
+    assert_eq!(
+        Session::respond_with_limits(
+            &mut rng,
+            &alice.identity,
+            &bob.identity.public_key(),
+            &alice.prekeys,
+            &unknown,
+            RatchetLimits::default()
+        )
+        .unwrap_err(),
+        SessionError::MismatchedIdentityKey
+    );
+    // Named correctly, the same message creates the session.
+    let inbound = Session::respond(
+        &mut rng,
+        &alice.identity,
+        &mallory.identity.public_key(),
+        &alice.prekeys,
+        &pre,
+    )
+    .unwrap();
+    assert_eq!(&inbound.plaintext[..], b"it's bob");
+    assert_eq!(
+        *inbound.session.remote_identity(),
+        mallory.identity.public_key()
     );
 }
 
@@ -303,7 +394,9 @@ fn session_without_one_time_prekey_works() {
     let Envelope::Prekey(pre) = a.encrypt(&mut rng, b"hi").unwrap() else {
         panic!()
     };
-    let mut inbound = Session::respond(&mut rng, &bob.identity, &bob.prekeys, &pre).unwrap();
+    let alice_key = alice.identity.public_key();
+    let mut inbound =
+        Session::respond(&mut rng, &bob.identity, &alice_key, &bob.prekeys, &pre).unwrap();
     assert_eq!(inbound.used_one_time_prekey, None);
     roundtrip(&mut rng, &mut inbound.session, &mut a, b"back");
 }
@@ -486,6 +579,11 @@ impl Sim {
     /// Deliver `wire` to a party; returns the plaintext on success. Checks that a failure
     /// leaves the party's state exactly as it was.
     fn receive(&mut self, to_bob: bool, wire: &[u8]) -> Option<Vec<u8>> {
+        let peer = if to_bob {
+            self.alice.identity.public_key()
+        } else {
+            self.bob.identity.public_key()
+        };
         let p = if to_bob {
             &mut self.bob
         } else {
@@ -497,7 +595,7 @@ impl Sim {
             Ok(env) => match (p.session.as_mut(), env) {
                 (Some(s), env) => s.decrypt(&mut self.rng, &env).ok().map(|pt| pt.to_vec()),
                 (None, Envelope::Prekey(pre)) => {
-                    match Session::respond(&mut self.rng, &p.identity, &p.prekeys, &pre) {
+                    match Session::respond(&mut self.rng, &p.identity, &peer, &p.prekeys, &pre) {
                         Ok(inbound) => {
                             p.session = Some(inbound.session);
                             Some(inbound.plaintext.to_vec())

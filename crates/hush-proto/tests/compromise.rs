@@ -87,7 +87,14 @@ impl Conversation {
         let Envelope::Prekey(pre) = Envelope::from_bytes(&wire).unwrap() else {
             panic!("the first message must be a prekey envelope");
         };
-        let inbound = Session::respond(&mut rng, &bob_identity, &bob_prekeys, &pre).unwrap();
+        let inbound = Session::respond(
+            &mut rng,
+            &bob_identity,
+            &alice_identity.public_key(),
+            &bob_prekeys,
+            &pre,
+        )
+        .unwrap();
         assert_eq!(&inbound.plaintext[..], b"hello");
         Self {
             rng,

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hush_client::{Client, ClientError, Event};
 use hush_proto::{
-    DecryptError, Envelope, IdentityKeyPair, LocalPrekeys, PrekeyBundle, SafetyNumber, Session,
+    ContentType, DecryptError, Envelope, IdentityKeyPair, IdentityPublicKey, LocalPrekeys,
+    MessageContent, PrekeyBundle, SafetyNumber, Session, SignedPrekey, X25519PublicKey,
 };
 use rand_core::OsRng;
 use rusqlite::{params, Connection};
@@ -637,6 +638,13 @@ impl Demo {
             }
         }
         let shown_again = has_text(&events, &text);
+        let reported = events.iter().find_map(|e| match e {
+            Event::Rejected {
+                contact: Some(c),
+                reason,
+            } if c == "alice" => Some(reason.clone()),
+            _ => None,
+        });
         let after = count(self)?;
         self.say(format!(
             "bob comes online: the relay delivers row {new_id} ({}); bob's client shows {}",
@@ -646,23 +654,124 @@ impl Demo {
                 "it was NOT consumed"
             },
             if shown_again {
-                "it AGAIN"
+                "it AGAIN".to_owned()
             } else {
-                "nothing: the session already used and deleted that message key (duplicate)"
+                match &reported {
+                    Some(reason) => format!(
+                        "nothing new (the session already used and deleted that message key) \
+                         and reports it: Rejected: {reason}"
+                    ),
+                    None => "nothing, and does NOT report the replay".to_owned(),
+                }
             }
         ));
         self.detail(format!(
             "\"{text}\" appears {after} time(s) in bob's history (before the replay: {before})"
         ));
         Ok((
-            consumed && !shown_again && before == 1 && after == 1,
-            "an already-delivered envelope re-inserted by the relay was discarded; no duplicate \
-             in history"
+            consumed && !shown_again && reported.is_some() && before == 1 && after == 1,
+            "an already-delivered envelope re-inserted by the relay was discarded and reported; \
+             no duplicate in history"
                 .into(),
         ))
     }
 
+    /// The relay makes a throwaway identity, runs X3DH against bob's real bundle (the signed
+    /// prekey it stores; no one-time prekey needed) and delivers the result to bob labelled as
+    /// coming from alice, his verified contact. Returns whether bob's client refused it.
+    async fn forged_sender(&mut self) -> Result<bool, String> {
+        let pitch = "Hi Bob, it's Alice. Please send me the door code here.";
+        let (id, created_at, public, signature) = {
+            let db = self.relay_db()?;
+            db.query_row(
+                "SELECT id, created_at, public, signature FROM signed_prekeys WHERE identity = ?1",
+                params![self.bob_key.as_slice()],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                    ))
+                },
+            )
+            .map_err(|e| format!("bob's signed prekey: {e}"))?
+        };
+        let bad = |what: &str| format!("bob's stored signed prekey: bad {what}");
+        let bundle = PrekeyBundle {
+            identity_key: IdentityPublicKey::from_bytes(&self.bob_key)
+                .map_err(|e| e.to_string())?,
+            signed_prekey: SignedPrekey {
+                id: u32::try_from(id).map_err(|_| bad("id"))?,
+                created_at: u64::try_from(created_at).map_err(|_| bad("time"))?,
+                public_key: X25519PublicKey::from_bytes(public.try_into().map_err(|_| bad("key"))?),
+                signature: signature.try_into().map_err(|_| bad("signature"))?,
+            },
+            one_time_prekey: None,
+        }
+        .verify()
+        .map_err(|e| format!("bob's bundle: {e}"))?;
+        let throwaway = IdentityKeyPair::generate(&mut OsRng);
+        let mut session = Session::initiate(&mut OsRng, &throwaway, &bundle)
+            .map_err(|e| format!("forging: {e}"))?;
+        let mut id = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
+        let content = MessageContent {
+            id,
+            sent_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            content_type: ContentType::TEXT,
+            body: pitch.as_bytes().to_vec(),
+        };
+        let padded = content.to_padded_bytes().map_err(|e| e.to_string())?;
+        let wire = session
+            .encrypt(&mut OsRng, &padded)
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        self.texts.push(pitch.to_owned());
+        self.bob_offline().await;
+        let row = reinsert(&self.relay_db()?, &self.bob_key, &self.alice_key, &wire)?;
+        self.say(format!(
+            "the malicious relay makes a throwaway identity (fingerprint {}), runs X3DH against \
+             bob's real bundle and stores \"{pitch}\" in bob's mailbox as row {row}, with the \
+             sender column set to alice, bob's verified contact",
+            throwaway.public_key().fingerprint()
+        ));
+        let bob = self.bob()?;
+        let events = receive_until(bob, |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Rejected { contact: Some(c), .. } if c == "alice"))
+        })
+        .await?;
+        let reason = events.iter().find_map(|e| match e {
+            Event::Rejected {
+                contact: Some(c),
+                reason,
+            } if c == "alice" => Some(reason.clone()),
+            _ => None,
+        });
+        let shown = has_text(&events, pitch)
+            || bob
+                .history("alice")
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|m| m.text == pitch);
+        self.detail(match (&reason, shown) {
+            (Some(reason), false) => format!(
+                "bob's client refuses it and says so (Rejected: {reason}); nothing is shown as \
+                 alice's, his sessions with her are untouched"
+            ),
+            (_, true) => "bob's client SHOWS IT AS ALICE'S".to_owned(),
+            (None, false) => "bob's client shows nothing, but did NOT report it".to_owned(),
+        });
+        Ok(reason.is_some_and(|r| r.contains("forged sender")) && !shown)
+    }
+
     async fn man_in_the_middle(&mut self) -> Result<(bool, String), String> {
+        let forged_refused = self.forged_sender().await?;
         let carol = Client::init(
             &self.root.path().join("carol"),
             PASSPHRASE,
@@ -815,15 +924,17 @@ impl Demo {
         drop(mallory);
         drop(carol);
         Ok((
-            fresh_differs
+            forged_refused
+                && fresh_differs
                 && flagged_event
                 && flagged_message
                 && blocked
                 && changed
                 && unblocked
                 && !still_verified,
-            "a remapped name gives a fresh contact different safety numbers; an existing contact \
-             sees KEY CHANGED and sending is blocked until trust"
+            "a relay-relabelled sender is refused; a remapped name gives a fresh contact \
+             different safety numbers; an existing contact sees KEY CHANGED and sending is \
+             blocked until trust"
                 .into(),
         ))
     }
@@ -1172,7 +1283,14 @@ impl Lab {
         let Ok(Envelope::Prekey(first)) = Envelope::from_bytes(&wire) else {
             return Err("the first message is not a prekey envelope".into());
         };
-        let inbound = Session::respond(&mut OsRng, &bob_identity, &prekeys, &first).map_err(err)?;
+        let inbound = Session::respond(
+            &mut OsRng,
+            &bob_identity,
+            &alice_identity.public_key(),
+            &prekeys,
+            &first,
+        )
+        .map_err(err)?;
         if inbound.plaintext.as_slice() != text.as_bytes() {
             return Err("bob misread the first message".into());
         }

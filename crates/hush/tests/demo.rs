@@ -97,6 +97,8 @@ fn the_demo_shows_every_property_passing_and_exits_zero() {
         "rejected an envelope from alice",
         "result: 0 hit(s)",
         "KEY CHANGED event for bob",
+        "refuses it and says so (Rejected: forged sender",
+        "and reports it: Rejected: duplicate",
         "refused (ClientError::KeyChanged)",
         "CAN decrypt \"Sent after the theft",
         "cannot decrypt (duplicate",

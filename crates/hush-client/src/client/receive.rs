@@ -1,6 +1,48 @@
 //! Receiving: subscribe, decrypt on copies, commit, then ack; delivery receipts.
 
+use sha2::{Digest, Sha256};
+
 use super::*;
+
+/// Base keys (X3DH ephemeral keys, the session ids) of inbound sessions remembered per contact,
+/// oldest forgotten first. Only [`SESSIONS_KEPT`] + 1 sessions are kept, so without this record
+/// a relay could replay the first message of an evicted session (one sent without a one-time
+/// prekey) and set up a dead session that becomes active. A replay is only possible while the
+/// signed prekey it names is still held (a few weeks), and an honest peer starts a new session
+/// with us only on a reinstall or a simultaneous start, so 256 covers far more than a peer
+/// makes in that time; libsignal keeps 40 archived states. At 32 bytes (64 hex) a key, a full
+/// record is about 17 KB per contact, written only when a new inbound session is set up.
+pub const SEEN_BASE_KEYS_KEPT: usize = 256;
+
+/// Deliveries (relay id and envelope) most recently committed, so that the relay re-delivering
+/// one whose ack was lost (a crash or a dropped connection between commit and ack) is acked
+/// silently, while any other copy of an already-read message is reported as a replay.
+/// Deliveries are committed and acked one at a time, so only the last few can come back;
+/// 64 leaves a wide margin.
+pub const RECENT_DELIVERIES_KEPT: usize = 64;
+
+/// Per contact: [`SEEN_BASE_KEYS_KEPT`] base keys (hex) of inbound sessions, oldest first.
+const NS_SEEN_BASE_KEYS: &str = "seen-base-keys";
+/// Fingerprints of the last [`RECENT_DELIVERIES_KEPT`] committed deliveries, oldest first.
+const NS_RECENT_DELIVERIES: &str = "recent-deliveries";
+
+/// Who the relay says sent an envelope, resolved without storing anything: the contact (and
+/// a changed key) is recorded only once the envelope authenticates.
+struct Sender {
+    /// The contact, as it will be stored if the envelope authenticates.
+    contact: Contact,
+    /// What must be stored with the first authenticated envelope.
+    record: SenderRecord,
+}
+
+enum SenderRecord {
+    /// A known contact under its known (or already recorded) key: nothing to store.
+    Known,
+    /// A stranger: a new, unverified contact.
+    New,
+    /// A known name under a key not seen before: record it as the changed key.
+    ChangedKey,
+}
 
 impl Client {
     /// Connect, subscribe, flush the outbox, and process deliveries until `wait` has passed
@@ -112,14 +154,18 @@ impl Client {
         Ok(events)
     }
 
+    /// Resolve the relay-named sender to a contact without storing anything.
     async fn contact_for_sender(
         &mut self,
         sender: &IdentityPublicKey,
-    ) -> Result<Option<Contact>, ClientError> {
+    ) -> Result<Option<Sender>, ClientError> {
         let key_hex = hex::encode(sender.as_bytes());
         let by_key: Option<String> = self.store.tx()?.get(NS_CONTACT_BY_KEY, &key_hex)?;
         if let Some(name) = by_key {
-            return self.contact(&name);
+            return Ok(self.contact(&name)?.map(|contact| Sender {
+                contact,
+                record: SenderRecord::Known,
+            }));
         }
         // A stranger or a changed key: ask the relay which name this identity holds.
         let name = match self
@@ -136,29 +182,33 @@ impl Client {
             ))) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let tx = self.store.tx()?;
-        let contact = match tx.get::<Contact>(NS_CONTACT, &name)? {
+        let existing = self.store.tx()?.get::<Contact>(NS_CONTACT, &name)?;
+        Ok(Some(match existing {
             Some(mut c) => {
                 if c.identity_key != key_hex && c.changed_key.as_deref() != Some(key_hex.as_str()) {
-                    c.changed_key = Some(key_hex.clone());
-                    Self::put_contact_key_change(&tx, &c, &key_hex)?;
+                    c.changed_key = Some(key_hex);
+                    Sender {
+                        contact: c,
+                        record: SenderRecord::ChangedKey,
+                    }
+                } else {
+                    Sender {
+                        contact: c,
+                        record: SenderRecord::Known,
+                    }
                 }
-                c
             }
-            None => {
-                let c = Contact {
-                    name: name.clone(),
+            None => Sender {
+                contact: Contact {
+                    name,
                     identity_key: key_hex,
                     verified: false,
                     changed_key: None,
                     unread: 0,
-                };
-                Self::put_contact(&tx, &c)?;
-                c
-            }
-        };
-        tx.commit()?;
-        Ok(Some(contact))
+                },
+                record: SenderRecord::New,
+            },
+        }))
     }
 
     fn put_contact_key_change(
@@ -176,7 +226,17 @@ impl Client {
         sender: IdentityPublicKey,
         delivery: &Delivery,
     ) -> Result<Vec<Event>, ClientError> {
-        let Some(contact) = self.contact_for_sender(&sender).await? else {
+        let fingerprint = delivery_fingerprint(delivery);
+        let recent: Vec<String> = self
+            .store
+            .tx()?
+            .get(NS_RECENT_DELIVERIES, KEY_SELF)?
+            .unwrap_or_default();
+        if recent.contains(&fingerprint) {
+            // Committed before, but the ack was lost (crash or reconnect): ack it silently.
+            return Ok(Vec::new());
+        }
+        let Some(Sender { contact, record }) = self.contact_for_sender(&sender).await? else {
             return Ok(vec![Event::Rejected {
                 contact: None,
                 reason: "sender has no registered name".into(),
@@ -232,12 +292,28 @@ impl Client {
                 Err(e) => failure = e.to_string(),
             }
         }
+        let mut new_inbound_session = false;
         if plaintext.is_none() && !duplicate {
             if let Envelope::Prekey(pre) = &envelope {
-                match Session::respond(&mut OsRng, &self.identity, &self.prekeys, pre) {
+                let base_key = hex::encode(pre.x3dh.ephemeral_key.as_bytes());
+                let seen: Vec<String> = self
+                    .store
+                    .tx()?
+                    .get(NS_SEEN_BASE_KEYS, &contact.name)?
+                    .unwrap_or_default();
+                if seen.contains(&base_key) {
+                    return Ok(vec![Event::Rejected {
+                        contact: Some(contact.name),
+                        reason: "replayed first message: its session was set up before".into(),
+                    }]);
+                }
+                // The expected sender is the one the relay named: a header naming any other
+                // identity is refused before any key agreement or prekey lookup.
+                match Session::respond(&mut OsRng, &self.identity, &sender, &self.prekeys, pre) {
                     Ok(inbound) => {
                         plaintext = Some(inbound.plaintext);
                         used_one_time_prekey = inbound.used_one_time_prekey;
+                        new_inbound_session = true;
                         let new = inbound.session;
                         // Simultaneous initiation: when our active session has not heard back,
                         // the session with the smaller base key wins on both sides.
@@ -256,17 +332,30 @@ impl Client {
                             sessions.insert(1.min(sessions.len()), new);
                         }
                     }
-                    Err(SessionError::UnknownOneTimePrekey(_)) => {
-                        failure = "one-time prekey already used (replayed first message)".into();
-                        duplicate = true;
+                    Err(SessionError::MismatchedIdentityKey) => {
+                        failure = "forged sender: the message was set up by another identity \
+                                   than the sender the relay named"
+                            .into();
+                    }
+                    Err(SessionError::UnknownOneTimePrekey(id)) => {
+                        failure = format!(
+                            "first message names one-time prekey {id}, which is used up or \
+                             unknown (a replay, or a prekey we no longer hold)"
+                        );
                     }
                     Err(e) => failure = e.to_string(),
                 }
             }
         }
         if duplicate && plaintext.is_none() {
-            // Already processed (we crashed before acking, or the relay replayed it).
-            return Ok(Vec::new());
+            // Not a redelivery of what we committed (that was acked silently above): another
+            // copy of a message already read, or one whose counter was lowered.
+            return Ok(vec![Event::Rejected {
+                contact: Some(contact.name),
+                reason: "duplicate: a copy of a message already received, or its counter was \
+                         lowered (replayed by the relay, or resent by the sender)"
+                    .into(),
+            }]);
         }
         let Some(plaintext) = plaintext else {
             return Ok(vec![Event::Rejected {
@@ -286,6 +375,35 @@ impl Client {
 
         let mut events = Vec::new();
         let tx = self.store.tx()?;
+        // The envelope authenticated: only now is a stranger or a changed key recorded.
+        match record {
+            SenderRecord::Known => {}
+            SenderRecord::New => Self::put_contact(&tx, &contact)?,
+            SenderRecord::ChangedKey => {
+                let key_hex = hex::encode(sender.as_bytes());
+                Self::put_contact_key_change(&tx, &contact, &key_hex)?;
+            }
+        }
+        if new_inbound_session {
+            // Every inbound session's base key, before eviction drops any of them.
+            let mut seen: Vec<String> = tx
+                .get(NS_SEEN_BASE_KEYS, &contact.name)?
+                .unwrap_or_default();
+            for session in sessions.iter().filter(|s| !s.is_initiator()) {
+                let key = hex::encode(session.session_id().as_bytes());
+                if !seen.contains(&key) {
+                    seen.push(key);
+                }
+            }
+            let excess = seen.len().saturating_sub(SEEN_BASE_KEYS_KEPT);
+            seen.drain(..excess);
+            tx.put(NS_SEEN_BASE_KEYS, &contact.name, &seen)?;
+        }
+        let mut recent = recent;
+        recent.push(fingerprint);
+        let excess = recent.len().saturating_sub(RECENT_DELIVERIES_KEPT);
+        recent.drain(..excess);
+        tx.put(NS_RECENT_DELIVERIES, KEY_SELF, &recent)?;
         if let Some(id) = used_one_time_prekey {
             self.prekeys.remove_one_time(id);
             tx.put(NS_PREKEYS, KEY_SELF, &self.prekeys.pickle())?;
@@ -369,6 +487,16 @@ pub(super) fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     id
+}
+
+/// Names one delivery as the relay made it: its relay id and its exact bytes. A redelivery
+/// after a lost ack has both; a replayed copy has a new id, a lowered counter other bytes.
+fn delivery_fingerprint(delivery: &Delivery) -> String {
+    let mut hash = Sha256::new();
+    hash.update(delivery.id.to_be_bytes());
+    hash.update(delivery.sender);
+    hash.update(&delivery.envelope);
+    hex::encode(hash.finalize())
 }
 
 /// De-duplication key of a message: the sender's identity and the sender-chosen id.
