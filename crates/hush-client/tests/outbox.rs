@@ -1,0 +1,106 @@
+//! The outbox against a real in-process relay: refusal clocks per recipient, refusals while
+//! connecting, idle retries (issue 8 item 2, review findings).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hush_client::{Client, DeliveryState, Event};
+
+const HOUR: u64 = 3_600_000;
+
+async fn relay(dir: &Path, tune: impl FnOnce(&mut hush_relay::Config)) -> hush_relay::RunningRelay {
+    let mut config = hush_relay::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: dir.to_owned(),
+        ..Default::default()
+    };
+    tune(&mut config);
+    hush_relay::start(config).await.unwrap()
+}
+
+async fn init(dir: &Path, name: &str, relay: &hush_relay::RunningRelay) -> Client {
+    Client::init(
+        &dir.join(name),
+        b"pass",
+        name,
+        &relay.local_addr.to_string(),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+async fn recv(client: &mut Client) -> Vec<Event> {
+    let mut events = Vec::new();
+    client
+        .receive(Duration::from_millis(300), |e| events.push(e.clone()))
+        .await
+        .unwrap();
+    events
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Review finding 1: rows waiting behind a parked row share its refusal clock, so every
+/// receipt to a full mailbox is gone a day after the first refusal and every message a week
+/// after, not one row per day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_behind_a_parked_row_age_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay"), |c| c.mailbox_max_messages = 1).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+    let mut carol = init(tmp.path(), "carol", &relay).await;
+    carol.send_text("bob", "fill").await.unwrap();
+
+    // Three messages from bob: each queues a receipt to bob's full mailbox.
+    let start = now_ms();
+    for n in 0..3 {
+        bob.send_text("alice", &format!("b{n}")).await.unwrap();
+        assert_eq!(texts(&recv(&mut alice).await), [format!("b{n}")]);
+    }
+    let message = alice.send_text("bob", "to bob").await.unwrap();
+    assert_eq!(message.state, DeliveryState::Queued);
+    assert_eq!(alice.outbox_len().unwrap(), 4);
+
+    // A day later every receipt is gone; the message waits on.
+    let flushed = alice.flush_outbox_at(start + 24 * HOUR + 60_000).await;
+    assert!(flushed.error.is_none(), "{:?}", flushed.error);
+    assert_eq!(alice.outbox_len().unwrap(), 1, "receipts outlived a day");
+
+    // A week after the first refusal the message fails, with an event.
+    let flushed = alice.flush_outbox_at(start + 7 * 24 * HOUR + 60_000).await;
+    assert!(flushed.error.is_none(), "{:?}", flushed.error);
+    let events = flushed.events;
+    assert_eq!(alice.outbox_len().unwrap(), 0, "rows outlived a week");
+    assert!(
+        matches!(&events[..], [Event::Failed { id, .. }] if *id == message.id),
+        "{events:?}"
+    );
+    let history = alice.history("bob").unwrap();
+    let failed = history.iter().find(|m| m.id == message.id).unwrap();
+    assert_eq!(failed.state, DeliveryState::Failed);
+    relay.shutdown().await;
+}
