@@ -104,3 +104,80 @@ async fn rows_behind_a_parked_row_age_with_it() {
     assert_eq!(failed.state, DeliveryState::Failed);
     relay.shutdown().await;
 }
+
+/// Review finding 5: the relay refusing our prekey refill on connect (here: its stock cap is
+/// below what a refill needs) is about the connection, not the message being sent; it must
+/// not be parked with a made-up reason and a running give-up clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_while_connecting_parks_no_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay = relay(&relay_dir, |c| c.max_one_time_prekeys = 110).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let _bob = init(tmp.path(), "bob", &relay).await;
+    alice.add_contact("bob").await.unwrap();
+    let alice_key = alice.identity_key().as_bytes().to_vec();
+    drop(alice);
+
+    // 15 of alice's 100 one-time prekeys are left: her next connection refills 100, which
+    // the relay refuses (too_many_prekeys).
+    let db = rusqlite::Connection::open(relay_dir.join("relay.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let deleted = db
+        .execute(
+            "DELETE FROM one_time_prekeys WHERE identity = ?1 AND id NOT IN \
+             (SELECT id FROM one_time_prekeys WHERE identity = ?1 LIMIT 15)",
+            [&alice_key],
+        )
+        .unwrap();
+    assert_eq!(deleted, 85);
+
+    let mut alice = Client::open(&tmp.path().join("alice"), b"pass").unwrap();
+    let sent = alice.send_text_reporting("bob", "hello").await.unwrap();
+    assert!(
+        matches!(&sent.error, Some(hush_client::ClientError::Relay(e)) if e.code == hush_proto::relay::ErrorCode::TooManyPrekeys),
+        "{:?}",
+        sent.error
+    );
+    assert_eq!(sent.entry.state, DeliveryState::Queued);
+    assert_eq!(
+        sent.entry.failure, None,
+        "a connect refusal blamed on the row"
+    );
+    let history = alice.history("bob").unwrap();
+    assert_eq!(history[0].failure, None);
+    assert_eq!(alice.outbox_len().unwrap(), 1);
+    relay.shutdown().await;
+}
+
+/// Review finding 3: a long-running client (TUI, rpc) that receives nothing still retries a
+/// parked row once it comes due, so a mailbox that frees up is noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pumping_client_retries_a_parked_row_when_due() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay"), |c| c.mailbox_max_messages = 1).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+    let mut carol = init(tmp.path(), "carol", &relay).await;
+    carol.send_text("bob", "fill").await.unwrap();
+    let parked = alice.send_text("bob", "later").await.unwrap();
+    assert_eq!(parked.state, DeliveryState::Queued);
+
+    alice.pump(Duration::from_millis(200)).await.unwrap();
+    // Bob makes room; alice only pumps, and nothing arrives for her.
+    assert_eq!(texts(&recv(&mut bob).await), ["fill"]);
+    let deadline =
+        tokio::time::Instant::now() + hush_client::client::RETRY_FIRST + Duration::from_secs(5);
+    let mut state = DeliveryState::Queued;
+    while state == DeliveryState::Queued && tokio::time::Instant::now() < deadline {
+        alice.pump(Duration::from_millis(500)).await.unwrap();
+        state = alice.history("bob").unwrap()[0].state.clone();
+    }
+    assert_eq!(
+        state,
+        DeliveryState::OnRelay,
+        "an idle client never retried"
+    );
+    assert_eq!(texts(&recv(&mut bob).await), ["later"]);
+    relay.shutdown().await;
+}

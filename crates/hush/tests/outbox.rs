@@ -216,3 +216,24 @@ async fn a_message_to_a_freed_name_fails_visibly_and_other_traffic_flows() {
     assert!(stdout(&o).contains("alice: bob is gone"), "{}", stdout(&o));
     relay.shutdown().await;
 }
+
+/// Review finding 7: a message that is committed and queued, but whose flush met a relay with
+/// another key at the pinned address, is not "failed": `send` exits 3 (queued), since exit 1
+/// invites a resend and so a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_exits_queued_not_failed_when_the_flush_meets_an_impostor_relay() {
+    let (net, relay) = net(None).await;
+    let alice = init(&net, "alice").await;
+    let _bob = init(&net, "bob").await;
+    let o = run(&alice, &["add", "bob"]).await;
+    assert!(o.status.success(), "add: {}", stderr(&o));
+    let addr = relay.addr;
+    relay.shutdown().await;
+
+    // Another relay, with its own key, takes over the address.
+    let impostor = RelayProcess::start(&net.root.join("impostor"), addr).await;
+    let o = run(&alice, &["send", "bob", "for bob only"]).await;
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("queued "), "{}", stdout(&o));
+    impostor.shutdown().await;
+}
