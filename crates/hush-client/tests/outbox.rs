@@ -171,7 +171,7 @@ async fn an_idle_pumping_client_retries_a_parked_row_when_due() {
     let mut state = DeliveryState::Queued;
     while state == DeliveryState::Queued && tokio::time::Instant::now() < deadline {
         alice.pump(Duration::from_millis(500)).await.unwrap();
-        state = alice.history("bob").unwrap()[0].state.clone();
+        state = alice.history("bob").unwrap()[0].state;
     }
     assert_eq!(
         state,
