@@ -237,3 +237,35 @@ async fn send_exits_queued_not_failed_when_the_flush_meets_an_impostor_relay() {
     assert!(stdout(&o).starts_with("queued "), "{}", stdout(&o));
     impostor.shutdown().await;
 }
+
+/// Review finding 4: a `send` whose flush gives up another queued message says so (on
+/// stderr), since that failure is committed and announced nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reports_other_messages_its_flush_failed() {
+    let (net, relay) = net(None).await;
+    let alice = init(&net, "alice").await;
+    let _bob = init(&net, "bob").await;
+    let _carol = init(&net, "carol").await;
+    send_ok(&alice, "bob", "hello bob").await;
+    send_ok(&alice, "carol", "hello carol").await;
+
+    // Queued during an outage; meanwhile the operator frees bob's name.
+    let addr = relay.addr;
+    relay.shutdown().await;
+    let o = run(&alice, &["send", "bob", "queued for bob"]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let relay = RelayProcess::start(&net.relay_dir, addr).await;
+    assert!(relay.free_name(&net.relay_dir, "bob").status.success());
+    relay.shutdown().await;
+    let relay = RelayProcess::start(&net.relay_dir, addr).await;
+
+    let o = run(&alice, &["send", "carol", "to carol"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("sent "), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("a message to bob failed"),
+        "not reported: {}",
+        stderr(&o)
+    );
+    relay.shutdown().await;
+}
