@@ -29,7 +29,10 @@ mod retry;
 
 pub use outbox::{Flushed, Sent};
 use receive::dedupe_key;
-pub use retry::{MESSAGE_GIVE_UP, RECEIPTS_HELD_MAX, RECEIPT_GIVE_UP, RETRY_FIRST, RETRY_MAX};
+pub use retry::{
+    MESSAGE_GIVE_UP, RECEIPTS_HELD_MAX, RECEIPTS_QUEUED_MAX, RECEIPT_GIVE_UP, RETRY_FIRST,
+    RETRY_MAX,
+};
 
 /// Timeout for connecting and authenticating to the relay.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -181,3 +181,44 @@ async fn an_idle_pumping_client_retries_a_parked_row_when_due() {
     assert_eq!(texts(&recv(&mut bob).await), ["later"]);
     relay.shutdown().await;
 }
+
+/// Review finding 2: receipts waiting in the outbox are bounded across recipients, not only
+/// per recipient: three identities with full mailboxes, each writing to the victim, cost
+/// at most `RECEIPTS_QUEUED_MAX` rows in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_to_many_full_mailboxes_are_capped_in_all() {
+    const MAILBOX: u32 = 45;
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(&tmp.path().join("relay"), |c| {
+        c.mailbox_max_messages = MAILBOX;
+        c.send_rate = 10_000.0;
+        c.send_burst = 10_000.0;
+    })
+    .await;
+    let mut victim = init(tmp.path(), "victim", &relay).await;
+    let mut friend = init(tmp.path(), "friend", &relay).await;
+    for m in 0..3 {
+        let name = format!("mallory{m}");
+        let mut mallory = init(tmp.path(), &name, &relay).await;
+        for n in 0..MAILBOX {
+            friend.send_text(&name, &format!("fill {n}")).await.unwrap();
+        }
+        // 90 each, in two mailboxfuls: 270 receipts, fewer than 101 per recipient.
+        for batch in 0..2 {
+            for n in 0..MAILBOX {
+                let entry = mallory
+                    .send_text("victim", &format!("{batch}/{n}"))
+                    .await
+                    .unwrap();
+                assert_eq!(entry.state, DeliveryState::OnRelay);
+            }
+            assert_eq!(texts(&recv(&mut victim).await).len(), MAILBOX as usize);
+        }
+    }
+    let queued = victim.outbox_len().unwrap();
+    assert!(
+        queued <= hush_client::client::RECEIPTS_QUEUED_MAX,
+        "{queued} receipts queued"
+    );
+    relay.shutdown().await;
+}

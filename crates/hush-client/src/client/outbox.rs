@@ -1,6 +1,6 @@
 //! Sending: encrypt and commit into the outbox, then hand the outbox to the relay.
 
-use super::retry::{self, RetryState, RECEIPTS_HELD_MAX};
+use super::retry::{self, RetryState, RECEIPTS_HELD_MAX, RECEIPTS_QUEUED_MAX};
 use super::*;
 use crate::store::Row;
 
@@ -209,6 +209,7 @@ impl Client {
                 }
             }
         }
+        self.cap_receipts(&mut queues)?;
         let mut connected = false;
         for (recipient, rows) in queues {
             if let Some(next) = self
@@ -217,6 +218,46 @@ impl Client {
             {
                 *due = Some(due.map_or(next, |d: u64| d.min(next)));
             }
+        }
+        Ok(())
+    }
+
+    /// Keep at most [`RECEIPTS_QUEUED_MAX`] receipts in the whole outbox: beyond it, drop the
+    /// oldest receipts of whichever recipient holds the most. Many identities with full
+    /// mailboxes, each writing to us, must not grow our outbox (or the cost of each flush).
+    fn cap_receipts(
+        &mut self,
+        queues: &mut [(String, Vec<Row<OutboxItem>>)],
+    ) -> Result<(), ClientError> {
+        let is_receipt = |row: &Row<OutboxItem>| row.value.message_id.is_none();
+        let mut counts: Vec<usize> = queues
+            .iter()
+            .map(|(_, rows)| rows.iter().filter(|r| is_receipt(r)).count())
+            .collect();
+        let total: usize = counts.iter().sum();
+        let mut to_drop = vec![0usize; counts.len()];
+        for _ in 0..total.saturating_sub(RECEIPTS_QUEUED_MAX) {
+            let most = counts.iter().enumerate().max_by_key(|(_, c)| **c);
+            let Some(i) = most.map(|(i, _)| i) else { break };
+            if let (Some(c), Some(d)) = (counts.get_mut(i), to_drop.get_mut(i)) {
+                *c = c.saturating_sub(1);
+                *d += 1;
+            }
+        }
+        for ((_, rows), mut drop) in queues.iter_mut().zip(to_drop) {
+            if drop == 0 {
+                continue;
+            }
+            let mut kept = Vec::with_capacity(rows.len());
+            for row in std::mem::take(rows) {
+                if drop > 0 && is_receipt(&row) {
+                    drop -= 1;
+                    self.give_up(&row, "")?;
+                } else {
+                    kept.push(row);
+                }
+            }
+            *rows = kept;
         }
         Ok(())
     }

@@ -27,6 +27,11 @@ pub const MESSAGE_GIVE_UP: Duration = Duration::from_secs(7 * 24 * 3600);
 /// us) costs at most this many rows in our outbox, not one per message for a day.
 pub const RECEIPTS_HELD_MAX: usize = 100;
 
+/// Delivery receipts kept in the whole outbox, across recipients; beyond this the oldest
+/// receipts of whichever recipient holds the most are dropped, so many identities with full
+/// mailboxes cannot grow our outbox either (each costs at most its share of this).
+pub const RECEIPTS_QUEUED_MAX: usize = 250;
+
 /// Persisted refusal clock of one recipient whose oldest queued row the relay refused
 /// (sealed, in its own namespace keyed by the recipient's key). It is per recipient, not per
 /// row: rows waiting behind the refused one age with it, so the give-up bounds hold for the
