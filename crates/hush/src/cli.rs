@@ -51,7 +51,8 @@ pub enum Command {
         name: String,
     },
     /// Send TEXT to NAME; exits 0 once the relay has stored it, 3 while it is queued (relay
-    /// unreachable, or refused and retried later), 1 when it can never be delivered.
+    /// unreachable or not the pinned one, or refused and retried later: do not resend), 1 when
+    /// it can never be delivered or was never queued (an error before it was committed).
     Send {
         /// Contact name.
         name: String,
