@@ -27,8 +27,12 @@ mod outbox;
 mod receive;
 mod retry;
 
+pub use outbox::{Flushed, Sent};
 use receive::dedupe_key;
-pub use retry::{MESSAGE_GIVE_UP, RECEIPTS_HELD_MAX, RECEIPT_GIVE_UP, RETRY_FIRST, RETRY_MAX};
+pub use retry::{
+    MESSAGE_GIVE_UP, RECEIPTS_HELD_MAX, RECEIPTS_QUEUED_MAX, RECEIPT_GIVE_UP, RETRY_FIRST,
+    RETRY_MAX,
+};
 
 /// Timeout for connecting and authenticating to the relay.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -296,6 +300,9 @@ pub struct Client {
     last_traffic: std::time::Instant,
     /// The relay has not yet confirmed our name; the next connection registers first.
     registration_pending: bool,
+    /// When the outbox is next worth a flush (the earliest parked recipient comes due, or
+    /// a flush stopped early), so an idle long-running client retries it (`pump`).
+    outbox_due_ms: Option<u64>,
 }
 
 /// The platform default profile directory (`$XDG_DATA_HOME/hush` or `~/.local/share/hush`).
@@ -340,6 +347,8 @@ impl Client {
             subscribed: false,
             last_traffic: std::time::Instant::now(),
             registration_pending,
+            // Whatever the profile holds queued is tried by the first pump.
+            outbox_due_ms: Some(0),
         })
     }
 

@@ -51,7 +51,8 @@ pub enum Command {
         name: String,
     },
     /// Send TEXT to NAME; exits 0 once the relay has stored it, 3 while it is queued (relay
-    /// unreachable, or refused and retried later), 1 when it can never be delivered.
+    /// unreachable or not the pinned one, or refused and retried later: do not resend), 1 when
+    /// it can never be delivered or was never queued (an error before it was committed).
     Send {
         /// Contact name.
         name: String,
@@ -217,8 +218,27 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
             Ok(ExitCode::SUCCESS)
         }
         Command::Send { name, text } => {
-            let entry = client.send_text(&name, &text).await.map_err(err)?;
+            let sent = client
+                .send_text_reporting(&name, &text)
+                .await
+                .map_err(err)?;
+            let entry = sent.entry;
+            // Other queued messages this send found undeliverable.
+            for event in sent.events.iter().filter(|e| !is_failure_of(e, &entry.id)) {
+                print_event(event, false)?;
+            }
             match entry.state {
+                // Committed and queued: exit 3 whatever stopped the flush (1 would invite a
+                // resend, and so a duplicate).
+                DeliveryState::Queued if sent.error.is_some() => {
+                    let why = sent.error.map(|e| e.to_string()).unwrap_or_default();
+                    println!(
+                        "queued {} ({}; it will be sent by the next command that connects)",
+                        entry.id,
+                        sanitize::line(&why)
+                    );
+                    Ok(ExitCode::from(3))
+                }
                 DeliveryState::Queued => match &entry.failure {
                     Some(why) => {
                         println!("queued {} (refused by the relay: {}; it is retried with backoff by later commands)", entry.id, sanitize::line(why));
@@ -379,6 +399,11 @@ pub fn entry_json(m: &HistoryEntry) -> serde_json::Value {
         "key_changed": m.key_changed,
         "failure": m.failure,
     })
+}
+
+/// Whether `event` is the failure of message `id` (reported by `send` as its own result).
+fn is_failure_of(event: &Event, id: &str) -> bool {
+    matches!(event, Event::Failed { id: failed, .. } if failed == id)
 }
 
 fn print_event(event: &Event, json: bool) -> Result<(), String> {

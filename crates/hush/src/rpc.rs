@@ -86,12 +86,19 @@ pub async fn run(client: &mut Client) -> Result<ExitCode, String> {
     let outcome = rpc.serve(&mut rx).await;
     // Finish pending work: whatever is still queued (receipts, sends that met a relay
     // outage) gets one more chance. It stays committed in the profile either way.
-    match rpc.client.flush_outbox().await {
-        Ok(_) => {}
-        Err(e) => eprintln!(
+    // Messages it gives up are announced even if it then stops on an error.
+    let flushed = rpc.client.flush_outbox().await;
+    for event in &flushed.events {
+        if let Err(e) = rpc.write(&event_notification(event)).await {
+            eprintln!("hush rpc: {}", crate::sanitize::line(&e));
+            break;
+        }
+    }
+    if let Some(e) = flushed.error {
+        eprintln!(
             "hush rpc: could not flush the outbox ({}); it will be sent by the next command that connects",
             crate::sanitize::line(&e.to_string())
-        ),
+        );
     }
     outcome.map(|()| ExitCode::SUCCESS)
 }
@@ -506,12 +513,17 @@ impl Rpc<'_> {
         match method {
             "send" => {
                 let p: SendParams = params(raw)?;
-                let (entry, events) = self.client.send_text_reporting(&p.to, &p.text).await?;
+                let sent = self.client.send_text_reporting(&p.to, &p.text).await?;
                 // Other queued messages this send found undeliverable (and this one, if so).
-                for event in &events {
+                for event in &sent.events {
                     self.hold(event_notification(event));
                 }
-                Ok(entry_json(&entry))
+                let mut reply = entry_json(&sent.entry);
+                // Committed and queued whatever the flush met; say what stopped it.
+                if let (Some(e), Some(fields)) = (&sent.error, reply.as_object_mut()) {
+                    fields.insert("error".into(), Value::String(e.to_string()));
+                }
+                Ok(reply)
             }
             "subscribe" | "receive" => {
                 let NoParams {} = params(raw)?;

@@ -209,10 +209,63 @@ async fn a_message_to_a_freed_name_fails_visibly_and_other_traffic_flows() {
 
     // A new send to the freed name reports its own failure; sending to carol still works.
     let o = run(&alice, &["send", "bob", "still there?"]).await;
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stdout(&o).contains("failed"), "{}", stdout(&o));
     send_ok(&alice, "carol", "bob is gone").await;
     let o = run(&carol, &["recv"]).await;
     assert!(stdout(&o).contains("alice: bob is gone"), "{}", stdout(&o));
+    relay.shutdown().await;
+}
+
+/// Review finding 7: a message that is committed and queued, but whose flush met a relay with
+/// another key at the pinned address, is not "failed": `send` exits 3 (queued), since exit 1
+/// invites a resend and so a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_exits_queued_not_failed_when_the_flush_meets_an_impostor_relay() {
+    let (net, relay) = net(None).await;
+    let alice = init(&net, "alice").await;
+    let _bob = init(&net, "bob").await;
+    let o = run(&alice, &["add", "bob"]).await;
+    assert!(o.status.success(), "add: {}", stderr(&o));
+    let addr = relay.addr;
+    relay.shutdown().await;
+
+    // Another relay, with its own key, takes over the address.
+    let impostor = RelayProcess::start(&net.root.join("impostor"), addr).await;
+    let o = run(&alice, &["send", "bob", "for bob only"]).await;
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("queued "), "{}", stdout(&o));
+    impostor.shutdown().await;
+}
+
+/// Review finding 4: a `send` whose flush gives up another queued message says so (on
+/// stderr), since that failure is committed and announced nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reports_other_messages_its_flush_failed() {
+    let (net, relay) = net(None).await;
+    let alice = init(&net, "alice").await;
+    let _bob = init(&net, "bob").await;
+    let _carol = init(&net, "carol").await;
+    send_ok(&alice, "bob", "hello bob").await;
+    send_ok(&alice, "carol", "hello carol").await;
+
+    // Queued during an outage; meanwhile the operator frees bob's name.
+    let addr = relay.addr;
+    relay.shutdown().await;
+    let o = run(&alice, &["send", "bob", "queued for bob"]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let relay = RelayProcess::start(&net.relay_dir, addr).await;
+    assert!(relay.free_name(&net.relay_dir, "bob").status.success());
+    relay.shutdown().await;
+    let relay = RelayProcess::start(&net.relay_dir, addr).await;
+
+    let o = run(&alice, &["send", "carol", "to carol"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("sent "), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("a message to bob failed"),
+        "not reported: {}",
+        stderr(&o)
+    );
     relay.shutdown().await;
 }

@@ -194,6 +194,7 @@ impl Client {
             subscribed: false,
             last_traffic: std::time::Instant::now(),
             registration_pending: true,
+            outbox_due_ms: None,
         })
     }
 

@@ -47,7 +47,7 @@ enum SenderRecord {
 impl Client {
     /// Connect, subscribe, flush the outbox, and process deliveries until `wait` has passed
     /// (pending messages are always drained first, even when `wait` is zero). Each event is
-    /// passed to `on_event` after it is committed.
+    /// passed to `on_event` after it is committed, also when an error ends the call later.
     pub async fn receive(
         &mut self,
         wait: Duration,
@@ -63,42 +63,56 @@ impl Client {
             } else {
                 Duration::from_millis(300)
             };
-            let (events, got) = self.pump_inner(budget).await?;
-            for event in &events {
-                on_event(event);
-            }
-            if !got && tokio::time::Instant::now() >= deadline {
+            let mut events = Vec::new();
+            let got = self.pump_inner(budget, &mut events).await;
+            events.iter().for_each(&mut on_event);
+            if !got? && tokio::time::Instant::now() >= deadline {
                 break;
             }
         }
         // Receipts queued while receiving; a refusal or a lost connection never fails `recv`.
-        match self.flush_outbox().await {
-            Ok(events) => events.iter().for_each(&mut on_event),
-            Err(ClientError::Network(_) | ClientError::Relay(_)) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(())
+        let mut events = Vec::new();
+        let flushed = self.flush_after_receiving(&mut events).await;
+        events.iter().for_each(&mut on_event);
+        flushed
     }
 
     /// One step of a long-running client (TUI, JSON-RPC): connect and subscribe if needed
     /// (then flush the outbox), wait up to `wait` for one delivery, process and ack it, and
-    /// send any receipts it queued. Network errors drop the connection; call again to retry.
-    /// The outbox never fails a pump: refused rows are parked (see [`Client::flush_outbox`]).
+    /// send any receipts it queued; when idle, flush once a parked recipient comes due.
+    /// Network errors drop the connection; call again to retry. The outbox never fails a
+    /// pump: refused rows are parked (see [`Client::flush_outbox`]). Committed events are
+    /// always returned: an error met after them is dropped (it recurs on the next call).
     pub async fn pump(&mut self, wait: Duration) -> Result<Vec<Event>, ClientError> {
-        let (mut events, got) = self.pump_inner(wait).await?;
-        if got {
-            events.extend(self.flush_after_receiving().await?);
+        let mut events = Vec::new();
+        let result = match self.pump_inner(wait, &mut events).await {
+            Ok(got) => {
+                let due = self.outbox_due_ms.is_some_and(|t| now_ms() >= t);
+                if got || due {
+                    self.flush_after_receiving(&mut events).await
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if events.is_empty() => Err(e),
+            _ => Ok(events),
         }
-        Ok(events)
     }
 
-    async fn pump_inner(&mut self, wait: Duration) -> Result<(Vec<Event>, bool), ClientError> {
-        let mut events = Vec::new();
+    /// Receive at most one delivery into `events`; whether one came.
+    async fn pump_inner(
+        &mut self,
+        wait: Duration,
+        events: &mut Vec<Event>,
+    ) -> Result<bool, ClientError> {
         if !self.subscribed || self.conn.is_none() {
             // Subscribe first: receiving never waits on the outbox.
             self.request(&Request::Subscribe).await?;
             self.subscribed = true;
-            events = self.flush_after_receiving().await?;
+            self.flush_after_receiving(events).await?;
             if self.conn.is_none() {
                 return Err(ClientError::Network(NetError::Closed));
             }
@@ -112,7 +126,7 @@ impl Client {
                     self.request(&Request::Ping).await?;
                     self.last_traffic = std::time::Instant::now();
                 }
-                return Ok((events, false));
+                return Ok(false);
             }
             Err(e) => {
                 self.conn = None;
@@ -121,16 +135,17 @@ impl Client {
         };
         self.last_traffic = std::time::Instant::now();
         events.extend(self.process_delivery(&delivery).await?);
-        Ok((events, true))
+        Ok(true)
     }
 
-    /// Flush for a receiving client: a lost connection or a relay refusal is not an error
-    /// here (the rows stay queued); only a profile failure is.
-    async fn flush_after_receiving(&mut self) -> Result<Vec<Event>, ClientError> {
-        match self.flush_outbox().await {
-            Ok(events) => Ok(events),
-            Err(ClientError::Network(_) | ClientError::Relay(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
+    /// Flush for a receiving client, its events into `events`: a lost connection or a relay
+    /// refusal is not an error here (the rows stay queued); only a profile failure is.
+    async fn flush_after_receiving(&mut self, events: &mut Vec<Event>) -> Result<(), ClientError> {
+        let flushed = self.flush_outbox().await;
+        events.extend(flushed.events);
+        match flushed.error {
+            None | Some(ClientError::Network(_) | ClientError::Relay(_)) => Ok(()),
+            Some(e) => Err(e),
         }
     }
 

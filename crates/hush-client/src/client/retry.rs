@@ -27,13 +27,20 @@ pub const MESSAGE_GIVE_UP: Duration = Duration::from_secs(7 * 24 * 3600);
 /// us) costs at most this many rows in our outbox, not one per message for a day.
 pub const RECEIPTS_HELD_MAX: usize = 100;
 
-/// Persisted retry state of one parked outbox row (sealed, in its own namespace keyed by
-/// the row's sequence number).
+/// Delivery receipts kept in the whole outbox, across recipients; beyond this the oldest
+/// receipts of whichever recipient holds the most are dropped, so many identities with full
+/// mailboxes cannot grow our outbox either (each costs at most its share of this).
+pub const RECEIPTS_QUEUED_MAX: usize = 250;
+
+/// Persisted refusal clock of one recipient whose oldest queued row the relay refused
+/// (sealed, in its own namespace keyed by the recipient's key). It is per recipient, not per
+/// row: rows waiting behind the refused one age with it, so the give-up bounds hold for the
+/// whole queue, not one row at a time.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub(super) struct RetryState {
     /// Refusals so far.
     pub attempts: u32,
-    /// When the relay first refused it (ms since the Unix epoch).
+    /// When the relay first refused this recipient's oldest row (ms since the Unix epoch).
     pub first_refused_ms: u64,
     /// Not tried again before this time (ms).
     pub next_attempt_ms: u64,
@@ -42,58 +49,60 @@ pub(super) struct RetryState {
 }
 
 impl RetryState {
-    /// Whether the row may be tried at `now_ms`. A wait longer than [`RETRY_MAX`] from now
-    /// (the clock went back, or a bad value) counts as due, so nothing is parked for ever.
+    /// Whether the recipient's queue may be tried at `now_ms`. A wait longer than
+    /// [`RETRY_MAX`] from now (the clock went back, or a bad value) counts as due, so nothing
+    /// is parked for ever.
     pub fn is_due(&self, now_ms: u64) -> bool {
         now_ms >= self.next_attempt_ms || self.next_attempt_ms - now_ms > duration_ms(RETRY_MAX)
     }
+
+    /// Whether a queued receipt to this recipient is dropped at `now_ms`.
+    pub fn receipt_expired(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.first_refused_ms) >= duration_ms(RECEIPT_GIVE_UP)
+    }
+
+    /// Why a message queued at `queued_ms` to this recipient fails at `now_ms`, if it does:
+    /// it has waited [`MESSAGE_GIVE_UP`] since it was queued or since the recipient was first
+    /// refused, whichever is later.
+    pub fn message_expired(&self, queued_ms: u64, now_ms: u64) -> Option<String> {
+        let waited = now_ms.saturating_sub(self.first_refused_ms.max(queued_ms));
+        (waited >= duration_ms(MESSAGE_GIVE_UP)).then(|| {
+            format!(
+                "refused by the relay for {} hours, last: {}",
+                waited / 3_600_000,
+                self.last_reason
+            )
+        })
+    }
 }
 
-/// What to do with a refused row.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
-    /// Keep it, untouched until `next_attempt_ms`.
-    Park(RetryState),
-    /// Never deliverable: drop it (receipt) or mark its message failed with this reason.
-    GiveUp(String),
-}
-
-/// The decision for a row the relay refused with `error` at `now_ms`, after `previous`
-/// refusals (none for the first).
+/// The recipient's refusal clock after the relay refused its oldest row with `error` at
+/// `now_ms`, after `previous` refusals (none for the first). The caller then applies
+/// [`RetryState::receipt_expired`] / [`RetryState::message_expired`] to every queued row, and
+/// gives up all of them at once when [`is_gone`] says so.
 pub(super) fn on_refusal(
     previous: Option<&RetryState>,
     now_ms: u64,
-    receipt: bool,
     error: &RelayError,
-) -> Verdict {
-    let reason = reason(error.code);
-    if error.code == ErrorCode::UnknownUser {
-        return Verdict::GiveUp(reason);
-    }
+) -> RetryState {
     let attempts = previous.map_or(0, |p| p.attempts).saturating_add(1);
     let first_refused_ms = previous.map_or(now_ms, |p| p.first_refused_ms.min(now_ms));
-    let give_up = if receipt {
-        RECEIPT_GIVE_UP
-    } else {
-        MESSAGE_GIVE_UP
-    };
-    let refused_for = now_ms.saturating_sub(first_refused_ms);
-    if refused_for >= duration_ms(give_up) {
-        return Verdict::GiveUp(format!(
-            "refused by the relay for {} hours, last: {reason}",
-            refused_for / 3_600_000
-        ));
-    }
     let shift = attempts.saturating_sub(1).min(20);
     let backoff = duration_ms(RETRY_FIRST)
         .saturating_mul(1u64 << shift)
         .min(duration_ms(RETRY_MAX));
-    Verdict::Park(RetryState {
+    RetryState {
         attempts,
         first_refused_ms,
         next_attempt_ms: now_ms.saturating_add(backoff),
-        last_reason: reason,
-    })
+        last_reason: reason(error.code),
+    }
+}
+
+/// Whether a refusal says the recipient is gone (e.g. after `hush-relay free-name`): every
+/// row queued to it fails at once.
+pub(super) fn is_gone(error: &RelayError) -> bool {
+    error.code == ErrorCode::UnknownUser
 }
 
 /// Whether a refusal is about our connection rather than the row (sending too fast, the
@@ -107,7 +116,7 @@ pub(super) fn is_about_connection(code: ErrorCode) -> bool {
 fn reason(code: ErrorCode) -> String {
     let what = match code {
         ErrorCode::UnknownUser => {
-            "no such recipient on the relay (the name was freed or the account is gone)"
+            "the relay says there is no such recipient (the name may have been freed)"
         }
         ErrorCode::MailboxFull => "the recipient's mailbox is full",
         ErrorCode::Malformed => "the relay could not parse it",
@@ -141,9 +150,7 @@ mod tests {
         let mut now = 1_000_000;
         let mut waits = Vec::new();
         for _ in 0..12 {
-            let Verdict::Park(next) = on_refusal(state.as_ref(), now, false, &full) else {
-                panic!("gave up too early");
-            };
+            let next = on_refusal(state.as_ref(), now, &full);
             assert!(!next.is_due(now));
             assert!(next.is_due(next.next_attempt_ms));
             waits.push(next.next_attempt_ms - now);
@@ -164,39 +171,32 @@ mod tests {
 
     #[test]
     fn receipts_are_dropped_after_a_day_and_messages_fail_after_a_week() {
-        let full = refused(ErrorCode::MailboxFull);
-        let first = RetryState {
-            attempts: 3,
-            first_refused_ms: 0,
-            next_attempt_ms: 0,
-            last_reason: String::new(),
-        };
-        assert!(matches!(
-            on_refusal(Some(&first), 23 * HOUR, true, &full),
-            Verdict::Park(_)
-        ));
-        assert!(matches!(
-            on_refusal(Some(&first), 24 * HOUR, true, &full),
-            Verdict::GiveUp(_)
-        ));
-        assert!(matches!(
-            on_refusal(Some(&first), 24 * HOUR, false, &full),
-            Verdict::Park(_)
-        ));
-        let Verdict::GiveUp(reason) = on_refusal(Some(&first), 7 * 24 * HOUR, false, &full) else {
-            panic!("a week of refusals must fail the message");
-        };
+        let state = on_refusal(None, 0, &refused(ErrorCode::MailboxFull));
+        assert!(!state.receipt_expired(23 * HOUR));
+        assert!(state.receipt_expired(24 * HOUR));
+        assert!(state.message_expired(0, 24 * HOUR).is_none());
+        let reason = state
+            .message_expired(0, 7 * 24 * HOUR)
+            .expect("a week of refusals must fail the message");
         assert!(reason.contains("168 hours"), "{reason}");
         assert!(reason.contains("mailbox_full"), "{reason}");
+        // A message queued later than the first refusal gets its own week.
+        assert!(state.message_expired(2 * HOUR, 7 * 24 * HOUR).is_none());
+        assert!(state
+            .message_expired(2 * HOUR, 7 * 24 * HOUR + 2 * HOUR)
+            .is_some());
     }
 
     #[test]
-    fn a_gone_recipient_fails_at_once() {
-        let Verdict::GiveUp(reason) = on_refusal(None, 5, false, &refused(ErrorCode::UnknownUser))
-        else {
-            panic!("unknown user must not be retried");
-        };
-        assert!(reason.contains("no such recipient"), "{reason}");
+    fn a_gone_recipient_is_told_apart() {
+        assert!(is_gone(&refused(ErrorCode::UnknownUser)));
+        assert!(!is_gone(&refused(ErrorCode::MailboxFull)));
+        let state = on_refusal(None, 5, &refused(ErrorCode::UnknownUser));
+        assert!(
+            state.last_reason.contains("no such recipient"),
+            "{}",
+            state.last_reason
+        );
     }
 
     #[test]

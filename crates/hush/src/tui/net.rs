@@ -351,9 +351,10 @@ impl Net {
         self.watched.insert(contact.clone());
         if self.client.is_connected() {
             // Only an open connection is used: a reconnect belongs to `pump`, which subscribes.
-            match self.client.flush_outbox().await {
-                Ok(events) => self.after_events(events),
-                Err(e) => self.report(&e),
+            let flushed = self.client.flush_outbox().await;
+            self.after_events(flushed.events);
+            if let Some(e) = flushed.error {
+                self.report(&e);
             }
             self.set_connected(self.client.is_connected());
         }
