@@ -548,7 +548,7 @@ impl Session<'_> {
                 if envelope.first() != Some(&ENVELOPE_VERSION) {
                     return Err(err(ErrorCode::Malformed, "not a hush-v1 envelope"));
                 }
-                if !self.is_registered(recipient).await {
+                if !self.is_registered(recipient).await? {
                     return Err(err(ErrorCode::UnknownUser, "no such recipient"));
                 }
                 let config = &self.shared.config;
@@ -611,7 +611,9 @@ impl Session<'_> {
         }
     }
 
-    async fn is_registered(&self, identity: IdentityBytes) -> bool {
+    /// Whether `identity` has a name. A failed lookup is `Internal`, never "not registered":
+    /// clients take `UnknownUser` as the recipient being gone and give the message up.
+    async fn is_registered(&self, identity: IdentityBytes) -> Result<bool, RelayError> {
         if self
             .shared
             .known
@@ -619,20 +621,23 @@ impl Session<'_> {
             .map(|k| k.contains(&identity))
             .unwrap_or(false)
         {
-            return true;
+            return Ok(true);
         }
         let store = Arc::clone(&self.shared.store);
+        let lookup_failed = |what: &str| {
+            tracing::error!(error = %what, "recipient lookup failed");
+            err(ErrorCode::Internal, "storage failure; retry later")
+        };
         let found = tokio::task::spawn_blocking(move || store.name_of(&identity))
             .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
+            .map_err(|e| lookup_failed(&e.to_string()))?
+            .map_err(|e| lookup_failed(&e.to_string()))?
             .is_some();
         if found {
             if let Ok(mut known) = self.shared.known.lock() {
                 known.insert(identity);
             }
         }
-        found
+        Ok(found)
     }
 }

@@ -679,3 +679,30 @@ async fn free_name_lets_a_new_identity_register_the_name() {
     assert_eq!(bundle.identity_key, new_bob.public_key());
     bundle.verify().expect("the new bundle verifies");
 }
+
+/// A storage failure while the relay looks a recipient up is the relay's problem, answered
+/// `Internal` (retry later), never `UnknownUser`: clients take `UnknownUser` as "this person is
+/// gone" and fail the message for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_recipient_lookup_is_internal_not_unknown_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(tmp.path()).await;
+    let bob = User::new(&relay, "bob").await;
+    let bob_addr = bob.addr();
+    drop(bob);
+    // A fresh process: its cache of registered identities is empty, so it must ask the store.
+    relay.restart().await;
+    let mut alice = User::new(&relay, "alice").await;
+    let db = rusqlite::Connection::open(relay.data.join("relay.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch("ALTER TABLE users RENAME TO users_unreadable")
+        .unwrap();
+    let result = alice
+        .conn
+        .request(&Request::Send {
+            recipient: bob_addr,
+            envelope: envelope(b"for bob"),
+        })
+        .await;
+    assert_eq!(code(result), ErrorCode::Internal);
+}
