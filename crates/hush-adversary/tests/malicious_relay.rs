@@ -686,3 +686,33 @@ async fn junk_from_a_stranger_or_a_new_key_leaves_the_contacts_untouched() {
     assert!(w.evil.mailbox(&bob_key).unwrap().is_empty());
     w.relay.shutdown().await;
 }
+
+/// A first message from a stranger arrives while the relay cannot answer `WhoIs` (a storage
+/// failure: `Internal`). That says nothing about the sender, so the envelope is neither
+/// rejected nor acked: the relay delivers it again on the next connection, where it is shown.
+/// Only a definite answer (`UnknownUser`, or a name no one could register) rejects it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_message_is_kept_for_later_when_the_name_lookup_fails_for_now() {
+    let mut w = world().await;
+    let mut carol = client(&w.root, "carol", &w.relay).await;
+    carol.send_text("bob", "hello from carol").await.unwrap();
+    // The delivery is on its way to bob's live connection; now the relay's name lookups fail.
+    let db = rusqlite::Connection::open(w.root.join("relay/relay.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch("ALTER TABLE users RENAME TO users_away")
+        .unwrap();
+    let events = recv(w.bob()).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Message(_) | Event::Rejected { .. })),
+        "nothing is shown or rejected while the name cannot be looked up: {events:?}"
+    );
+    db.execute_batch("ALTER TABLE users_away RENAME TO users")
+        .unwrap();
+    // Bob's next connection gets the unacknowledged envelope again.
+    bob_offline(&mut w).await;
+    let events = recv(w.bob()).await;
+    assert_eq!(texts(&events), ["hello from carol"], "{events:?}");
+    w.relay.shutdown().await;
+}

@@ -156,7 +156,14 @@ impl Client {
     ) -> Result<Vec<Event>, ClientError> {
         let sender = IdentityPublicKey::from_bytes(&delivery.sender).ok();
         let events = match sender {
-            Some(sender) => self.accept_envelope(sender, delivery).await?,
+            Some(sender) => match self.accept_envelope(sender, delivery).await {
+                Ok(events) => events,
+                // The relay could not tell us who the sender is, for now: nothing was decided
+                // or committed. Leave it unacked; the relay delivers it again on the next
+                // connection, and receiving goes on meanwhile.
+                Err(ClientError::Relay(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            },
             None => vec![Event::Rejected {
                 contact: None,
                 reason: "invalid sender key".into(),
@@ -190,7 +197,10 @@ impl Client {
             .await
         {
             Ok(Reply::Name { name }) => name,
-            Ok(_) | Err(ClientError::Relay(_)) => return Ok(None),
+            // A definite "no such name". Any other refusal (a storage failure, a rate limit)
+            // says nothing about the sender: it goes up, and the delivery is left unacked.
+            Ok(_) => return Ok(None),
+            Err(ClientError::Relay(e)) if e.code == ErrorCode::UnknownUser => return Ok(None),
             // A name no one could register: the relay is lying. No contact under it.
             Err(ClientError::Network(NetError::Protocol(
                 hush_proto::DecodeError::InvalidName { .. },
