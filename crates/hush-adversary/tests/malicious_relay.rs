@@ -716,3 +716,36 @@ async fn a_first_message_is_kept_for_later_when_the_name_lookup_fails_for_now() 
     assert_eq!(texts(&events), ["hello from carol"], "{events:?}");
     w.relay.shutdown().await;
 }
+
+/// The relay answers `add carol` with bob's real, validly signed bundle. One identity has one
+/// name, so this is a substitution: the client refuses it, and bob stays bob (the old client
+/// made "carol" with bob's key and moved bob's key to that name: bob's messages then showed as
+/// carol's, and what alice wrote to carol went to bob).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_key_served_under_another_name_is_refused() {
+    let mut w = world().await;
+    assert!(w.evil.rename("bob", "carol").unwrap());
+    let result = w.alice.add_contact("carol").await;
+    assert!(
+        result.is_err(),
+        "bob's bundle was accepted as carol's: {result:?}"
+    );
+    let names: Vec<String> = w
+        .alice
+        .contacts()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["bob"]);
+    assert!(w.evil.rename("carol", "bob").unwrap());
+    w.bob().send_text("alice", "still bob").await.unwrap();
+    let events = recv(&mut w.alice).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.contact == "bob" && m.text == "still bob")),
+        "{events:?}"
+    );
+    w.relay.shutdown().await;
+}

@@ -64,6 +64,21 @@ impl Client {
 
     fn start_session(&mut self, name: &str, bundle: PrekeyBundle) -> Result<Contact, ClientError> {
         let key_hex = hex::encode(bundle.identity_key.as_bytes());
+        // One identity has one name: a key we know under another name is a relay substitution
+        // (or that contact lost their name). Taking it would move the contact to this name.
+        let owner: Option<String> = self.store.tx()?.get(NS_CONTACT_BY_KEY, &key_hex)?;
+        if let Some(owner) = owner.filter(|owner| owner != name) {
+            let holds_key = self.contact(&owner)?.is_some_and(|c| {
+                c.identity_key == key_hex || c.changed_key.as_deref() == Some(key_hex.as_str())
+            });
+            if holds_key {
+                return Err(ClientError::Invalid(format!(
+                    "the relay answered for {name} with the identity key of your contact {owner}; \
+                     refusing it (one identity has one name: a relay substitution, unless {owner} \
+                     lost their name and took this one)"
+                )));
+            }
+        }
         let existing: Option<Contact> = self.store.tx()?.get(NS_CONTACT, name)?;
         if let Some(mut contact) = existing.clone() {
             if contact.identity_key != key_hex {
