@@ -16,12 +16,16 @@ pub const SIGNED_PREKEYS_KEPT: usize = 3;
 
 /// Most one-time prekey secrets kept: when a refill goes past it, the oldest are deleted.
 /// The client publishes batches of 100 and refills below 25 left, so the relay serves at most
-/// ~125 of ours; a key fetched by a sender survives four more refills (about 300 more fetches)
-/// before it is dropped. Older ones were withheld by a relay or fetched by a sender who never
-/// wrote, and keeping them without bound costs storage and forward secrecy (a stolen profile
-/// would decrypt every first message ever sent to them). A first message to a dropped key is
-/// refused with [`crate::SessionError::UnknownOneTimePrekey`].
-pub const MAX_ONE_TIME_PREKEYS: usize = 500;
+/// ~125 of ours; a key fetched by a sender survives 19 more refills (about 1 900 more fetches)
+/// before it is dropped. That margin matters: anyone may fetch a user's bundle (0.5/s past a
+/// burst of 20, the relay's per-user budget) and so push refills, and a sender who fetched a
+/// key and writes later must still be read; with 500 kept, a third party could drop a waiting
+/// sender's key in about 15 minutes of fetching. Keys older than that were withheld by a relay
+/// or fetched by a sender who never wrote; keeping them without bound costs storage (64 bytes
+/// each) and forward secrecy (a stolen profile would decrypt every first message ever sent to
+/// them). A first message to a dropped key is refused with
+/// [`crate::SessionError::UnknownOneTimePrekey`].
+pub const MAX_ONE_TIME_PREKEYS: usize = 2000;
 
 /// The prekey secrets a user holds.
 #[derive(Clone, Debug)]
