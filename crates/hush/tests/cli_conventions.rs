@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -35,13 +36,28 @@ async fn output(mut cmd: Command) -> Output {
 }
 
 /// Run `cmd` with stdout a pipe whose read end is already closed, as after `| head -1` has
-/// read its line: the first write fails with EPIPE.
-async fn output_into_closed_pipe(mut cmd: Command) -> Output {
+/// read its line: the first write fails with EPIPE. A shell holds the command back until the
+/// read end is gone (`std::io::pipe` is newer than the MSRV).
+async fn output_into_closed_pipe(cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        cmd.stdout(writer).stderr(Stdio::piped());
-        cmd.output().unwrap()
+        let mut held = Command::new("sh");
+        held.arg("-c")
+            .arg(r#"read -r _ && exec "$0" "$@""#)
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .envs(
+                cmd.get_envs()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = held.spawn().unwrap();
+        drop(child.stdout.take());
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
     })
     .await
     .unwrap()
