@@ -41,6 +41,12 @@ pub fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), String> {
     bytes(text.as_bytes())
 }
 
+/// Write one line to stdout; a failure is remembered (see [`stdout_closed`]), not returned.
+pub fn show_line(args: std::fmt::Arguments<'_>) {
+    // A closed pipe is in CLOSED for `main`; another failure has nowhere to be shown.
+    let _ = write_line(args);
+}
+
 /// Write one line to stderr; a closed stderr is ignored (there is nowhere left to report).
 pub fn write_err_line(args: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{args}");
@@ -60,7 +66,15 @@ macro_rules! eout {
     };
 }
 
-pub(crate) use {eout, out};
+/// `show!("...", args)`: a line of progress for work that must run to its end (the demo
+/// removes its temporary files): a closed stdout is remembered for `main`, not returned.
+macro_rules! show {
+    ($($arg:tt)*) => {
+        $crate::output::show_line(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {eout, out, show};
 
 /// The shell completion script for `command`, written to stdout.
 pub fn completions(mut command: clap::Command, shell: clap_complete::Shell) -> Result<(), String> {

@@ -234,6 +234,10 @@ async fn a_closed_stdout_ends_each_printing_command_quietly_and_keeps_state() {
     let o = output(hush(&alice, &["recv", "--json"])).await;
     assert!(stdout(&o).contains("a reply"), "{}", stdout(&o));
 
+    // The demo runs to its end (removing its temporary files) and then exits quietly.
+    let o = output_into_closed_pipe(hush(&bob, &["demo"])).await;
+    assert_quiet_exit(&o, "demo");
+
     for args in [&["completions", "bash"][..], &["man"], &["--help"]] {
         let o = output_into_closed_pipe(hush(&bob, args)).await;
         assert_ne!(o.status.code(), Some(101), "{}", stderr(&o));
