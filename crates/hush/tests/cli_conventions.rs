@@ -245,3 +245,52 @@ async fn a_closed_stdout_ends_each_printing_command_quietly_and_keeps_state() {
     }
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_stdout_is_closed_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("relay");
+    // Its address cannot be read from the closed stdout: pick a free port first.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut relay = Command::new("sh")
+        .arg("-c")
+        .arg(r#"read -r _ && exec "$0" "$@""#)
+        .arg(relay_binary())
+        .args(["--listen", addr.as_str(), "--data"])
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(relay.stdout.take());
+    let mut stdin = relay.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    // Serving once it answers a whole init (its start lines hit the closed pipe before that).
+    let profile = tmp.path().join("alice");
+    let mut last = String::new();
+    let mut registered = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(relay.try_wait().unwrap().is_none(), "hush-relay exited");
+        let o = output(hush(
+            &profile,
+            &["init", "--name", "alice", "--relay", &addr],
+        ))
+        .await;
+        if o.status.success() {
+            registered = true;
+            break;
+        }
+        last = stderr(&o);
+    }
+    assert!(registered, "init never succeeded: {last}");
+    assert!(relay.try_wait().unwrap().is_none(), "hush-relay exited");
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+}
