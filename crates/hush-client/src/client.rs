@@ -372,7 +372,9 @@ impl Client {
         self.conn.is_some()
     }
 
-    fn relay_key(&self) -> Result<[u8; 32], ClientError> {
+    /// The pinned relay key (given to `init` or trusted on first use there), which every
+    /// connection must present.
+    pub fn relay_key(&self) -> Result<[u8; 32], ClientError> {
         hex::decode(&self.config.relay_key)
             .ok()
             .and_then(|b| b.try_into().ok())

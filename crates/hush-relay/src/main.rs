@@ -1,10 +1,12 @@
 //! `hush-relay`: run the relay until SIGINT or SIGTERM, or run an operator command on its data.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use hush_relay::store::sqlite::SqliteStore;
 use hush_relay::Config;
 
@@ -39,6 +41,65 @@ enum Command {
         /// The name to free.
         name: String,
     },
+    /// Print the shell completion script, e.g.
+    /// `hush-relay completions bash > ~/.local/share/bash-completion/completions/hush-relay`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `hush-relay man > ~/.local/share/man/man1/hush-relay.1`.
+    Man,
+}
+
+/// `--version`: the release and the protocol profiles this build speaks.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol profiles: {})",
+        env!("CARGO_PKG_VERSION"),
+        hush_proto::PROFILE
+    )
+});
+
+/// The clap definition as the operator sees it (also the source of completions and man page).
+fn command() -> clap::Command {
+    Args::command().version(VERSION.as_str())
+}
+
+/// Exit status after stdout was closed by its reader (128 + SIGPIPE, as shells report it).
+const CLOSED_STDOUT: u8 = 141;
+
+/// Write generated text (completions, man page) to stdout: a closed pipe is a quiet exit, not
+/// a panic.
+fn print_generated(text: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(CLOSED_STDOUT),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "hush-relay: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `completions` and `man`, generated from the clap definitions; `None` for other commands.
+fn generate(command: Option<&Command>) -> Option<ExitCode> {
+    let mut text = Vec::new();
+    match command? {
+        Command::Completions { shell } => {
+            let mut cmd = self::command();
+            // Into memory: the generators panic on a failed write.
+            clap_complete::generate(*shell, &mut cmd, "hush-relay", &mut text);
+        }
+        Command::Man => {
+            if let Err(e) = clap_mangen::Man::new(self::command()).render(&mut text) {
+                let _ = writeln!(std::io::stderr(), "hush-relay: {e}");
+                return Some(ExitCode::from(1));
+            }
+        }
+        Command::FreeName { .. } => return None,
+    }
+    Some(print_generated(&text))
 }
 
 #[tokio::main]
@@ -50,7 +111,13 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = match Args::from_arg_matches(&command().get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    if let Some(code) = generate(args.command.as_ref()) {
+        return code;
+    }
     let mut config = match &args.config {
         Some(path) => match Config::from_file(path) {
             Ok(c) => c,
@@ -80,13 +147,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    println!("hush-relay listening on {}", relay.local_addr);
-    println!("relay public key: {}", hex::encode(relay.public_key));
+    // A closed stdout must not stop the relay (the key is also in DATA/relay.pub).
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "hush-relay listening on {}", relay.local_addr);
+    let _ = writeln!(out, "relay public key: {}", hex::encode(relay.public_key));
     if let Some(addr) = relay.metrics_addr {
-        println!("metrics on http://{addr}/metrics");
+        let _ = writeln!(out, "metrics on http://{addr}/metrics");
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let _ = out.flush();
+    drop(out);
 
     let stop = relay.shutdown_handle();
     tokio::spawn(async move {
@@ -108,7 +177,9 @@ fn free_name(config: &Config, name: &str) -> ExitCode {
     let freed = SqliteStore::open(&path).and_then(|store| store.free_name(name));
     match freed {
         Ok(Some(identity)) => {
-            println!(
+            // Freed whether or not stdout can still say so.
+            let _ = writeln!(
+                std::io::stdout(),
                 "freed name {name:?} (was identity {}); it can be registered again",
                 hex::encode(identity)
             );

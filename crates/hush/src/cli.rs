@@ -4,14 +4,30 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use hush_client::store::{Passphrase, StoreError};
 use hush_client::{default_profile_dir, Client, ClientError, DeliveryState, Event, HistoryEntry};
 use zeroize::Zeroizing;
 
+use crate::output::{self, eout, out};
 use crate::sanitize;
+
+/// `--version`: the release and the protocol profiles this build speaks.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol profiles: {})",
+        env!("CARGO_PKG_VERSION"),
+        hush_proto::PROFILE
+    )
+});
+
+/// The clap definition as the user sees it (also the source of completions and man page).
+fn command() -> clap::Command {
+    Cli::command().version(VERSION.as_str())
+}
 
 /// hush: end-to-end encrypted chat over an untrusted relay.
 #[derive(Parser, Debug)]
@@ -43,7 +59,7 @@ pub enum Command {
         #[arg(long)]
         allow_empty_passphrase: bool,
     },
-    /// Show name, relay and identity fingerprint.
+    /// Show name, relay, identity fingerprint and the pinned relay key.
     Whoami,
     /// Fetch NAME's prekey bundle and start a session (trust on first use).
     Add {
@@ -105,6 +121,14 @@ pub enum Command {
     /// Show every security property with evidence: embedded relay and temporary profiles on
     /// loopback, a PASS/FAIL table, non-zero exit if any fails (needs no profile or passphrase).
     Demo,
+    /// Print the shell completion script, e.g.
+    /// `hush completions bash > ~/.local/share/bash-completion/completions/hush`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `hush man > ~/.local/share/man/man1/hush.1`.
+    Man,
 }
 
 fn passphrase() -> Result<Zeroizing<String>, String> {
@@ -118,22 +142,30 @@ fn passphrase() -> Result<Zeroizing<String>, String> {
 
 /// Entry point: run the command, print errors plainly, exit non-zero on failure.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("hush: {e}");
+            eout!("hush: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    if output::stdout_closed() {
+        // The reader went away (`| head`): nothing to report, as with any Unix tool.
+        return ExitCode::from(output::CLOSED_STATUS);
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             // Error texts embed names and the relay's own words: attacker-controlled.
-            eprintln!("hush: {}", sanitize::line(&e));
+            eout!("hush: {}", sanitize::line(&e));
             ExitCode::FAILURE
         }
     }
@@ -144,12 +176,21 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     let err = |e: ClientError| e.to_string();
     match cli.command {
         Command::Demo => crate::demo::run().await,
+        Command::Completions { shell } => {
+            output::completions(command(), shell)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            output::man(command())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init {
             name,
             relay,
             relay_key,
             allow_empty_passphrase,
         } => {
+            let trusted_on_first_use = relay_key.is_none();
             let key = match relay_key {
                 Some(hex_key) => Some(
                     hex::decode(hex_key.trim())
@@ -172,12 +213,25 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let client = Client::init(&dir, pass_arg, &name, &relay, key)
                 .await
                 .map_err(err)?;
-            println!(
+            out!(
                 "registered {} on {}",
                 sanitize::line(client.name()),
                 sanitize::line(client.relay())
-            );
-            println!("fingerprint {}", client.identity_key().fingerprint());
+            )?;
+            out!("fingerprint {}", client.identity_key().fingerprint())?;
+            let relay_key = hex::encode(client.relay_key().map_err(err)?);
+            if trusted_on_first_use {
+                // As ssh does on first contact: say what was trusted, and how to check it.
+                out!("relay public key: {relay_key}")?;
+                out!(
+                    "  trusted on first use: nothing vouched that this is your operator's relay."
+                )?;
+                out!("  Compare it with the key the operator has (hush-relay prints it at start,")?;
+                out!("  and it is in DATA/relay.pub on the relay). If they differ, delete this")?;
+                out!("  profile and run init again with --relay-key and the operator's key.")?;
+            } else {
+                out!("relay public key: {relay_key} (as given with --relay-key)")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Chat { name } => {
@@ -201,20 +255,25 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         Command::Init { .. } => Err("profile already exists".into()),
         Command::Chat { .. } => Err("chat needs the profile to itself".into()),
         Command::Demo => Err("the demo uses its own temporary profiles".into()),
+        Command::Completions { .. } | Command::Man => Err("needs no profile".into()),
         Command::Whoami => {
-            println!("name {}", sanitize::line(client.name()));
-            println!("relay {}", sanitize::line(client.relay()));
-            println!("fingerprint {}", client.identity_key().fingerprint());
+            out!("name {}", sanitize::line(client.name()))?;
+            out!("relay {}", sanitize::line(client.relay()))?;
+            out!("fingerprint {}", client.identity_key().fingerprint())?;
+            out!(
+                "relay public key: {}",
+                hex::encode(client.relay_key().map_err(err)?)
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Add { name } => {
             let contact = client.add_contact(&name).await.map_err(err)?;
             let name = sanitize::line(&contact.name);
-            println!(
+            out!(
                 "added {name} (fingerprint {})",
                 sanitize::line(short(&contact.identity_key))
-            );
-            println!("compare safety numbers with `hush verify {name}`");
+            )?;
+            out!("compare safety numbers with `hush verify {name}`")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send { name, text } => {
@@ -232,33 +291,33 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                 // resend, and so a duplicate).
                 DeliveryState::Queued if sent.error.is_some() => {
                     let why = sent.error.map(|e| e.to_string()).unwrap_or_default();
-                    println!(
+                    out!(
                         "queued {} ({}; it will be sent by the next command that connects)",
                         entry.id,
                         sanitize::line(&why)
-                    );
+                    )?;
                     Ok(ExitCode::from(3))
                 }
                 DeliveryState::Queued => match &entry.failure {
                     Some(why) => {
-                        println!("queued {} (refused by the relay: {}; it is retried with backoff by later commands)", entry.id, sanitize::line(why));
+                        out!("queued {} (refused by the relay: {}; it is retried with backoff by later commands)", entry.id, sanitize::line(why))?;
                         Ok(ExitCode::from(3))
                     }
                     None => {
-                        println!("queued {} (relay unreachable; it will be sent by the next command that connects)", entry.id);
+                        out!("queued {} (relay unreachable; it will be sent by the next command that connects)", entry.id)?;
                         Ok(ExitCode::from(3))
                     }
                 },
                 DeliveryState::Failed => {
-                    println!(
+                    out!(
                         "failed {}: {}",
                         entry.id,
                         sanitize::line(entry.failure.as_deref().unwrap_or("undeliverable"))
-                    );
+                    )?;
                     Ok(ExitCode::FAILURE)
                 }
                 _ => {
-                    println!("sent {}", entry.id);
+                    out!("sent {}", entry.id)?;
                     Ok(ExitCode::SUCCESS)
                 }
             }
@@ -285,7 +344,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                         "name": c.name, "identity_key": c.identity_key, "verified": c.verified,
                         "key_changed": c.changed_key.is_some(), "unread": c.unread,
                     });
-                    println!("{v}");
+                    out!("{v}")?;
                 } else {
                     let mark = if c.changed_key.is_some() {
                         "KEY CHANGED"
@@ -294,7 +353,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                     } else {
                         "unverified"
                     };
-                    println!("{}\t{}\t{} unread", sanitize::line(&c.name), mark, c.unread);
+                    out!("{}\t{}\t{} unread", sanitize::line(&c.name), mark, c.unread)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -302,10 +361,10 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         Command::History { name, json } => {
             for m in client.history(&name).map_err(err)? {
                 if json {
-                    println!("{}", entry_json(&m));
+                    out!("{}", entry_json(&m))?;
                 } else {
                     let who = if m.outgoing { "me" } else { m.contact.as_str() };
-                    println!(
+                    out!(
                         "[{}] {}: {} ({})",
                         timestamp(m.sent_at),
                         sanitize::line(who),
@@ -319,7 +378,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                             }
                             _ => state_label(m.state).to_owned(),
                         }
-                    );
+                    )?;
                 }
             }
             client.mark_read(&name).map_err(err)?;
@@ -330,34 +389,30 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
             let contact = client.contact(&name).map_err(err)?;
             let name = sanitize::line(&name);
             if contact.as_ref().is_some_and(|c| c.changed_key.is_some()) {
-                println!("WARNING: {name}'s identity key has CHANGED. This is the number for the NEW key.");
+                out!("WARNING: {name}'s identity key has CHANGED. This is the number for the NEW key.")?;
             }
-            println!("safety number with {name}:\n{}", number.grouped());
+            out!("safety number with {name}:\n{}", number.grouped())?;
             match qrcode::QrCode::new(number.qr_payload()) {
-                Ok(code) => println!(
+                Ok(code) => out!(
                     "{}",
                     code.render::<qrcode::render::unicode::Dense1x2>()
                         .quiet_zone(true)
                         .build()
-                ),
-                Err(e) => println!("(cannot draw QR code: {e})"),
+                )?,
+                Err(e) => out!("(cannot draw QR code: {e})")?,
             }
             if confirm {
                 client.confirm_verified(&name).map_err(err)?;
-                println!("{name} marked verified");
+                out!("{name} marked verified")?;
             } else {
-                println!(
-                    "if the numbers match on both devices, run `hush verify {name} --confirm`"
-                );
+                out!("if the numbers match on both devices, run `hush verify {name} --confirm`")?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Trust { name } => {
             client.trust(&name).map_err(err)?;
             let name = sanitize::line(&name);
-            println!(
-                "accepted the new identity key for {name}; verify it with `hush verify {name}`"
-            );
+            out!("accepted the new identity key for {name}; verify it with `hush verify {name}`")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rpc => crate::rpc::run(client).await,
@@ -410,7 +465,7 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
     match event {
         Event::Message(m) => {
             if json {
-                println!("{}", entry_json(m));
+                out!("{}", entry_json(m))?;
             } else {
                 let flag = if m.key_changed {
                     " [KEY CHANGED - not the trusted key]"
@@ -419,31 +474,31 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                 } else {
                     " [unverified]"
                 };
-                println!(
+                out!(
                     "{}: {}{}",
                     sanitize::line(&m.contact),
                     sanitize::text(&m.text),
                     flag
-                );
+                )?;
             }
         }
         Event::KeyChanged { contact } => {
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"event": "key_changed", "contact": contact})
-                );
+                )?;
             } else {
                 let contact = sanitize::line(contact);
-                eprintln!("WARNING: {contact}'s identity key has CHANGED. Sending to {contact} is blocked until you run `hush verify {contact}` and `hush trust {contact}`.");
+                eout!("WARNING: {contact}'s identity key has CHANGED. Sending to {contact} is blocked until you run `hush verify {contact}` and `hush trust {contact}`.");
             }
         }
         Event::Delivered { contact, ids } => {
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"event": "delivered", "contact": contact, "ids": ids})
-                );
+                )?;
             }
         }
         Event::Failed {
@@ -452,12 +507,12 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
             reason,
         } => {
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"event": "failed", "contact": contact, "id": id, "reason": reason})
-                );
+                )?;
             } else {
-                eprintln!(
+                eout!(
                     "a message to {} failed ({id}): {}",
                     sanitize::line(contact),
                     sanitize::line(reason)
@@ -466,12 +521,12 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
         }
         Event::Rejected { contact, reason } => {
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"event": "rejected", "contact": contact, "reason": reason})
-                );
+                )?;
             } else {
-                eprintln!(
+                eout!(
                     "rejected a message{}: {}",
                     contact
                         .as_ref()

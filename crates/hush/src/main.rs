@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod output;
 mod rpc;
 mod sanitize;
 mod tui;

@@ -89,13 +89,21 @@ struct Demo {
 pub async fn run() -> Result<ExitCode, String> {
     let started = Instant::now();
     let sabotage = std::env::var("HUSH_DEMO_SABOTAGE").unwrap_or_default();
-    println!("hush demo: each security property of hush, with the evidence, on loopback only.");
-    println!("An embedded relay and temporary profiles live in a temporary directory that is");
-    println!("deleted at exit. The demo also plays the attacker: a malicious relay operator");
-    println!("(who edits the relay's database), a broken client, and a thief of session state.");
+    crate::output::show!(
+        "hush demo: each security property of hush, with the evidence, on loopback only."
+    );
+    crate::output::show!(
+        "An embedded relay and temporary profiles live in a temporary directory that is"
+    );
+    crate::output::show!(
+        "deleted at exit. The demo also plays the attacker: a malicious relay operator"
+    );
+    crate::output::show!(
+        "(who edits the relay's database), a broken client, and a thief of session state."
+    );
     match sabotage.as_str() {
         "" => {}
-        "integrity" => println!(
+        "integrity" => crate::output::show!(
             "HUSH_DEMO_SABOTAGE=integrity: the tampering is skipped, so that row must FAIL."
         ),
         other => {
@@ -128,7 +136,7 @@ pub async fn run() -> Result<ExitCode, String> {
     let mut step = 0;
     let mut say = |text: String| {
         step += 1;
-        println!("{step:>3}. {text}");
+        crate::output::show!("{step:>3}. {text}");
     };
     say(format!(
         "relay listening on {relay_addr} (data in {}), static public key {}",
@@ -199,7 +207,7 @@ pub async fn run() -> Result<ExitCode, String> {
             ),
             Err(e) => (false, format!("error: {e}")),
         };
-        println!("  => {property}: {}", if pass { "PASS" } else { "FAIL" });
+        crate::output::show!("  => {property}: {}", if pass { "PASS" } else { "FAIL" });
         rows.push(Row {
             property,
             pass,
@@ -210,9 +218,9 @@ pub async fn run() -> Result<ExitCode, String> {
     drop(demo.bob.take());
     relay.shutdown().await;
     section("summary");
-    println!("  {:<26} {:<7} evidence", "property", "result");
+    crate::output::show!("  {:<26} {:<7} evidence", "property", "result");
     for row in &rows {
-        println!(
+        crate::output::show!(
             "  {:<26} {:<7} {}",
             row.property,
             if row.pass { "PASS" } else { "FAIL" },
@@ -220,7 +228,7 @@ pub async fn run() -> Result<ExitCode, String> {
         );
     }
     let failed = rows.iter().filter(|r| !r.pass).count();
-    println!(
+    crate::output::show!(
         "\n{} of {} properties shown in {:.1} s; temporary files removed.",
         rows.len() - failed,
         rows.len(),

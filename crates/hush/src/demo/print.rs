@@ -6,17 +6,17 @@ use hush_proto::SafetyNumber;
 use super::Demo;
 
 pub(super) fn section(title: &str) {
-    println!("\n== {title} ==");
+    crate::output::show!("\n== {title} ==");
 }
 
 impl Demo {
     pub(super) fn say(&mut self, text: impl AsRef<str>) {
         self.step += 1;
-        println!("{:>3}. {}", self.step, text.as_ref());
+        crate::output::show!("{:>3}. {}", self.step, text.as_ref());
     }
 
     pub(super) fn detail(&self, text: impl AsRef<str>) {
-        println!("       {}", text.as_ref());
+        crate::output::show!("       {}", text.as_ref());
     }
 }
 

@@ -21,6 +21,9 @@ pub struct RelayProcess {
     child: Option<Child>,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The line it printed at start naming its key (`relay public key: HEX`), as an operator
+    /// would read it.
+    pub key_line: String,
 }
 
 impl RelayProcess {
@@ -60,11 +63,15 @@ impl RelayProcess {
             .expect("start hush-relay");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let (key_tx, key_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.strip_prefix("hush-relay listening on ") {
                     let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
+                }
+                if line.starts_with("relay public key: ") {
+                    let _ = key_tx.send(line);
                 }
             }
         });
@@ -73,9 +80,13 @@ impl RelayProcess {
             let log = std::fs::read_to_string(data.join("relay-test.log")).unwrap_or_default();
             panic!("hush-relay did not start:\n{log}")
         });
+        let key_line = key_rx
+            .recv_timeout(WAIT)
+            .expect("hush-relay printed no key line");
         Self {
             child: Some(child),
             addr,
+            key_line,
         }
     }
 
@@ -133,7 +144,7 @@ impl Drop for RelayProcess {
 }
 
 /// `target/<profile>/hush-relay`, beside the `hush` binary under test.
-fn relay_binary() -> &'static Path {
+pub fn relay_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let binary = Path::new(env!("CARGO_BIN_EXE_hush"))
