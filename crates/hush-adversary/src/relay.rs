@@ -1,6 +1,6 @@
 //! A malicious relay operator: direct SQL on the relay's SQLite database while it runs. Every
-//! change to stored envelopes keeps `mailbox_usage` and `mailbox_totals` equal to what the
-//! `messages` table holds, so the relay itself notices nothing.
+//! change to stored envelopes keeps `mailbox_usage`, `mailbox_totals` and `sender_usage` equal
+//! to what the `messages` table holds, so the relay itself notices nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,7 +65,8 @@ fn in_tx<T>(
     f: impl FnOnce(&Connection) -> Result<T, AdversaryError>,
 ) -> Result<T, AdversaryError> {
     db.execute_batch("BEGIN IMMEDIATE")?;
-    match f(db) {
+    // Senders change with rows (rewrite_sender, swap), so their counters are recomputed.
+    match f(db).and_then(|v| resync_senders(db).map(|()| v)) {
         Ok(v) => {
             db.execute_batch("COMMIT")?;
             Ok(v)
@@ -75,6 +76,17 @@ fn in_tx<T>(
             Err(e)
         }
     }
+}
+
+/// Recompute the relay's per-sender byte counters from the stored messages.
+fn resync_senders(db: &Connection) -> Result<(), AdversaryError> {
+    db.execute_batch(
+        "DELETE FROM sender_usage;
+         INSERT INTO sender_usage (sender, bytes)
+             SELECT sender, sum(length(envelope)) FROM messages GROUP BY sender
+             HAVING sum(length(envelope)) > 0;",
+    )?;
+    Ok(())
 }
 
 /// Add to one mailbox's counters and the totals (negative to remove).
@@ -379,8 +391,8 @@ impl MaliciousRelay {
         Ok(public)
     }
 
-    /// Check that the mailbox counters agree with the stored envelopes (what every change
-    /// here must preserve).
+    /// Check that the mailbox and sender counters agree with the stored envelopes (what every
+    /// change here must preserve).
     pub fn counters_consistent(&self) -> Result<bool, AdversaryError> {
         let db = self.db()?;
         let collect = |sql: &str| -> Result<Vec<(Vec<u8>, i64, i64)>, AdversaryError> {
@@ -404,6 +416,18 @@ impl MaliciousRelay {
         let sums = actual
             .iter()
             .fold((0, 0), |(m, b), (_, dm, db)| (m + dm, b + db));
-        Ok(usage == actual && totals == sums)
+        let senders = |sql: &str| -> Result<Vec<(Vec<u8>, i64)>, AdversaryError> {
+            let mut stmt = db.prepare(sql)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        };
+        let sender_usage = senders("SELECT sender, bytes FROM sender_usage ORDER BY sender")?;
+        let sender_actual = senders(
+            "SELECT sender, sum(length(envelope)) FROM messages GROUP BY sender
+             HAVING sum(length(envelope)) > 0 ORDER BY sender",
+        )?;
+        Ok(usage == actual && totals == sums && sender_usage == sender_actual)
     }
 }

@@ -54,6 +54,12 @@ pub struct Config {
     /// Envelope bytes all mailboxes together may hold: names are free, so per-mailbox quotas
     /// alone do not bound the disk. Senders get StorageFull beyond it.
     pub storage_max_bytes: u64,
+    /// Envelope bytes stored from one sender identity, not yet acked or expired: one sender
+    /// (with however many free names to write to) cannot fill `storage_max_bytes` and so
+    /// silence everyone. Once all mailboxes hold more than 90 % of `storage_max_bytes`, a
+    /// sender may hold only a quarter of this, so light senders keep the last 10 %.
+    /// Senders get StorageFull beyond it.
+    pub sender_max_bytes: u64,
     /// Seconds a message is kept before it expires undelivered (default 30 days).
     pub message_ttl_secs: u64,
     /// Seconds between expiry sweeps.
@@ -103,6 +109,7 @@ impl Default for Config {
             mailbox_max_messages: 10_000,
             mailbox_max_bytes: 64 * 1024 * 1024,
             storage_max_bytes: 16 * 1024 * 1024 * 1024,
+            sender_max_bytes: 256 * 1024 * 1024,
             message_ttl_secs: 30 * 24 * 3600,
             expiry_interval_secs: 600,
             max_one_time_prekeys: 500,

@@ -561,6 +561,7 @@ impl Session<'_> {
                         max_messages: config.mailbox_max_messages,
                         max_bytes: config.mailbox_max_bytes,
                         max_total_bytes: config.storage_max_bytes,
+                        max_sender_bytes: config.sender_max_bytes,
                     })
                     .await?
                 {
@@ -572,6 +573,13 @@ impl Session<'_> {
                     WriteResult::StorageFull => Err(err(
                         ErrorCode::StorageFull,
                         "the relay's storage is full; retry later",
+                    )),
+                    // The same code as a full relay: to the sender both mean "wait until
+                    // stored mail is fetched", and clients already park and retry on it.
+                    WriteResult::SenderQuota => Err(err(
+                        ErrorCode::StorageFull,
+                        "your share of the relay's storage is used up; retry when your \
+                         messages have been fetched",
                     )),
                     _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
                 }

@@ -1,7 +1,8 @@
 //! Identities are free, so every resource a client can make the relay hold is bounded per
 //! identity and per source, and a drained resource degrades service instead of denying it:
 //! connection caps per IP and per identity, one live subscription per identity, queues bounded
-//! in bytes, PublishPrekeys only after Register and rate-limited, a global storage quota, bundles
+//! in bytes, PublishPrekeys only after Register and rate-limited, a global storage quota with a
+//! per-sender share, bundles
 //! without a one-time prekey once a user's fetch budget is spent, and a bounded metrics
 //! endpoint. Each test runs the real `hush-relay` process with a bystander that must keep
 //! working.
@@ -468,6 +469,91 @@ async fn the_global_storage_quota_refuses_with_storage_full() {
     )
     .await;
     assert_eq!(ack(&mut bob.conn, vec![d[1].id]).await, 1);
+    bystander.check().await;
+}
+
+/// Send 1000-byte envelopes round-robin to `victims` until the relay refuses one (at most
+/// `max` sends); returns the bytes stored and the refusal.
+async fn fill_until_refused(
+    from: &mut User,
+    victims: &[[u8; 32]],
+    max: usize,
+) -> (usize, Option<hush_proto::relay::RelayError>) {
+    let mut stored = 0;
+    for i in 0..max {
+        let recipient = victims[i % victims.len()];
+        let envelope = envelope_of_len(format!("flood {i}").as_bytes(), 1000);
+        match from
+            .conn
+            .request(&Request::Send {
+                recipient,
+                envelope,
+            })
+            .await
+        {
+            Ok(Reply::Stored { .. }) => stored += 1000,
+            Err(NetError::Relay(e)) => return (stored, Some(e)),
+            other => panic!("unexpected reply to a flood send: {other:?}"),
+        }
+    }
+    (stored, None)
+}
+
+/// Review R1: names are free, so without a per-sender share one identity writing to many free
+/// names filled the global quota and every user's Send got StorageFull. With
+/// storage_max_bytes = 40 000 and sender_max_bytes = 10 000, four attacker identities flood
+/// eight free names and never ack: three stop at their share, and the fourth at a quarter of it
+/// once the relay is above 90 %. The bystander, with nothing stored, still sends: its message
+/// is stored, delivered and acked. Once a victim's mail is fetched, its sender's share frees.
+#[tokio::test]
+async fn one_sender_cannot_fill_the_storage_quota_and_silence_everyone() {
+    let config = "storage_max_bytes = 40000\nsender_max_bytes = 10000\n";
+    let (_dir, relay, mut bystander) = with_bystander(Some(config)).await;
+    let mut victims = Vec::new();
+    for n in 0..8 {
+        victims.push(User::new(&relay, &format!("victim{n}")).await);
+    }
+    let addrs: Vec<[u8; 32]> = victims.iter().map(User::addr).collect();
+    let mut stored = Vec::new();
+    let mut refusals = Vec::new();
+    let mut attackers = Vec::new();
+    for n in 0..4 {
+        let mut attacker = User::new(&relay, &format!("attacker{n}")).await;
+        let (bytes, refusal) = fill_until_refused(&mut attacker, &addrs, 60).await;
+        stored.push(bytes);
+        refusals.push(refusal);
+        attackers.push(attacker);
+    }
+    // Before anything frees: the bystander's own Send must be stored and delivered.
+    bystander.check().await;
+
+    assert_eq!(
+        stored,
+        [10_000, 10_000, 10_000, 6_000],
+        "bytes stored per attacker"
+    );
+    for refusal in refusals {
+        let refusal = refusal.expect("an attacker was never refused");
+        assert_eq!(refusal.code, ErrorCode::StorageFull);
+        assert!(refusal.message.contains("share"), "{}", refusal.message);
+    }
+    let m = relay.scrape().await;
+    assert_eq!(m.rejects("storage_full"), 4);
+    assert_eq!(m.get("hush_mailbox_bytes"), 36_000);
+
+    // Another light user writes to a flooded victim, who gets it (with the 7 flood messages
+    // round-robin put in its mailbox).
+    let mut dave = User::new(&relay, "dave").await;
+    send(&mut dave.conn, addrs[0], envelope(b"from dave")).await;
+    let victim = &mut victims[0];
+    subscribe(&mut victim.conn).await;
+    let d = take(&mut victim.conn, 8, T).await;
+    assert!(d.iter().any(|m| m.envelope == envelope(b"from dave")));
+    // The victim acks; attacker 0's share frees (2000 bytes of it were in that mailbox).
+    let ids = d.iter().map(|m| m.id).collect();
+    assert_eq!(ack(&mut victim.conn, ids).await, 8);
+    let (again, _) = fill_until_refused(&mut attackers[0], &addrs, 1).await;
+    assert_eq!(again, 1000, "an acked sender's share did not free");
     bystander.check().await;
 }
 

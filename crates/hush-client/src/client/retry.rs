@@ -119,7 +119,7 @@ fn reason(code: ErrorCode) -> String {
             "the relay says there is no such recipient (the name may have been freed)"
         }
         ErrorCode::MailboxFull => "the recipient's mailbox is full",
-        ErrorCode::StorageFull => "the relay's storage is full",
+        ErrorCode::StorageFull => "the relay's storage, or our share of it, is full",
         ErrorCode::Malformed => "the relay could not parse it",
         ErrorCode::Internal => "the relay could not store it",
         _ => "the relay refused it",

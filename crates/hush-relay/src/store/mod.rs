@@ -65,6 +65,9 @@ pub enum WriteOp {
         max_bytes: u64,
         /// Quota: most envelope bytes in all mailboxes together.
         max_total_bytes: u64,
+        /// Quota: most envelope bytes stored from one sender (a quarter of it once all
+        /// mailboxes together are above 90 % of `max_total_bytes`).
+        max_sender_bytes: u64,
     },
     /// Delete acknowledged messages, only from `recipient`'s own mailbox.
     Ack {
@@ -113,6 +116,8 @@ pub enum WriteResult {
     MailboxFull,
     /// All mailboxes together are over the relay's storage quota.
     StorageFull,
+    /// The sender's share of the storage quota is used up.
+    SenderQuota,
     /// Ack deleted this many messages.
     Acked(u32),
     /// Expiry deleted this many messages (prekeys of nameless identities are not counted).

@@ -26,7 +26,7 @@ use super::{
 
 /// The schema version this code reads and writes (`PRAGMA user_version`). A database with a
 /// newer version is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a hush relay database ("hush" in ASCII), so the relay refuses to
 /// adopt some other application's SQLite file.
@@ -88,6 +88,18 @@ CREATE TABLE mailbox_totals (
     bytes     INTEGER NOT NULL CHECK (bytes >= 0)
 );
 INSERT INTO mailbox_totals (singleton, messages, bytes) VALUES (0, 0, 0);
+";
+
+/// Version 2: envelope bytes stored per sender, so one sender cannot take the whole storage
+/// quota. Also the migration from version 1 (filled from the messages already stored).
+const SENDER_USAGE: &str = "
+CREATE TABLE sender_usage (
+    sender BLOB    NOT NULL PRIMARY KEY,
+    bytes  INTEGER NOT NULL CHECK (bytes >= 0)
+) WITHOUT ROWID;
+INSERT INTO sender_usage (sender, bytes)
+    SELECT sender, sum(length(envelope)) FROM messages GROUP BY sender
+    HAVING sum(length(envelope)) > 0;
 ";
 
 /// The default [`Store`]: one SQLite database file, durable on every committed batch.
@@ -360,7 +372,7 @@ fn check_header(conn: &Connection) -> Result<i64, StoreError> {
              ({SCHEMA_VERSION}); upgrade the relay"
         )));
     }
-    if version != SCHEMA_VERSION {
+    if version != SCHEMA_VERSION && version != 1 {
         return Err(StoreError(format!(
             "unknown database schema version {version} (this relay supports {SCHEMA_VERSION})"
         )));
@@ -373,10 +385,18 @@ fn check_header(conn: &Connection) -> Result<i64, StoreError> {
 fn create_schema(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
-        if check_header(conn)? == 0 {
-            conn.execute_batch(SCHEMA)?;
-            conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        match check_header(conn)? {
+            0 => {
+                conn.execute_batch(SCHEMA)?;
+                conn.execute_batch(SENDER_USAGE)?;
+                conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            1 => {
+                conn.execute_batch(SENDER_USAGE)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            _ => {}
         }
         Ok::<(), StoreError>(())
     })();
@@ -420,6 +440,7 @@ fn apply_op(
             max_messages,
             max_bytes,
             max_total_bytes,
+            max_sender_bytes,
         } => enqueue(
             conn,
             usage,
@@ -431,6 +452,7 @@ fn apply_op(
                 max_messages: *max_messages,
                 max_bytes: *max_bytes,
                 max_total_bytes: *max_total_bytes,
+                max_sender_bytes: *max_sender_bytes,
             },
         ),
         WriteOp::Ack { recipient, ids } => ack(conn, usage, recipient, ids),
@@ -619,10 +641,27 @@ struct Quota {
     max_messages: u32,
     max_bytes: u64,
     max_total_bytes: u64,
+    max_sender_bytes: u64,
 }
 
-/// Store an envelope if the mailbox has room for one more message and its bytes, and all
-/// mailboxes together have room for its bytes.
+/// Above this share of the storage quota (in tenths), only light senders may store more.
+const HEADROOM_TENTHS: u64 = 9;
+
+impl Quota {
+    /// The most bytes `sender` may have stored once this envelope is in: its share, or a
+    /// quarter of it once the relay is nearly full, so a sender with little stored can still
+    /// send while heavy senders wait for their mail to be fetched.
+    fn sender_limit(&self, total_after: u64) -> u64 {
+        if total_after > self.max_total_bytes / 10 * HEADROOM_TENTHS {
+            self.max_sender_bytes / 4
+        } else {
+            self.max_sender_bytes
+        }
+    }
+}
+
+/// Store an envelope if the mailbox has room for one more message and its bytes, all
+/// mailboxes together have room for its bytes, and the sender is within its share.
 fn enqueue(
     conn: &Connection,
     usage: &mut UsageDeltas,
@@ -652,6 +691,14 @@ fn enqueue(
     {
         return Ok(WriteResult::StorageFull);
     }
+    let sender_bytes = non_negative(usage.sender_bytes(conn, sender)?, "sender byte count")?;
+    let limit = quota.sender_limit(all_bytes.saturating_add(len_u64));
+    if sender_bytes
+        .checked_add(len_u64)
+        .is_none_or(|total| total > limit)
+    {
+        return Ok(WriteResult::SenderQuota);
+    }
 
     conn.prepare_cached(
         "INSERT INTO messages (recipient, sender, received_at_ms, envelope)
@@ -665,6 +712,7 @@ fn enqueue(
     ])?;
     let id = non_negative(conn.last_insert_rowid(), "message id")?;
     usage.add(conn, recipient.as_slice(), 1, len_i64)?;
+    usage.add_sender(conn, sender, len_i64)?;
     Ok(WriteResult::Stored(id))
 }
 
@@ -676,7 +724,8 @@ fn ack(
     ids: &[MessageId],
 ) -> Result<WriteResult, StoreError> {
     let mut delete = conn.prepare_cached(
-        "DELETE FROM messages WHERE id = ?1 AND recipient = ?2 RETURNING length(envelope)",
+        "DELETE FROM messages WHERE id = ?1 AND recipient = ?2
+         RETURNING length(envelope), sender",
     )?;
     let mut deleted: i64 = 0;
     let mut bytes: i64 = 0;
@@ -685,12 +734,15 @@ fn ack(
         let Ok(id) = i64::try_from(id) else {
             continue;
         };
-        let len: Option<i64> = delete
-            .query_row(params![id, recipient.as_slice()], |row| row.get(0))
+        let row: Option<(i64, Vec<u8>)> = delete
+            .query_row(params![id, recipient.as_slice()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?;
-        if let Some(len) = len {
+        if let Some((len, sender)) = row {
             deleted = deleted.saturating_add(1);
             bytes = bytes.saturating_add(len);
+            usage.add_sender(conn, &sender, -len)?;
         }
     }
     if deleted > 0 {
@@ -734,6 +786,19 @@ fn expire(
     if per_mailbox.is_empty() {
         return Ok(WriteResult::Expired(0));
     }
+    let mut per_sender = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT sender, sum(length(envelope)) FROM messages
+             WHERE received_at_ms < ?1 GROUP BY sender",
+        )?;
+        let rows = stmt.query_map(params![before], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            per_sender.push(row?);
+        }
+    }
     let deleted = conn
         .prepare_cached("DELETE FROM messages WHERE received_at_ms < ?1")?
         .execute(params![before])?;
@@ -741,6 +806,9 @@ fn expire(
     for (recipient, messages, bytes) in &per_mailbox {
         counted = counted.saturating_add(*messages);
         usage.add(conn, recipient, -*messages, -*bytes)?;
+    }
+    for (sender, bytes) in &per_sender {
+        usage.add_sender(conn, sender, -*bytes)?;
     }
     let deleted = u64::try_from(deleted).map_err(|_| too_large())?;
     if u64::try_from(counted).ok() != Some(deleted) {
@@ -761,6 +829,8 @@ struct UsageDeltas {
     stored_total_bytes: Option<i64>,
     /// Change of the total bytes so far in this batch.
     total_bytes_delta: i64,
+    /// sender -> envelope bytes stored before the batch, and the change so far.
+    senders: std::collections::HashMap<Vec<u8>, (i64, i64)>,
 }
 
 /// (messages, bytes).
@@ -805,6 +875,41 @@ impl UsageDeltas {
         Ok(())
     }
 
+    fn sender_entry(
+        &mut self,
+        conn: &Connection,
+        sender: &[u8],
+    ) -> Result<&mut (i64, i64), StoreError> {
+        if !self.senders.contains_key(sender) {
+            let stored: Option<i64> = conn
+                .prepare_cached("SELECT bytes FROM sender_usage WHERE sender = ?1")?
+                .query_row(params![sender], |row| row.get(0))
+                .optional()?;
+            self.senders
+                .insert(sender.to_vec(), (stored.unwrap_or(0), 0));
+        }
+        self.senders
+            .get_mut(sender)
+            .ok_or_else(|| StoreError("sender usage cache".to_owned()))
+    }
+
+    /// Envelope bytes `sender` has stored, including this batch's changes so far.
+    fn sender_bytes(&mut self, conn: &Connection, sender: &[u8]) -> Result<i64, StoreError> {
+        let (stored, delta) = *self.sender_entry(conn, sender)?;
+        Ok(stored.saturating_add(delta))
+    }
+
+    fn add_sender(
+        &mut self,
+        conn: &Connection,
+        sender: &[u8],
+        bytes: i64,
+    ) -> Result<(), StoreError> {
+        let (_, delta) = self.sender_entry(conn, sender)?;
+        *delta = delta.saturating_add(bytes);
+        Ok(())
+    }
+
     /// Bytes in all mailboxes including this batch's changes so far.
     fn total_bytes(&mut self, conn: &Connection) -> Result<i64, StoreError> {
         let stored = match self.stored_total_bytes {
@@ -823,6 +928,22 @@ impl UsageDeltas {
     /// Write every changed mailbox's counters and the totals. A counter driven below zero
     /// violates a CHECK constraint, failing the batch instead of hiding the inconsistency.
     fn flush(self, conn: &Connection) -> Result<(), StoreError> {
+        for (sender, (stored, delta)) in self.senders {
+            if delta == 0 {
+                continue;
+            }
+            let bytes = stored.saturating_add(delta);
+            if bytes == 0 {
+                conn.prepare_cached("DELETE FROM sender_usage WHERE sender = ?1")?
+                    .execute(params![sender])?;
+            } else {
+                conn.prepare_cached(
+                    "INSERT INTO sender_usage (sender, bytes) VALUES (?1, ?2)
+                     ON CONFLICT (sender) DO UPDATE SET bytes = excluded.bytes",
+                )?
+                .execute(params![sender, bytes])?;
+            }
+        }
         let (mut total_messages, mut total_bytes) = (0i64, 0i64);
         for (recipient, ((m, b), (dm, db))) in self.mailboxes {
             if dm == 0 && db == 0 {
@@ -985,6 +1106,7 @@ mod tests {
             max_messages: MAX_MESSAGES,
             max_bytes: MAX_BYTES,
             max_total_bytes: MAX_TOTAL_BYTES,
+            max_sender_bytes: MAX_TOTAL_BYTES,
         }
     }
 
@@ -1020,6 +1142,21 @@ mod tests {
             .iter()
             .fold((0, 0), |(m, b), (_, dm, db)| (m + dm, b + db));
         assert_eq!(totals, sums);
+        let per_sender = |sql: &str| -> Vec<(Vec<u8>, i64)> {
+            raw.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            per_sender("SELECT sender, bytes FROM sender_usage ORDER BY sender"),
+            per_sender(
+                "SELECT sender, sum(length(envelope)) FROM messages
+                 GROUP BY sender HAVING sum(length(envelope)) > 0 ORDER BY sender"
+            )
+        );
     }
 
     fn one(store: &SqliteStore, op: WriteOp) -> WriteResult {
@@ -1312,6 +1449,7 @@ mod tests {
             max_messages: 3,
             max_bytes: MAX_BYTES,
             max_total_bytes: MAX_TOTAL_BYTES,
+            max_sender_bytes: MAX_TOTAL_BYTES,
         };
         let first = stored(one(&store, op(0)));
         stored(one(&store, op(1)));
@@ -1346,6 +1484,7 @@ mod tests {
             max_messages: MAX_MESSAGES,
             max_bytes: MAX_BYTES,
             max_total_bytes: 100,
+            max_sender_bytes: MAX_TOTAL_BYTES,
         };
         stored(one(&store, op(10, 60)));
         let results = store.apply(&[op(11, 30), op(12, 11), op(12, 10)]).unwrap();
@@ -1354,6 +1493,108 @@ mod tests {
         assert!(matches!(results[2], WriteResult::Stored(_)));
         assert_eq!(one(&store, op(13, 1)), WriteResult::StorageFull);
         assert_eq!(store.totals().unwrap().bytes, 100);
+        check_counters(&dir);
+    }
+
+    /// One sender cannot take the whole storage quota: it is refused at its share while
+    /// another sender still stores; acks and expiry give the share back; and above 90 % of
+    /// the quota only senders below a quarter of their share are accepted.
+    #[test]
+    fn each_sender_has_a_share_of_the_storage_quota() {
+        let (dir, store) = open();
+        let op = |from: u8, to: u8, len: usize, at: u64| WriteOp::Enqueue {
+            recipient: ident(to),
+            sender: ident(from),
+            envelope: vec![7; len],
+            received_at_ms: at,
+            max_messages: MAX_MESSAGES,
+            max_bytes: MAX_BYTES,
+            max_total_bytes: 1000,
+            max_sender_bytes: 400,
+        };
+        // Sender 1 fills its share across mailboxes and batches.
+        let results = store
+            .apply(&[op(1, 10, 200, 5), op(1, 11, 150, 5), op(1, 12, 51, 5)])
+            .unwrap();
+        let first = stored(results[0].clone());
+        assert!(matches!(results[1], WriteResult::Stored(_)));
+        assert_eq!(results[2], WriteResult::SenderQuota);
+        assert_eq!(
+            one(&store, op(1, 12, 50, 5)),
+            WriteResult::Stored(first + 2)
+        );
+        assert_eq!(one(&store, op(1, 13, 1, 5)), WriteResult::SenderQuota);
+        // Another sender is not affected.
+        stored(one(&store, op(2, 10, 400, 9)));
+        check_counters(&dir);
+        // An ack gives the sender its bytes back (the recipient acks, not the sender).
+        assert_eq!(
+            one(
+                &store,
+                WriteOp::Ack {
+                    recipient: ident(10),
+                    ids: vec![first]
+                }
+            ),
+            WriteResult::Acked(1)
+        );
+        stored(one(&store, op(1, 13, 150, 9)));
+        check_counters(&dir);
+        // Sender 4 brings the relay to 900 of 1000 bytes. Beyond 90 %, only senders below a
+        // quarter of their share (100) are accepted: not sender 1 (at 350), nor sender 4 (at
+        // 150, below its share), but sender 3, with nothing stored.
+        stored(one(&store, op(4, 16, 150, 9)));
+        assert_eq!(one(&store, op(1, 14, 1, 9)), WriteResult::SenderQuota);
+        assert_eq!(one(&store, op(4, 14, 1, 9)), WriteResult::SenderQuota);
+        stored(one(&store, op(3, 14, 40, 9)));
+        // Expiry gives shares back too: sender 1's two messages from t=5 (200 bytes) go.
+        assert_eq!(
+            one(&store, WriteOp::Expire { before_ms: 6 }),
+            WriteResult::Expired(2)
+        );
+        stored(one(&store, op(1, 15, 10, 9)));
+        check_counters(&dir);
+        // The shares survive a restart: sender 2 is still at its full share.
+        drop(store);
+        let store = reopen(&dir);
+        assert_eq!(one(&store, op(2, 15, 1, 9)), WriteResult::SenderQuota);
+        stored(one(&store, op(5, 15, 1, 9)));
+        check_counters(&dir);
+    }
+
+    /// A version-1 database (no per-sender counters) is migrated on open: the counters are
+    /// filled from the messages it holds, so its heavy senders are not given a fresh share.
+    #[test]
+    fn version_1_databases_get_sender_counters_from_their_messages() {
+        let (dir, store) = open();
+        let op = |from: u8, len: usize| enqueue_op(ident(9), &vec![1; len], u64::from(from));
+        for (from, len) in [(1, 30), (2, 5), (1, 20)] {
+            let mut op = op(from, len);
+            if let WriteOp::Enqueue { sender, .. } = &mut op {
+                *sender = ident(from);
+            }
+            stored(one(&store, op));
+        }
+        drop(store);
+        let raw = Connection::open(dir.path().join("relay.db")).unwrap();
+        raw.execute_batch("DROP TABLE sender_usage; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(raw);
+        let store = reopen(&dir);
+        drop(store);
+        let raw = Connection::open(dir.path().join("relay.db")).unwrap();
+        let version: i64 = raw
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let sender_1: i64 = raw
+            .query_row(
+                "SELECT bytes FROM sender_usage WHERE sender = ?1",
+                params![ident(1).as_slice()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(sender_1, 50);
         check_counters(&dir);
     }
 
@@ -1410,6 +1651,7 @@ mod tests {
             max_messages: MAX_MESSAGES,
             max_bytes: 100,
             max_total_bytes: MAX_TOTAL_BYTES,
+            max_sender_bytes: MAX_TOTAL_BYTES,
         };
         stored(one(&store, op(60)));
         assert_eq!(one(&store, op(41)), WriteResult::MailboxFull);
@@ -1432,6 +1674,7 @@ mod tests {
             max_messages: MAX_MESSAGES,
             max_bytes: 100,
             max_total_bytes: MAX_TOTAL_BYTES,
+            max_sender_bytes: MAX_TOTAL_BYTES,
         };
         assert_eq!(one(&store, big), WriteResult::MailboxFull);
         check_counters(&dir);
@@ -1482,6 +1725,7 @@ mod tests {
             max_messages: 1,
             max_bytes: 50,
             max_total_bytes: MAX_TOTAL_BYTES,
+            max_sender_bytes: MAX_TOTAL_BYTES,
         };
         stored(one(&store, op));
         check_counters(&dir);

@@ -75,6 +75,11 @@ pub(super) fn reinsert(
              WHERE singleton = 0",
             params![len],
         )?;
+        db.execute(
+            "INSERT INTO sender_usage (sender, bytes) VALUES (?1, ?2)
+             ON CONFLICT (sender) DO UPDATE SET bytes = bytes + excluded.bytes",
+            params![sender, len],
+        )?;
         db.execute_batch("COMMIT")?;
         Ok(id)
     };
