@@ -1,5 +1,7 @@
 //! `hush rpc`: JSON-RPC 2.0 over stdin/stdout, one JSON object per line, for bots and other
-//! programs.
+//! programs. The reference for its users is docs/RPC.md (checked against this file by
+//! tests/rpc_doc.rs). Messages reach the consumer at least once: one committed but not yet
+//! written out when the process died is held again by the next run.
 //!
 //! One task owns the [`Client`]. A dedicated thread reads stdin (a blocking read that never
 //! holds up runtime shutdown) and hands complete lines over a bounded channel. The owner

@@ -46,16 +46,18 @@ fn dispatched_methods(rpc: &str) -> BTreeSet<String> {
 /// The method names in `event_notification`: each arm yields `("name", params)`.
 fn notification_methods(rpc: &str) -> BTreeSet<String> {
     let mut methods = BTreeSet::new();
-    for line in function_body(rpc, "fn event_notification(") {
-        let mut rest = line;
-        while let Some(start) = rest.find("(\"") {
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('"') else { break };
-            if after[end..].starts_with("\",") {
-                methods.insert(after[..end].to_owned());
-            }
-            rest = &after[end..];
+    // rustfmt may break `(\n"name",` over lines: read the body as one line.
+    let body = function_body(rpc, "fn event_notification(").join(" ");
+    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let body = body.replace("( ", "(");
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("(\"") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('"') else { break };
+        if after[end..].starts_with("\",") {
+            methods.insert(after[..end].to_owned());
         }
+        rest = &after[end..];
     }
     methods
 }
