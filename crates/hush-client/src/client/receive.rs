@@ -51,6 +51,8 @@ impl Client {
     /// Network errors drop the connection; call again to retry. The outbox never fails a
     /// pump: refused rows are parked (see [`Client::flush_outbox`]). Committed events are
     /// always returned: an error met after them is dropped (it recurs on the next call).
+    /// Call [`Client::mark_emitted`] for each message once the consumer has it; until then a
+    /// restart finds it in [`Client::unemitted_messages`].
     pub async fn pump(&mut self, wait: Duration) -> Result<Vec<Event>, ClientError> {
         let mut events = Vec::new();
         let result = match self.pump_inner(wait, &mut events).await {
@@ -120,7 +122,8 @@ impl Client {
         }
     }
 
-    /// Handle one delivered envelope: decrypt on copies, commit, then ack.
+    /// Handle one delivered envelope: decrypt on copies, commit, then ack. A message it
+    /// returns stays recorded as not emitted until [`Client::mark_emitted`].
     pub async fn process_delivery(
         &mut self,
         delivery: &Delivery,
