@@ -189,3 +189,45 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::store::{KdfParams, Store};
+
+    fn entry(n: usize) -> HistoryEntry {
+        HistoryEntry {
+            id: format!("{n:032x}"),
+            contact: "alice".into(),
+            outgoing: false,
+            text: format!("message {n}"),
+            sent_at: 0,
+            received_at: Some(0),
+            state: DeliveryState::Received,
+            verified: false,
+            key_changed: false,
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn the_record_keeps_only_the_newest_unemitted_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = KdfParams {
+            m_cost: 256,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let mut store = Store::create(dir.path(), b"pw", params).unwrap();
+        let tx = store.tx().unwrap();
+        for n in 0..UNEMITTED_KEPT + 5 {
+            Client::record_unemitted(&tx, &entry(n), n.to_string().as_bytes()).unwrap();
+        }
+        let list: Vec<Unemitted> = tx.get(NS_UNEMITTED, KEY_SELF).unwrap().unwrap();
+        assert_eq!(list.len(), UNEMITTED_KEPT);
+        assert_eq!(list[0].id, entry(5).id, "the oldest are forgotten first");
+        assert_eq!(list[UNEMITTED_KEPT - 1].id, entry(UNEMITTED_KEPT + 4).id);
+    }
+}
