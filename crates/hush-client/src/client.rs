@@ -22,11 +22,13 @@ use serde::{Deserialize, Serialize};
 use crate::store::{KdfParams, Passphrase, Store, StoreError};
 
 mod contacts;
+mod emit;
 mod init;
 mod outbox;
 mod receive;
 mod retry;
 
+pub use emit::{EmitError, UNEMITTED_KEPT};
 pub use outbox::{Flushed, Sent};
 use receive::dedupe_key;
 pub use retry::{

@@ -7,5 +7,6 @@ pub mod client;
 pub mod store;
 
 pub use client::{
-    default_profile_dir, Client, ClientError, Contact, DeliveryState, Event, HistoryEntry,
+    default_profile_dir, Client, ClientError, Contact, DeliveryState, EmitError, Event,
+    HistoryEntry,
 };

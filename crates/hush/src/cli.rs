@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use hush_client::store::{Passphrase, StoreError};
-use hush_client::{default_profile_dir, Client, ClientError, DeliveryState, Event, HistoryEntry};
+use hush_client::{
+    default_profile_dir, Client, ClientError, DeliveryState, EmitError, Event, HistoryEntry,
+};
 use zeroize::Zeroizing;
 
 use crate::output::{self, eout, out};
@@ -323,19 +325,20 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
             }
         }
         Command::Recv { wait, json } => {
-            let mut failed = None;
+            // At least once: a message counts as shown only once its line is flushed; one a
+            // killed run committed but never printed comes first next time.
             let result = client
-                .receive(Duration::from_secs(wait), |event| {
-                    if let Err(e) = print_event(event, json) {
-                        failed = Some(e);
-                    }
+                .receive_emitting(Duration::from_secs(wait), |event| {
+                    print_event(event, json)?;
+                    std::io::Write::flush(&mut std::io::stdout())
+                        .map_err(|e| format!("cannot write to stdout: {e}"))
                 })
                 .await;
-            result.map_err(err)?;
-            if let Some(e) = failed {
-                return Err(e);
+            match result {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(EmitError::Client(e)) => Err(e.to_string()),
+                Err(EmitError::Emit(e)) => Err(e),
             }
-            Ok(ExitCode::SUCCESS)
         }
         Command::Contacts { json } => {
             for c in client.contacts().map_err(err)? {

@@ -1,5 +1,7 @@
 //! `hush rpc`: JSON-RPC 2.0 over stdin/stdout, one JSON object per line, for bots and other
-//! programs.
+//! programs. The reference for its users is docs/RPC.md (checked against this file by
+//! tests/rpc_doc.rs). Messages reach the consumer at least once: one committed but not yet
+//! written out when the process died is held again by the next run.
 //!
 //! One task owns the [`Client`]. A dedicated thread reads stdin (a blocking read that never
 //! holds up runtime shutdown) and hands complete lines over a bounded channel. The owner
@@ -25,7 +27,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hush_client::{Client, ClientError, Contact, Event};
+use hush_client::{Client, ClientError, Contact, Event, HistoryEntry};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -83,13 +85,18 @@ pub async fn run(client: &mut Client) -> Result<ExitCode, String> {
         pending: VecDeque::new(),
         dropped: 0,
     };
+    // Messages a killed earlier run committed but never wrote out: first in line.
+    let backlog = rpc.client.unemitted_messages().map_err(|e| e.to_string())?;
+    for message in backlog {
+        rpc.hold(Held::message(message));
+    }
     let outcome = rpc.serve(&mut rx).await;
     // Finish pending work: whatever is still queued (receipts, sends that met a relay
     // outage) gets one more chance. It stays committed in the profile either way.
     // Messages it gives up are announced even if it then stops on an error.
     let flushed = rpc.client.flush_outbox().await;
     for event in &flushed.events {
-        if let Err(e) = rpc.write(&event_notification(event)).await {
+        if let Err(e) = rpc.emit(Held::event(event)).await {
             eprintln!("hush rpc: {}", crate::sanitize::line(&e));
             break;
         }
@@ -314,6 +321,29 @@ fn contact_json(c: &Contact) -> Value {
     })
 }
 
+/// A notification on its way out, with the message it carries (marked emitted once the line
+/// is flushed).
+struct Held {
+    notification: Value,
+    message: Option<HistoryEntry>,
+}
+
+impl Held {
+    fn event(event: &Event) -> Self {
+        Self {
+            notification: event_notification(event),
+            message: match event {
+                Event::Message(m) => Some(m.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    fn message(message: HistoryEntry) -> Self {
+        Self::event(&Event::Message(message))
+    }
+}
+
 /// The notification for an event.
 fn event_notification(event: &Event) -> Value {
     let (method, params) = match event {
@@ -400,7 +430,7 @@ struct Rpc<'a> {
     stdout: tokio::io::Stdout,
     /// Whether notifications go out (after `subscribe`) or are held in `pending`.
     subscribed: bool,
-    pending: VecDeque<Value>,
+    pending: VecDeque<Held>,
     /// Notifications dropped because `pending` was full.
     dropped: u64,
 }
@@ -432,7 +462,7 @@ impl Rpc<'_> {
                     Ok(events) => {
                         backoff.succeeded();
                         for event in &events {
-                            self.notify(event_notification(event)).await?;
+                            self.notify(Held::event(event)).await?;
                         }
                     }
                     Err(e) => backoff.failed(&e),
@@ -502,8 +532,8 @@ impl Rpc<'_> {
             self.write(&response(id, result)).await?;
         }
         if self.subscribed {
-            while let Some(notification) = self.pending.pop_front() {
-                self.write(&notification).await?;
+            while let Some(held) = self.pending.pop_front() {
+                self.emit(held).await?;
             }
         }
         Ok(())
@@ -516,7 +546,7 @@ impl Rpc<'_> {
                 let sent = self.client.send_text_reporting(&p.to, &p.text).await?;
                 // Other queued messages this send found undeliverable (and this one, if so).
                 for event in &sent.events {
-                    self.hold(event_notification(event));
+                    self.hold(Held::event(event));
                 }
                 let mut reply = entry_json(&sent.entry);
                 // Committed and queued whatever the flush met; say what stopped it.
@@ -594,22 +624,37 @@ impl Rpc<'_> {
     }
 
     /// Send a notification now, or hold it until `subscribe`.
-    async fn notify(&mut self, notification: Value) -> Result<(), String> {
+    async fn notify(&mut self, held: Held) -> Result<(), String> {
         if self.subscribed {
-            return self.write(&notification).await;
+            return self.emit(held).await;
         }
-        self.hold(notification);
+        self.hold(held);
+        Ok(())
+    }
+
+    /// Write a notification; a message in it counts as emitted once the line is flushed.
+    async fn emit(&mut self, held: Held) -> Result<(), String> {
+        self.write(&held.notification).await?;
+        if let Some(message) = &held.message {
+            if let Err(e) = self.client.mark_emitted(message) {
+                // It is sent again by the next run: a duplicate, never a loss.
+                eprintln!(
+                    "hush rpc: cannot record a message as emitted: {}",
+                    crate::sanitize::line(&e.to_string())
+                );
+            }
+        }
         Ok(())
     }
 
     /// Queue a notification behind the response being prepared (written after it when
     /// subscribed, or held until `subscribe`).
-    fn hold(&mut self, notification: Value) {
+    fn hold(&mut self, notification: Held) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
             if self.dropped == 0 {
                 eprintln!(
-                    "hush rpc: more than {MAX_PENDING} notifications before subscribe; dropping the oldest (messages stay in history)"
+                    "hush rpc: more than {MAX_PENDING} notifications before subscribe; dropping the oldest (messages stay in history, and unemitted ones are sent again by the next run)"
                 );
             }
             self.dropped = self.dropped.saturating_add(1);

@@ -624,3 +624,35 @@ async fn a_message_to_a_freed_name_is_reported_failed_and_receiving_goes_on() {
     assert!(carol.finish().await.success());
     assert!(alice.finish().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_notification_lost_to_a_crash_is_sent_after_the_next_subscribe() {
+    let w = world().await;
+    let mut alice = RpcProc::spawn(&w.alice, "alice");
+    alice.result(1, "subscribe", json!({})).await;
+    let mut bob = RpcProc::spawn(&w.bob, "bob");
+    let sent = alice
+        .result(2, "send", json!({"to": "bob", "text": "before the crash"}))
+        .await;
+    let id = sent["id"].as_str().unwrap().to_owned();
+    // The receipt proves bob committed (and acknowledged) the message; nobody subscribed,
+    // so its notification is only held in memory when bob's rpc is killed.
+    let delivered = alice.notification("delivered").await;
+    assert_eq!(delivered["ids"], json!([id]));
+    bob.child.kill().await.unwrap();
+
+    let mut bob = RpcProc::spawn(&w.bob, "bob");
+    bob.result(1, "subscribe", json!({})).await;
+    let message = bob.notification("message").await;
+    assert_eq!(message["id"], id.as_str(), "{message}");
+    assert_eq!(message["text"], "before the crash");
+    assert!(bob.finish().await.success());
+
+    // Written and flushed once: not repeated.
+    let mut bob = RpcProc::spawn(&w.bob, "bob");
+    bob.result(1, "subscribe", json!({})).await;
+    assert_eq!(bob.result(2, "whoami", json!({})).await["name"], "bob");
+    assert!(bob.notifications.is_empty(), "{:?}", bob.notifications);
+    assert!(bob.finish().await.success());
+    assert!(alice.finish().await.success());
+}

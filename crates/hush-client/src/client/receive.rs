@@ -45,44 +45,14 @@ enum SenderRecord {
 }
 
 impl Client {
-    /// Connect, subscribe, flush the outbox, and process deliveries until `wait` has passed
-    /// (pending messages are always drained first, even when `wait` is zero). Each event is
-    /// passed to `on_event` after it is committed, also when an error ends the call later.
-    pub async fn receive(
-        &mut self,
-        wait: Duration,
-        mut on_event: impl FnMut(&Event),
-    ) -> Result<(), ClientError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Pending messages arrive right after Subscribe; a short grace catches them even
-            // when `wait` is zero or over.
-            let now = tokio::time::Instant::now();
-            let budget = if now < deadline {
-                deadline - now
-            } else {
-                Duration::from_millis(300)
-            };
-            let mut events = Vec::new();
-            let got = self.pump_inner(budget, &mut events).await;
-            events.iter().for_each(&mut on_event);
-            if !got? && tokio::time::Instant::now() >= deadline {
-                break;
-            }
-        }
-        // Receipts queued while receiving; a refusal or a lost connection never fails `recv`.
-        let mut events = Vec::new();
-        let flushed = self.flush_after_receiving(&mut events).await;
-        events.iter().for_each(&mut on_event);
-        flushed
-    }
-
     /// One step of a long-running client (TUI, JSON-RPC): connect and subscribe if needed
     /// (then flush the outbox), wait up to `wait` for one delivery, process and ack it, and
     /// send any receipts it queued; when idle, flush once a parked recipient comes due.
     /// Network errors drop the connection; call again to retry. The outbox never fails a
     /// pump: refused rows are parked (see [`Client::flush_outbox`]). Committed events are
     /// always returned: an error met after them is dropped (it recurs on the next call).
+    /// Call [`Client::mark_emitted`] for each message once the consumer has it; until then a
+    /// restart finds it in [`Client::unemitted_messages`].
     pub async fn pump(&mut self, wait: Duration) -> Result<Vec<Event>, ClientError> {
         let mut events = Vec::new();
         let result = match self.pump_inner(wait, &mut events).await {
@@ -103,7 +73,7 @@ impl Client {
     }
 
     /// Receive at most one delivery into `events`; whether one came.
-    async fn pump_inner(
+    pub(super) async fn pump_inner(
         &mut self,
         wait: Duration,
         events: &mut Vec<Event>,
@@ -140,7 +110,10 @@ impl Client {
 
     /// Flush for a receiving client, its events into `events`: a lost connection or a relay
     /// refusal is not an error here (the rows stay queued); only a profile failure is.
-    async fn flush_after_receiving(&mut self, events: &mut Vec<Event>) -> Result<(), ClientError> {
+    pub(super) async fn flush_after_receiving(
+        &mut self,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
         let flushed = self.flush_outbox().await;
         events.extend(flushed.events);
         match flushed.error {
@@ -149,7 +122,8 @@ impl Client {
         }
     }
 
-    /// Handle one delivered envelope: decrypt on copies, commit, then ack.
+    /// Handle one delivered envelope: decrypt on copies, commit, then ack. A message it
+    /// returns stays recorded as not emitted until [`Client::mark_emitted`].
     pub async fn process_delivery(
         &mut self,
         delivery: &Delivery,
@@ -470,8 +444,11 @@ impl Client {
                 key_changed,
                 failure: None,
             };
-            let new = tx.add_message(&contact.name, &dedupe_key(&sender, &entry.id), &entry)?;
+            let dedupe = dedupe_key(&sender, &entry.id);
+            let new = tx.add_message(&contact.name, &dedupe, &entry)?;
             if new.is_some() {
+                // Until a consumer has it, a crash must not lose it (see `emit`).
+                Self::record_unemitted(&tx, &entry, &dedupe)?;
                 let mut c: Contact = tx
                     .get(NS_CONTACT, &contact.name)?
                     .unwrap_or(contact.clone());

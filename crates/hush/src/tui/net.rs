@@ -224,6 +224,14 @@ impl Net {
                 let reconnected = !self.connected;
                 self.set_connected(self.client.is_connected());
                 let received = !events.is_empty();
+                // Shown in the UI: not re-emitted to a later `recv` or `rpc`.
+                for event in &events {
+                    if let Event::Message(message) = event {
+                        if let Err(e) = self.client.mark_emitted(message) {
+                            self.report(&e);
+                        }
+                    }
+                }
                 self.after_events(events);
                 // Connecting, and receiving, flush the outbox: queued messages may now be on
                 // the relay.
