@@ -18,6 +18,12 @@ pub fn stdout_closed() -> bool {
     CLOSED.load(Ordering::Relaxed)
 }
 
+/// Remember that a write (by a writer of its own, such as `hush rpc`'s) found stdout closed by
+/// its reader, so that `main` exits quietly.
+pub fn note_closed() {
+    CLOSED.store(true, Ordering::Relaxed);
+}
+
 /// Write `bytes` to stdout and flush: an error (a closed pipe is remembered for `main`)
 /// instead of a panic.
 pub fn bytes(bytes: &[u8]) -> Result<(), String> {

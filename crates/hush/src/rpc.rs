@@ -671,7 +671,15 @@ impl Rpc<'_> {
             self.stdout.flush().await
         }
         .await;
-        written.map_err(|e| format!("cannot write to stdout: {e}"))
+        written.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                // The consumer went away: end quietly, as the other commands do.
+                crate::output::note_closed();
+                "stdout was closed".to_owned()
+            } else {
+                format!("cannot write to stdout: {e}")
+            }
+        })
     }
 }
 

@@ -294,3 +294,41 @@ async fn a_relay_whose_stdout_is_closed_keeps_serving() {
     relay.kill().unwrap();
     relay.wait().unwrap();
 }
+
+/// `hush rpc | consumer-that-stops`: the first reply meets a closed pipe, and rpc ends as the
+/// other commands do (141, no error line), not with "cannot write to stdout" and status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_on_a_closed_stdout_exits_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay =
+        RelayProcess::start(&tmp.path().join("relay"), "127.0.0.1:0".parse().unwrap()).await;
+    let (bob, _) = init(tmp.path(), &relay, "bob", &[]).await;
+    let cmd = hush(&bob, &["rpc"]);
+    let o = tokio::task::spawn_blocking(move || {
+        let mut held = Command::new("sh");
+        held.arg("-c")
+            .arg(r#"read -r _ && exec "$0" "$@""#)
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .envs(
+                cmd.get_envs()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = held.spawn().unwrap();
+        drop(child.stdout.take());
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"go\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"whoami\"}\n")
+            .unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(CLOSED_STDOUT), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("cannot write"), "{}", stderr(&o));
+    relay.shutdown().await;
+}
