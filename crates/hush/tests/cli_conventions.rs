@@ -39,6 +39,11 @@ async fn output(mut cmd: Command) -> Output {
 /// read its line: the first write fails with EPIPE. A shell holds the command back until the
 /// read end is gone (`std::io::pipe` is newer than the MSRV).
 async fn output_into_closed_pipe(cmd: Command) -> Output {
+    output_into_closed_pipe_with_input(cmd, b"").await
+}
+
+/// [`output_into_closed_pipe`], with `input` on the command's stdin.
+async fn output_into_closed_pipe_with_input(cmd: Command, input: &'static [u8]) -> Output {
     tokio::task::spawn_blocking(move || {
         let mut held = Command::new("sh");
         held.arg("-c")
@@ -56,6 +61,7 @@ async fn output_into_closed_pipe(cmd: Command) -> Output {
         drop(child.stdout.take());
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"go\n").unwrap();
+        stdin.write_all(input).unwrap();
         drop(stdin);
         child.wait_with_output().unwrap()
     })
@@ -208,16 +214,26 @@ async fn a_closed_stdout_ends_each_printing_command_quietly_and_keeps_state() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
 
-    // `hush recv --json | consumer-that-stops`: the messages are committed, not lost.
+    // `hush recv --json | consumer-that-stops`: receiving stops at the first line that cannot
+    // be written; nothing is lost. What was committed stays in history, and the next `recv`
+    // writes it (it was never written out) before the rest, still waiting on the relay.
     let o = output_into_closed_pipe(hush(&bob, &["recv", "--json"])).await;
     assert_quiet_exit(&o, "recv --json");
     let o = output(hush(&bob, &["history", "alice", "--json"])).await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let texts: Vec<String> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].to_string())
-        .collect();
-    assert_eq!(texts, ["\"one\"", "\"two\"", "\"three\""]);
+    let texts = |o: &Output| -> Vec<String> {
+        stdout(o)
+            .lines()
+            .filter_map(|l| {
+                let v = serde_json::from_str::<serde_json::Value>(l).unwrap();
+                v["text"].as_str().map(str::to_owned)
+            })
+            .collect()
+    };
+    assert_eq!(texts(&o), ["one"]);
+    let o = output(hush(&bob, &["recv", "--json"])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(texts(&o), ["one", "two", "three"]);
 
     for args in [
         &["history", "alice", "--json"][..],
@@ -303,31 +319,11 @@ async fn rpc_on_a_closed_stdout_exits_quietly() {
     let relay =
         RelayProcess::start(&tmp.path().join("relay"), "127.0.0.1:0".parse().unwrap()).await;
     let (bob, _) = init(tmp.path(), &relay, "bob", &[]).await;
-    let cmd = hush(&bob, &["rpc"]);
-    let o = tokio::task::spawn_blocking(move || {
-        let mut held = Command::new("sh");
-        held.arg("-c")
-            .arg(r#"read -r _ && exec "$0" "$@""#)
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .envs(
-                cmd.get_envs()
-                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = held.spawn().unwrap();
-        drop(child.stdout.take());
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(b"go\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"whoami\"}\n")
-            .unwrap();
-        drop(stdin);
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let o = output_into_closed_pipe_with_input(
+        hush(&bob, &["rpc"]),
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"whoami\"}\n",
+    )
+    .await;
     assert_eq!(o.status.code(), Some(CLOSED_STDOUT), "{}", stderr(&o));
     assert!(!stderr(&o).contains("cannot write"), "{}", stderr(&o));
     relay.shutdown().await;
