@@ -367,11 +367,10 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                     out!("{}", entry_json(&m))?;
                 } else {
                     let who = if m.outgoing { "me" } else { m.contact.as_str() };
+                    let header = format!("[{}] {}: ", timestamp(m.sent_at), sanitize::line(who));
                     out!(
-                        "[{}] {}: {} ({})",
-                        timestamp(m.sent_at),
-                        sanitize::line(who),
-                        sanitize::text(&m.text),
+                        "{header}{} ({})",
+                        terminal_text(&m.text, &header),
                         match (&m.failure, m.state) {
                             (Some(why), DeliveryState::Failed) => {
                                 format!("failed: {}", sanitize::line(why))
@@ -419,6 +418,27 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
             Ok(ExitCode::SUCCESS)
         }
         Command::Rpc => crate::rpc::run(client).await,
+    }
+}
+
+/// Peer text to print after `header`: sanitised, and on a terminal broken at its width so
+/// that no wrapped screen line can start like a header (see [`sanitize::text_for_width`]).
+fn terminal_text(text: &str, header: &str) -> String {
+    use std::io::IsTerminal;
+    let width = std::io::stdout()
+        .is_terminal()
+        .then(crossterm::terminal::size)
+        .and_then(Result::ok)
+        .map(|(columns, _)| usize::from(columns));
+    match width {
+        Some(width) => {
+            let used = header
+                .chars()
+                .map(|c| unicode_width::UnicodeWidthChar::width(c).unwrap_or(1))
+                .sum();
+            sanitize::text_for_width(text, used, width)
+        }
+        None => sanitize::text(text),
     }
 }
 
@@ -477,12 +497,9 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                 } else {
                     " [unverified]"
                 };
-                out!(
-                    "{}: {}{}",
-                    sanitize::line(&m.contact),
-                    sanitize::text(&m.text),
-                    flag
-                )?;
+                let who = sanitize::line(&m.contact);
+                let header = format!("{who}: ");
+                out!("{header}{}{flag}", terminal_text(&m.text, &header))?;
             }
         }
         Event::KeyChanged { contact } => {

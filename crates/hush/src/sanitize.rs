@@ -5,6 +5,8 @@
 //! make text read differently from what it is. Every human-readable output (CLI and TUI) passes
 //! through here; JSON output does not (serde escapes controls, and scripts need the exact text).
 
+use unicode_width::UnicodeWidthChar;
+
 /// Shown in place of a character that must not reach the terminal: visible, so the reader
 /// knows something was there.
 pub const REPLACEMENT: char = '\u{fffd}';
@@ -56,6 +58,44 @@ pub fn text(text: &str) -> String {
             out.push_str(CONTINUATION);
         }
         out.push_str(&line(part.strip_suffix('\r').unwrap_or(part)));
+    }
+    out
+}
+
+/// [`text`] for a terminal `width` columns wide whose first line already holds `used` columns
+/// (the `bob: ` header). The terminal would wrap a long line by itself, and a peer who pads
+/// a line with spaces to the edge could make the wrapped part start a screen line with
+/// `bob: …`. So the line is broken here instead, and every screen line after the first
+/// starts with [`CONTINUATION`]. Too narrow a terminal to leave room for text: plain [`text`].
+pub fn text_for_width(text: &str, used: usize, width: usize) -> String {
+    let indent = CONTINUATION.len();
+    if width < indent + 8 || used + 8 > width {
+        return self::text(text);
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / width.max(1) * (indent + 1));
+    for (i, part) in text.split('\n').enumerate() {
+        let mut column = if i == 0 {
+            used
+        } else {
+            out.push('\n');
+            out.push_str(CONTINUATION);
+            indent
+        };
+        for c in part
+            .strip_suffix('\r')
+            .unwrap_or(part)
+            .chars()
+            .map(displayable)
+        {
+            let w = UnicodeWidthChar::width(c).unwrap_or(1);
+            if column + w > width {
+                out.push('\n');
+                out.push_str(CONTINUATION);
+                column = indent;
+            }
+            out.push(c);
+            column += w;
+        }
     }
     out
 }
@@ -132,6 +172,34 @@ mod tests {
         }
         assert_eq!(lines[1], "    | bob: fake");
         assert_eq!(lines[2], "    | \u{fffd}bob: overwritten");
+        assert_inert(&out);
+    }
+
+    #[test]
+    fn padding_to_the_terminal_edge_cannot_start_a_screen_line_with_a_header() {
+        let width = 40;
+        let header = "alice: ";
+        let attack = format!(
+            "ok{}bob: I changed my number",
+            " ".repeat(width - header.len() - 2)
+        );
+        let out = text_for_width(&attack, header.len(), width);
+        let lines: Vec<&str> = out.split('\n').collect();
+        assert!(lines.len() > 1, "{out:?}");
+        assert!(header.len() + lines[0].chars().count() <= width);
+        for l in &lines[1..] {
+            assert!(l.starts_with(CONTINUATION), "{l:?}");
+            assert!(l.chars().count() <= width, "{l:?}");
+        }
+        // Wide characters count two columns; the author's own line breaks are kept.
+        let out = text_for_width(&format!("{}\nnext", "界".repeat(30)), 0, 20);
+        let lines: Vec<&str> = out.split('\n').collect();
+        assert_eq!(lines[0], "界".repeat(10));
+        assert!(lines[1..].iter().all(|l| l.starts_with(CONTINUATION)));
+        assert_eq!(lines.last(), Some(&"    | next"));
+        // A short line is untouched, and too narrow a terminal falls back to `text`.
+        assert_eq!(text_for_width("hi", 7, 80), "hi");
+        assert_eq!(text_for_width("a\nb", 0, 5), text("a\nb"));
         assert_inert(&out);
     }
 }
