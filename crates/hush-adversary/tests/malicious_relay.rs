@@ -756,3 +756,46 @@ async fn a_contacts_key_served_under_another_name_is_refused() {
     );
     w.relay.shutdown().await;
 }
+
+/// The relay hands bob's name to a throwaway identity, which opens five sessions with alice.
+/// Alice is told loudly (KEY CHANGED), but the throwaway's sessions must not push bob's real
+/// sessions out: bob, on his trusted key, still reaches her. (Before, five authenticated
+/// envelopes from the claimed new key evicted every session of the trusted one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_an_unaccepted_new_key_do_not_evict_the_trusted_keys_sessions() {
+    let mut w = world().await;
+    w.evil.free_name("bob").unwrap();
+    let mut mallory = Client::init(
+        &w.root.join("mallory"),
+        b"pass",
+        "bob",
+        &w.relay.local_addr.to_string(),
+        Some(w.relay.public_key),
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        mallory.add_contact("alice").await.unwrap();
+        mallory
+            .send_text("alice", &format!("claimed {i}"))
+            .await
+            .unwrap();
+    }
+    let events = recv(&mut w.alice).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::KeyChanged { contact } if contact == "bob")),
+        "{events:?}"
+    );
+    w.bob().send_text("alice", "still me").await.unwrap();
+    let events = recv(&mut w.alice).await;
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Message(m) if m.text == "still me" && m.contact == "bob" && !m.key_changed
+        )),
+        "the trusted key's session was evicted: {events:?}"
+    );
+    w.relay.shutdown().await;
+}

@@ -14,6 +14,12 @@ use super::*;
 /// record is about 17 KB per contact, written only when a new inbound session is set up.
 pub const SEEN_BASE_KEYS_KEPT: usize = 256;
 
+/// Sessions kept per contact with an identity key the user has not accepted (a key change
+/// pending `trust`): the newest only. The relay names who sent an envelope, so without this
+/// bound it could have a throwaway identity it calls "bob" open sessions until bob's real ones
+/// were pushed out of the [`SESSIONS_KEPT`] kept.
+pub const UNACCEPTED_SESSIONS_KEPT: usize = 1;
+
 /// Deliveries (relay id and envelope) most recently committed, so that the relay re-delivering
 /// one whose ack was lost (a crash or a dropped connection between commit and ack) is acked
 /// silently, while any other copy of an already-read message is reported as a replay.
@@ -407,6 +413,17 @@ impl Client {
             self.prekeys.remove_one_time(id);
             tx.put(NS_PREKEYS, KEY_SELF, &self.prekeys.pickle())?;
         }
+        // A key the user has not accepted (KEY CHANGED) keeps one session at most, so its
+        // authenticated envelopes cannot push out the sessions of the trusted key.
+        let trusted = contact.key()?;
+        let mut unaccepted = 0usize;
+        sessions.retain(|s| {
+            if *s.remote_identity() == trusted {
+                return true;
+            }
+            unaccepted += 1;
+            unaccepted <= UNACCEPTED_SESSIONS_KEPT
+        });
         tx.put(
             NS_SESSIONS,
             &contact.name,
