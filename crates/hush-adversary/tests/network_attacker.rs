@@ -400,12 +400,18 @@ async fn a_dropped_reply_while_connecting_does_not_hang_the_client() {
     relay.shutdown().await;
 }
 
-/// The relay commits alice's Register but the reply never reaches her (the attacker cuts the
-/// connection in the middle of it: after the Welcome, the second relay-to-client frame).
-/// `init` must keep the identity the name is now bound to, and running it again with the same
-/// profile finishes the registration with that identity: alice is reachable afterwards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_init_whose_register_reply_is_lost_is_finished_by_retrying_with_the_same_identity() {
+/// Alice's `init` through a network attacker that cuts the Register reply (the second
+/// relay-to-client frame, after the Welcome); the attacker passes everything afterwards.
+struct LostRegister {
+    tmp: tempfile::TempDir,
+    relay: hush_relay::RunningRelay,
+    attacker: NetworkAttacker,
+    proxy: std::net::SocketAddr,
+    profile: std::path::PathBuf,
+    lost: Result<Client, hush_client::ClientError>,
+}
+
+async fn init_with_lost_register_reply() -> LostRegister {
     let tmp = tempfile::tempdir().unwrap();
     let relay = relay(&tmp.path().join("relay")).await;
     let (attacker, proxy) = NetworkAttacker::start(relay.local_addr).await.unwrap();
@@ -424,6 +430,30 @@ async fn an_init_whose_register_reply_is_lost_is_finished_by_retrying_with_the_s
     )
     .await;
     attacker.pass_all();
+    LostRegister {
+        tmp,
+        relay,
+        attacker,
+        proxy,
+        profile,
+        lost,
+    }
+}
+
+/// The relay commits alice's Register but the reply never reaches her (the attacker cuts the
+/// connection in the middle of it: after the Welcome, the second relay-to-client frame).
+/// `init` must keep the identity the name is now bound to, and running it again with the same
+/// profile finishes the registration with that identity: alice is reachable afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_whose_register_reply_is_lost_is_finished_by_retrying_with_the_same_identity() {
+    let LostRegister {
+        tmp,
+        relay,
+        attacker,
+        proxy,
+        profile,
+        lost,
+    } = init_with_lost_register_reply().await;
     let Err(e) = lost else {
         panic!("init succeeded without a Register reply")
     };
@@ -473,24 +503,14 @@ async fn an_init_whose_register_reply_is_lost_is_finished_by_retrying_with_the_s
 /// then works as if `init` had succeeded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_register_reply_is_finished_by_the_next_command_that_connects() {
-    let tmp = tempfile::tempdir().unwrap();
-    let relay = relay(&tmp.path().join("relay")).await;
-    let (attacker, proxy) = NetworkAttacker::start(relay.local_addr).await.unwrap();
-    let profile = tmp.path().join("alice");
-    attacker.set(
-        Direction::RelayToClient,
-        Action::Truncate { keep: 0 },
-        Count::EveryKth(2),
-    );
-    let lost = Client::init(
-        &profile,
-        b"pass",
-        "alice",
-        &proxy.to_string(),
-        Some(relay.public_key),
-    )
-    .await;
-    attacker.pass_all();
+    let LostRegister {
+        tmp,
+        relay,
+        attacker,
+        proxy,
+        profile,
+        lost,
+    } = init_with_lost_register_reply().await;
     assert!(lost.is_err(), "init succeeded without a Register reply");
 
     let mut alice = Client::open(&profile, b"pass").unwrap();
