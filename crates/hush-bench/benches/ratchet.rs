@@ -80,8 +80,9 @@ fn hush_responder(rng: &mut ChaCha20Rng, with_one_time_prekey: bool) -> HushResp
         identity_key: identity.public_key(),
         signed_prekey: prekeys.current_signed().expect("a signed prekey"),
         one_time_prekey,
+        pq_prekey: None,
     }
-    .verify()
+    .verify(hush_proto::Profile::V1)
     .expect("bundle verifies");
     HushResponder {
         identity,
@@ -112,6 +113,7 @@ fn hush_pair(rng: &mut ChaCha20Rng) -> (Session, Session) {
         rng,
         &bob.identity,
         &alice_identity.public_key(),
+        hush_proto::Profile::V1,
         &bob.prekeys,
         &first,
     )
@@ -273,6 +275,7 @@ fn bench_hush_x3dh(b: &mut criterion::Bencher<'_>, with_one_time_prekey: bool) {
                 &mut rng,
                 &bob.identity,
                 &alice_identity.public_key(),
+                hush_proto::Profile::V1,
                 &*prekeys,
                 black_box(&first),
             )
@@ -363,9 +366,15 @@ fn primitives(c: &mut Criterion) {
 
     // The check an initiator runs once per fetched bundle before `Session::initiate`.
     let bob = hush_responder(&mut rng, true);
-    let bundle = *bob.bundle.bundle();
+    let bundle = bob.bundle.bundle().clone();
     group.bench_function("x3dh_bundle_verify", |b| {
-        b.iter(|| black_box(black_box(bundle).verify().unwrap()));
+        b.iter(|| {
+            black_box(
+                black_box(bundle.clone())
+                    .verify(hush_proto::Profile::V1)
+                    .unwrap(),
+            )
+        });
     });
     group.finish();
 }

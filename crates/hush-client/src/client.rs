@@ -340,9 +340,11 @@ impl Client {
         drop(tx);
         let corrupt =
             |e: hush_proto::PickleError| ClientError::Store(StoreError::Corrupt(e.to_string()));
+        let identity = IdentityKeyPair::from_pickle(&identity_pickle).map_err(corrupt)?;
+        let prekeys = LocalPrekeys::from_pickle(&identity, &prekeys_pickle).map_err(corrupt)?;
         Ok(Self {
-            identity: IdentityKeyPair::from_pickle(&identity_pickle).map_err(corrupt)?,
-            prekeys: LocalPrekeys::from_pickle(&prekeys_pickle).map_err(corrupt)?,
+            identity,
+            prekeys,
             config,
             store,
             conn: None,

@@ -52,8 +52,9 @@ fn build() -> Fixture {
         identity_key: bob_identity.public_key(),
         signed_prekey: bob_prekeys.current_signed().unwrap(),
         one_time_prekey: opk.first().copied(),
+        pq_prekey: None,
     };
-    let verified = bob_bundle.verify().unwrap();
+    let verified = bob_bundle.clone().verify(hush_proto::Profile::V1).unwrap();
 
     // Alice → Bob: the prekey message (Alice's ratchet key A1).
     let mut alice = Session::initiate(&mut rng, &alice_identity, &verified).unwrap();
@@ -65,6 +66,7 @@ fn build() -> Fixture {
         &mut rng,
         &bob_identity,
         &alice_identity.public_key(),
+        hush_proto::Profile::V1,
         &bob_prekeys,
         pre,
     )

@@ -65,7 +65,7 @@ pub fn bundle(data: &[u8]) {
         assert_eq!(bytes, data, "bundle encoding is not canonical");
         let again = PrekeyBundle::from_bytes(&bytes).expect("re-encoded bundle must decode");
         assert_eq!(again, b, "bundle does not round-trip");
-        let _ = b.verify();
+        let _ = b.verify(hush_proto::Profile::V1);
     }
 }
 
@@ -187,10 +187,12 @@ pub fn session_pickle(data: &[u8]) {
         }
     }
     if let Ok(pickle) = serde_json::from_slice::<PrekeysPickle>(data) {
-        if let Ok(prekeys) = LocalPrekeys::from_pickle(&pickle) {
+        // PQ prekeys are re-signed by the owner's identity on load; any identity will do here.
+        let owner = IdentityKeyPair::from_seed(&[7; 32]);
+        if let Ok(prekeys) = LocalPrekeys::from_pickle(&owner, &pickle) {
             // Duplicate one-time ids collapse, so compare after one normalising pass.
             let once = prekeys.pickle();
-            let twice = LocalPrekeys::from_pickle(&once)
+            let twice = LocalPrekeys::from_pickle(&owner, &once)
                 .expect("re-pickled prekeys must restore")
                 .pickle();
             assert!(once == twice, "prekeys pickle is not stable");

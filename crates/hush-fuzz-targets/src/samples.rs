@@ -32,12 +32,12 @@ fn frames(control: [u8; 2], payloads: &[&[u8]]) -> Vec<u8> {
 /// Valid inputs for target `target` (empty for an unknown name).
 pub fn for_target(target: &str) -> Vec<Vec<u8>> {
     let fx = fixture::get();
-    let bundle = fx.bob_bundle;
+    let bundle = fx.bob_bundle.clone();
     let identity = *bundle.identity_key.as_bytes();
     match target {
         "envelope" => fx.delivered.clone(),
         "bundle" => {
-            let mut without = bundle;
+            let mut without = bundle.clone();
             without.one_time_prekey = None;
             vec![bundle.to_bytes(), without.to_bytes()]
         }

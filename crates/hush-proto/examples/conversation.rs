@@ -34,10 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         identity_key: bob.public_key(),
         signed_prekey: bob_prekeys.current_signed().ok_or("no signed prekey")?,
         one_time_prekey: one_time.first().copied(),
+        pq_prekey: None,
     }
     .to_bytes();
     println!("bob publishes a {}-byte prekey bundle", published.len());
-    let fetched = PrekeyBundle::from_bytes(&published)?.verify()?;
+    let fetched = PrekeyBundle::from_bytes(&published)?.verify(hush_proto::Profile::V1)?;
     let mut alice_session = Session::initiate(&mut rng, &alice, &fetched)?;
 
     let mut bob_session: Option<Session> = None;
@@ -80,8 +81,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match (&mut bob_session, &received) {
                 (Some(session), env) => session.decrypt(&mut rng, env)?,
                 (None, Envelope::Prekey(pre)) => {
-                    let inbound =
-                        Session::respond(&mut rng, &bob, &alice.public_key(), &bob_prekeys, pre)?;
+                    let inbound = Session::respond(
+                        &mut rng,
+                        &bob,
+                        &alice.public_key(),
+                        hush_proto::Profile::V1,
+                        &bob_prekeys,
+                        pre,
+                    )?;
                     if let Some(id) = inbound.used_one_time_prekey {
                         bob_prekeys.remove_one_time(id);
                     }

@@ -4,13 +4,20 @@
 use crate::codec::Reader;
 use crate::keys::{IdentityPublicKey, X25519PublicKey};
 use crate::message::MAX_PLAINTEXT_LEN;
+use crate::pq::KEM_CIPHERTEXT_LEN;
 use crate::primitives::{NONCE_LEN, TAG_LEN};
 use crate::ratchet::{Header, RatchetMessage};
-use crate::x3dh::X3dhHeader;
+use crate::x3dh::{PqHeader, X3dhHeader};
 use crate::DecodeError;
 
-/// The envelope version this build speaks. A post-quantum (PQXDH) setup will be version 2.
+/// Envelope version of ordinary messages (both profiles: the ratchet is the same) and of
+/// `hush-v1` prekey envelopes.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// Envelope version of a `hush-v2` prekey envelope, whose X3DH header also carries the PQ
+/// prekey id and the ML-KEM-768 ciphertext. Only prekey envelopes use it: the version names
+/// the layout, and later messages of a `hush-v2` session are laid out (and sized) exactly as
+/// `hush-v1` ones.
+pub const ENVELOPE_VERSION_PQ: u8 = 2;
 /// Envelope kind byte: a prekey envelope.
 pub const KIND_PREKEY: u8 = 1;
 /// Envelope kind byte: an ordinary ratchet message.
@@ -22,7 +29,9 @@ pub const MAX_CIPHERTEXT_LEN: usize = NONCE_LEN + MAX_PLAINTEXT_LEN + TAG_LEN;
 /// Largest encoded envelope (a prekey envelope with a one-time prekey and a maximal
 /// ciphertext); transports size their frames from this.
 pub const MAX_ENVELOPE_LEN: usize = 2 + PREKEY_HEADER_MAX_LEN + 40 + MAX_CIPHERTEXT_LEN;
-const PREKEY_HEADER_MAX_LEN: usize = 32 + 32 + 4 + 1 + 4;
+const PREKEY_HEADER_MAX_LEN: usize = 32 + 32 + 4 + 1 + 4 + PQ_HEADER_LEN;
+/// The PQ part of a version-2 prekey header: `pq_id u32be ‖ kem_ct(1088)`.
+pub const PQ_HEADER_LEN: usize = 4 + KEM_CIPHERTEXT_LEN;
 
 /// The first messages of a session: the X3DH header and a ratchet message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,14 +60,23 @@ impl Envelope {
         }
     }
 
+    /// The version byte this envelope is encoded with.
+    pub fn version(&self) -> u8 {
+        match self {
+            Envelope::Prekey(p) if p.x3dh.pq.is_some() => ENVELOPE_VERSION_PQ,
+            _ => ENVELOPE_VERSION,
+        }
+    }
+
     /// Encode:
     /// `version(1) ‖ kind(1) ‖ [X3DH header, prekey only] ‖ ratchet header(40) ‖ ciphertext`,
     /// where the X3DH header is `identity(32) ‖ ephemeral(32) ‖ spk_id u32be ‖ has_opk u8 ‖
-    /// [opk_id u32be]` and the ciphertext (`nonce ‖ ct ‖ tag`) runs to the end.
+    /// [opk_id u32be]`, followed in version 2 by `pq_id u32be ‖ kem_ct(1088)`, and the
+    /// ciphertext (`nonce ‖ ct ‖ tag`) runs to the end.
     pub fn to_bytes(&self) -> Vec<u8> {
         let message = self.ratchet_message();
         let mut out = Vec::with_capacity(2 + PREKEY_HEADER_MAX_LEN + 40 + message.ciphertext.len());
-        out.push(ENVELOPE_VERSION);
+        out.push(self.version());
         match self {
             Envelope::Prekey(p) => {
                 out.push(KIND_PREKEY);
@@ -71,6 +89,10 @@ impl Envelope {
                         out.extend_from_slice(&id.to_be_bytes());
                     }
                     None => out.push(0),
+                }
+                if let Some(pq) = &p.x3dh.pq {
+                    out.extend_from_slice(&pq.prekey_id.to_be_bytes());
+                    out.extend_from_slice(&pq.ciphertext[..]);
                 }
             }
             Envelope::Message(_) => out.push(KIND_MESSAGE),
@@ -91,14 +113,20 @@ impl Envelope {
         }
         let mut r = Reader::new(bytes, "envelope");
         let version = r.u8()?;
-        if version != ENVELOPE_VERSION {
+        if version != ENVELOPE_VERSION && version != ENVELOPE_VERSION_PQ {
             return Err(DecodeError::UnsupportedVersion {
                 what: "envelope",
                 got: version,
-                supported: ENVELOPE_VERSION,
+                supported: ENVELOPE_VERSION_PQ,
             });
         }
         let kind = r.u8()?;
+        if version == ENVELOPE_VERSION_PQ && kind != KIND_PREKEY {
+            return Err(DecodeError::InvalidField {
+                what: "envelope kind of a version-2 envelope",
+                value: u64::from(kind),
+            });
+        }
         let x3dh = match kind {
             KIND_PREKEY => Some(X3dhHeader {
                 identity_key: IdentityPublicKey::from_bytes(&r.array()?)?,
@@ -113,6 +141,14 @@ impl Envelope {
                             value: u64::from(other),
                         })
                     }
+                },
+                pq: if version == ENVELOPE_VERSION_PQ {
+                    Some(PqHeader {
+                        prekey_id: r.u32()?,
+                        ciphertext: Box::new(r.array::<KEM_CIPHERTEXT_LEN>()?),
+                    })
+                } else {
+                    None
                 },
             }),
             KIND_MESSAGE => None,
@@ -152,6 +188,17 @@ impl Envelope {
 mod tests {
     use super::*;
 
+    fn sample_pq(opk: Option<u32>) -> Envelope {
+        let Envelope::Prekey(mut p) = sample(true, opk) else {
+            unreachable!("sample(true, _) is a prekey envelope")
+        };
+        p.x3dh.pq = Some(PqHeader {
+            prekey_id: 0x8000_0001,
+            ciphertext: Box::new([0x5a; KEM_CIPHERTEXT_LEN]),
+        });
+        Envelope::Prekey(p)
+    }
+
     fn sample(prekey: bool, opk: Option<u32>) -> Envelope {
         let message = RatchetMessage {
             header: Header {
@@ -171,6 +218,7 @@ mod tests {
                 ephemeral_key: X25519PublicKey::from_bytes([4; 32]),
                 signed_prekey_id: 77,
                 one_time_prekey_id: opk,
+                pq: None,
             },
             message,
         })
@@ -182,6 +230,8 @@ mod tests {
             sample(false, None),
             sample(true, None),
             sample(true, Some(12)),
+            sample_pq(None),
+            sample_pq(Some(12)),
         ] {
             let bytes = env.to_bytes();
             assert_eq!(Envelope::from_bytes(&bytes).unwrap(), env);
@@ -196,18 +246,38 @@ mod tests {
     #[test]
     fn unknown_version_is_rejected_naming_both_versions() {
         let mut bytes = sample(false, None).to_bytes();
-        bytes[0] = 2;
+        bytes[0] = 3;
         let err = Envelope::from_bytes(&bytes).unwrap_err();
         assert_eq!(
             err,
             DecodeError::UnsupportedVersion {
                 what: "envelope",
-                got: 2,
-                supported: 1
+                got: 3,
+                supported: 2
             }
         );
         let text = err.to_string();
-        assert!(text.contains('2') && text.contains('1'), "{text}");
+        assert!(text.contains('3') && text.contains('2'), "{text}");
+    }
+
+    #[test]
+    fn pq_prekey_envelopes_are_version_2_and_only_prekey_envelopes_may_be() {
+        let bytes = sample_pq(Some(3)).to_bytes();
+        assert_eq!(bytes[0], ENVELOPE_VERSION_PQ);
+        // The same bytes read as version 1 (a relay rewriting the version) no longer parse as
+        // the same header: the KEM ciphertext would be taken as the ratchet message.
+        let mut as_v1 = bytes.clone();
+        as_v1[0] = ENVELOPE_VERSION;
+        assert_ne!(Envelope::from_bytes(&as_v1).ok(), Some(sample_pq(Some(3))));
+        // A version-2 ordinary message does not exist.
+        let mut message = sample(false, None).to_bytes();
+        message[0] = ENVELOPE_VERSION_PQ;
+        assert!(matches!(
+            Envelope::from_bytes(&message),
+            Err(DecodeError::InvalidField { .. })
+        ));
+        // Later messages are byte-identical in layout (and size) in both profiles.
+        assert_eq!(sample(false, None).to_bytes()[0], ENVELOPE_VERSION);
     }
 
     #[test]

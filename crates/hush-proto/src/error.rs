@@ -69,6 +69,23 @@ pub enum SessionError {
     /// or the network substituted it.
     #[error("signed prekey signature is invalid")]
     BadPrekeySignature,
+    /// The PQ prekey's signature does not verify under the bundle's identity key, or its
+    /// encapsulation key is malformed: the relay substituted or corrupted it.
+    #[error("PQ prekey signature is invalid")]
+    BadPqPrekeySignature,
+    /// The bundle or first message uses a weaker profile than this peer is known to support
+    /// (a relay stripped the PQ prekey, or someone sent a `hush-v1` first message in the name
+    /// of a `hush-v2` contact). Treated like a key change: refused loudly, nothing changed.
+    #[error("downgrade refused: {offered} offered where {required} is required")]
+    Downgrade {
+        /// What the peer is known to support.
+        required: crate::Profile,
+        /// What the bundle or message offered.
+        offered: crate::Profile,
+    },
+    /// The message names a PQ prekey we do not hold (a used one-time key, or never ours).
+    #[error("unknown PQ prekey id {0}")]
+    UnknownPqPrekey(u32),
     /// The bundle or message carries our own identity key; talking to ourselves through X3DH
     /// would let a relay reflect our messages back.
     #[error("peer identity is our own identity")]

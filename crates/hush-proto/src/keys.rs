@@ -7,8 +7,10 @@ use sha2::Digest;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::codec::Reader;
-use crate::primitives::{self, KEY_LEN, SIGNATURE_LEN};
-use crate::DecodeError;
+use crate::pq::{PqPrekey, KEM_ENCAPSULATION_KEY_LEN};
+pub use crate::primitives::SIGNATURE_LEN;
+use crate::primitives::{self, KEY_LEN};
+use crate::{DecodeError, Profile};
 
 /// A public key that did not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -370,12 +372,15 @@ pub struct OneTimePrekey {
     pub public_key: X25519PublicKey,
 }
 
-/// Version byte of the prekey bundle wire encoding.
+/// Version byte of a `hush-v1` prekey bundle (no PQ prekey).
 pub const BUNDLE_VERSION: u8 = 1;
+/// Version byte of a `hush-v2` prekey bundle: the `hush-v1` fields, then one PQ prekey.
+pub const BUNDLE_VERSION_PQ: u8 = 2;
 
-/// What the relay serves for a user: identity, signed prekey, and at most one one-time prekey
-/// (popped from the relay's stock; absent when the stock is empty).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the relay serves for a user: identity, signed prekey, at most one one-time prekey
+/// (popped from the relay's stock; absent when the stock is empty) and, for a `hush-v2` user,
+/// one PQ prekey (a one-time one if any is left, else the last-resort one).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrekeyBundle {
     /// The owner's identity key.
     pub identity_key: IdentityPublicKey,
@@ -383,28 +388,60 @@ pub struct PrekeyBundle {
     pub signed_prekey: SignedPrekey,
     /// One one-time prekey, if the relay had any left.
     pub one_time_prekey: Option<OneTimePrekey>,
+    /// One signed ML-KEM-768 prekey (`hush-v2`); `None` in a `hush-v1` bundle.
+    pub pq_prekey: Option<PqPrekey>,
 }
 
-/// Encoded length of a bundle with a one-time prekey.
+/// Encoded length of a `hush-v1` bundle with a one-time prekey.
 pub const BUNDLE_LEN_WITH_OPK: usize = 1 + 32 + 4 + 8 + 32 + 64 + 1 + 4 + 32;
+/// Encoded length of a PQ prekey inside a bundle: `id u32be ‖ ek ‖ sig`.
+pub const PQ_PREKEY_WIRE_LEN: usize = 4 + KEM_ENCAPSULATION_KEY_LEN + SIGNATURE_LEN;
+/// Largest encoded bundle (`hush-v2`, with a one-time prekey).
+pub const MAX_BUNDLE_LEN: usize = BUNDLE_LEN_WITH_OPK + PQ_PREKEY_WIRE_LEN;
 
 impl PrekeyBundle {
-    /// Check the signed prekey's signature; only a verified bundle can start a session.
-    pub fn verify(self) -> Result<VerifiedBundle, crate::SessionError> {
+    /// The profile a session started from this bundle gets.
+    pub fn profile(&self) -> Profile {
+        if self.pq_prekey.is_some() {
+            Profile::V2
+        } else {
+            Profile::V1
+        }
+    }
+
+    /// Check every signature (the signed prekey's and the PQ prekey's, both by the bundle's
+    /// identity key), that the PQ prekey is a well-formed ML-KEM-768 key, and that the bundle
+    /// meets `required`: a bundle without a PQ prekey is refused with
+    /// [`crate::SessionError::Downgrade`] when `hush-v2` is required. Only a verified bundle
+    /// can start a session, so no caller can skip either check.
+    pub fn verify(self, required: Profile) -> Result<VerifiedBundle, crate::SessionError> {
         if !self.identity_key.verify(
             self.signed_prekey.public_key.as_bytes(),
             &self.signed_prekey.signature,
         ) {
             return Err(crate::SessionError::BadPrekeySignature);
         }
+        if let Some(pq) = &self.pq_prekey {
+            if !pq.verify(&self.identity_key) {
+                return Err(crate::SessionError::BadPqPrekeySignature);
+            }
+        }
+        let offered = self.profile();
+        if offered < required {
+            return Err(crate::SessionError::Downgrade { required, offered });
+        }
         Ok(VerifiedBundle(self))
     }
 
     /// Wire encoding: `version(1) | identity(32) | spk_id u32be | spk_created_at u64be | spk(32) |
-    /// spk_sig(64) | has_opk u8 (0/1) | [opk_id u32be | opk(32)]`.
+    /// spk_sig(64) | has_opk u8 (0/1) | [opk_id u32be | opk(32)]`, and for version 2 then
+    /// `pq_id u32be | pq_ek(1184) | pq_sig(64)`. Version 1 exactly when there is no PQ prekey.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(BUNDLE_LEN_WITH_OPK);
-        out.push(BUNDLE_VERSION);
+        let mut out = Vec::with_capacity(MAX_BUNDLE_LEN);
+        out.push(match self.pq_prekey {
+            Some(_) => BUNDLE_VERSION_PQ,
+            None => BUNDLE_VERSION,
+        });
         out.extend_from_slice(self.identity_key.as_bytes());
         out.extend_from_slice(&self.signed_prekey.id.to_be_bytes());
         out.extend_from_slice(&self.signed_prekey.created_at.to_be_bytes());
@@ -418,18 +455,21 @@ impl PrekeyBundle {
             }
             None => out.push(0),
         }
+        if let Some(pq) = &self.pq_prekey {
+            put_pq_prekey(&mut out, pq);
+        }
         out
     }
 
-    /// Parse the wire encoding; the signature is not checked here (see [`PrekeyBundle::verify`]).
+    /// Parse the wire encoding; signatures are not checked here (see [`PrekeyBundle::verify`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes, "prekey bundle");
         let version = r.u8()?;
-        if version != BUNDLE_VERSION {
+        if version != BUNDLE_VERSION && version != BUNDLE_VERSION_PQ {
             return Err(DecodeError::UnsupportedVersion {
                 what: "prekey bundle",
                 got: version,
-                supported: BUNDLE_VERSION,
+                supported: BUNDLE_VERSION_PQ,
             });
         }
         let identity_key = IdentityPublicKey::from_bytes(&r.array()?)?;
@@ -452,18 +492,43 @@ impl PrekeyBundle {
                 })
             }
         };
+        let pq_prekey = if version == BUNDLE_VERSION_PQ {
+            Some(read_pq_prekey(&mut r)?)
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Self {
             identity_key,
             signed_prekey,
             one_time_prekey,
+            pq_prekey,
         })
     }
 }
 
-/// A bundle whose signed-prekey signature has been checked: proof, in the type, that
-/// [`crate::Session::initiate`] never runs on an unverified bundle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Append `id u32be ‖ ek(1184) ‖ sig(64)`.
+pub(crate) fn put_pq_prekey(out: &mut Vec<u8>, pq: &PqPrekey) {
+    out.extend_from_slice(&pq.id.to_be_bytes());
+    out.extend_from_slice(&pq.encapsulation_key[..]);
+    out.extend_from_slice(&pq.signature);
+}
+
+/// Read `id u32be ‖ ek(1184) ‖ sig(64)` (no signature check).
+pub(crate) fn read_pq_prekey(r: &mut Reader<'_>) -> Result<PqPrekey, DecodeError> {
+    let id = r.u32()?;
+    let encapsulation_key = Box::new(r.array::<KEM_ENCAPSULATION_KEY_LEN>()?);
+    Ok(PqPrekey {
+        id,
+        encapsulation_key,
+        signature: r.array()?,
+    })
+}
+
+/// A bundle whose signatures have been checked and whose profile meets the caller's
+/// requirement: proof, in the type, that [`crate::Session::initiate`] never runs on an
+/// unverified or downgraded bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedBundle(PrekeyBundle);
 
 impl VerifiedBundle {
@@ -508,23 +573,28 @@ mod tests {
                 identity_key: id.public_key(),
                 signed_prekey: spk.public(),
                 one_time_prekey: opk,
+                pq_prekey: None,
             };
             let bytes = bundle.to_bytes();
             assert_eq!(PrekeyBundle::from_bytes(&bytes).unwrap(), bundle);
-            assert!(bundle.verify().is_ok());
+            assert!(bundle.clone().verify(Profile::V1).is_ok());
             for cut in 0..bytes.len() {
                 assert!(PrekeyBundle::from_bytes(&bytes[..cut]).is_err());
             }
             let mut longer = bytes.clone();
             longer.push(0);
             assert!(PrekeyBundle::from_bytes(&longer).is_err());
+            // A version-1 body labelled version 2 lacks its PQ prekey.
             let mut v2 = bytes.clone();
-            v2[0] = 2;
+            v2[0] = BUNDLE_VERSION_PQ;
+            assert!(PrekeyBundle::from_bytes(&v2).is_err());
+            let mut v3 = bytes.clone();
+            v3[0] = 3;
             assert!(matches!(
-                PrekeyBundle::from_bytes(&v2),
+                PrekeyBundle::from_bytes(&v3),
                 Err(DecodeError::UnsupportedVersion {
-                    got: 2,
-                    supported: 1,
+                    got: 3,
+                    supported: 2,
                     ..
                 })
             ));

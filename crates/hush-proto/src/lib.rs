@@ -1,6 +1,7 @@
 //! # hush-proto
 //!
-//! The protocol core of hush, profile `hush-v1`: identity and prekeys, X3DH session setup, the
+//! The protocol core of hush, profiles `hush-v1` and `hush-v2`: identity and prekeys (with signed
+//! ML-KEM-768 prekeys for `hush-v2`), X3DH / PQXDH session setup, the
 //! Double Ratchet, the session envelope wire format, padded message content, safety numbers,
 //! and versioned pickles of all long-lived state.
 //!
@@ -19,6 +20,7 @@ mod error;
 pub mod keys;
 pub mod message;
 pub mod pickle;
+pub mod pq;
 pub mod prekeys;
 pub mod primitives;
 pub mod ratchet;
@@ -40,11 +42,42 @@ pub use keys::{
 };
 pub use message::{ContentType, MessageContent, MAX_BODY_LEN, MAX_PLAINTEXT_LEN};
 pub use pickle::{IdentityPickle, PickleError, PrekeysPickle, SessionPickle};
+pub use pq::{PqPrekey, PqPrekeyPair};
 pub use prekeys::LocalPrekeys;
 pub use ratchet::{Header, RatchetLimits, RatchetMessage};
 pub use safety::{QrError, SafetyNumber};
 pub use session::{InboundSession, Session};
 pub use x3dh::{PrekeyStore, X3dhHeader};
 
-/// The protocol profile this crate implements.
-pub const PROFILE: &str = "hush-v1";
+/// The profile every new session gets.
+pub const PROFILE: &str = Profile::CURRENT.name();
+
+/// A session-setup profile. The Double Ratchet is the same in both; they differ in how the
+/// first shared secret is agreed. Ordered: a later profile is stronger, so "at least V2" is
+/// `profile >= Profile::V2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Profile {
+    /// X3DH over X25519 only.
+    V1,
+    /// PQXDH: X3DH plus an ML-KEM-768 encapsulation to a signed PQ prekey.
+    V2,
+}
+
+impl Profile {
+    /// What new sessions use.
+    pub const CURRENT: Profile = Profile::V2;
+
+    /// The profile's name, as in the specification and the test vectors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Profile::V1 => "hush-v1",
+            Profile::V2 => "hush-v2",
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -7,19 +7,20 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::keys::{
     IdentityKeyPair, IdentityPublicKey, OneTimePrekeyPair, SignedPrekeyPair, X25519PublicKey,
     X25519Secret,
 };
+use crate::pq::{PqPrekeyPair, KEM_CIPHERTEXT_LEN, KEM_SEED_LEN, LAST_RESORT_ID_BIT};
 use crate::prekeys::LocalPrekeys;
 use crate::ratchet::{
     ChainKey, DoubleRatchet, MessageKey, RatchetLimits, RootKey, SkippedKey,
     PREVIOUS_CHAINS_REMEMBERED,
 };
 use crate::session::Session;
-use crate::x3dh::X3dhHeader;
+use crate::x3dh::{PqHeader, X3dhHeader};
 
 /// The pickle format version this build writes and reads.
 pub const PICKLE_VERSION: u8 = 1;
@@ -105,6 +106,15 @@ pub struct OneTimePrekeyPickle {
     secret: [u8; 32],
 }
 
+/// A pickled PQ prekey: its seed `d ‖ z` (the encapsulation key and the deterministic
+/// Ed25519 signature are rebuilt from it and the identity on load).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct PqPrekeyPickle {
+    id: u32,
+    created_at: u64,
+    seed: Vec<u8>,
+}
+
 /// Pickled [`LocalPrekeys`].
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct PrekeysPickle {
@@ -113,6 +123,53 @@ pub struct PrekeysPickle {
     one_time: Vec<OneTimePrekeyPickle>,
     next_signed_id: u32,
     next_one_time_id: u32,
+    /// One-time PQ prekeys (absent in pickles written before `hush-v2`).
+    #[serde(default)]
+    pq_one_time: Vec<PqPrekeyPickle>,
+    /// Last-resort PQ prekeys, newest last.
+    #[serde(default)]
+    pq_last_resort: Vec<PqPrekeyPickle>,
+    #[serde(default = "first_pq_one_time_id")]
+    next_pq_one_time_id: u32,
+    #[serde(default = "first_pq_last_resort_id")]
+    next_pq_last_resort_id: u32,
+}
+
+fn first_pq_one_time_id() -> u32 {
+    1
+}
+
+fn first_pq_last_resort_id() -> u32 {
+    LAST_RESORT_ID_BIT | 1
+}
+
+fn pickle_pq(pair: &PqPrekeyPair) -> PqPrekeyPickle {
+    PqPrekeyPickle {
+        id: pair.id,
+        created_at: pair.created_at,
+        seed: pair.seed().to_vec(),
+    }
+}
+
+fn unpickle_pq(
+    identity: &IdentityKeyPair,
+    pickle: &PqPrekeyPickle,
+    last_resort: bool,
+) -> Result<PqPrekeyPair, PickleError> {
+    let mut seed = Zeroizing::new([0u8; KEM_SEED_LEN]);
+    if pickle.seed.len() != KEM_SEED_LEN {
+        return Err(PickleError::InvalidField("PQ prekey seed length"));
+    }
+    seed.copy_from_slice(&pickle.seed);
+    if (pickle.id & LAST_RESORT_ID_BIT != 0) != last_resort {
+        return Err(PickleError::InvalidField("PQ prekey id kind"));
+    }
+    Ok(PqPrekeyPair::from_seed(
+        identity,
+        pickle.id,
+        pickle.created_at,
+        seed,
+    ))
 }
 
 impl LocalPrekeys {
@@ -140,11 +197,20 @@ impl LocalPrekeys {
                 .collect(),
             next_signed_id: self.next_signed_id,
             next_one_time_id: self.next_one_time_id,
+            pq_one_time: self.pq_one_time.values().map(pickle_pq).collect(),
+            pq_last_resort: self.pq_last_resort.iter().map(pickle_pq).collect(),
+            next_pq_one_time_id: self.next_pq_one_time_id,
+            next_pq_last_resort_id: self.next_pq_last_resort_id,
         }
     }
 
-    /// Restore from a snapshot.
-    pub fn from_pickle(pickle: &PrekeysPickle) -> Result<Self, PickleError> {
+    /// Restore from a snapshot. `identity` re-signs the PQ prekeys (their signatures are
+    /// deterministic, so exactly the published ones come back); a pickle written before
+    /// `hush-v2` loads with no PQ prekeys.
+    pub fn from_pickle(
+        identity: &IdentityKeyPair,
+        pickle: &PrekeysPickle,
+    ) -> Result<Self, PickleError> {
         check_version(pickle.version)?;
         let mut signed = Vec::with_capacity(pickle.signed.len());
         for spk in &pickle.signed {
@@ -173,11 +239,24 @@ impl LocalPrekeys {
                 )
             })
             .collect();
+        let mut pq_one_time = BTreeMap::new();
+        for pq in &pickle.pq_one_time {
+            pq_one_time.insert(pq.id, unpickle_pq(identity, pq, false)?);
+        }
+        let pq_last_resort = pickle
+            .pq_last_resort
+            .iter()
+            .map(|pq| unpickle_pq(identity, pq, true))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             signed,
             one_time,
             next_signed_id: pickle.next_signed_id,
             next_one_time_id: pickle.next_one_time_id,
+            pq_one_time,
+            pq_last_resort,
+            next_pq_one_time_id: pickle.next_pq_one_time_id,
+            next_pq_last_resort_id: pickle.next_pq_last_resort_id,
         })
     }
 }
@@ -189,6 +268,12 @@ pub struct X3dhHeaderPickle {
     ephemeral_key: [u8; 32],
     signed_prekey_id: u32,
     one_time_prekey_id: Option<u32>,
+    /// `hush-v2`: the PQ prekey id (absent in `hush-v1` sessions and older pickles).
+    #[serde(default)]
+    pq_prekey_id: Option<u32>,
+    /// `hush-v2`: the KEM ciphertext, kept so later copies of the first message match exactly.
+    #[serde(default)]
+    kem_ciphertext: Option<Vec<u8>>,
 }
 
 /// A pickled skipped message key.
@@ -237,6 +322,12 @@ impl Session {
                 ephemeral_key: *self.x3dh_header.ephemeral_key.as_bytes(),
                 signed_prekey_id: self.x3dh_header.signed_prekey_id,
                 one_time_prekey_id: self.x3dh_header.one_time_prekey_id,
+                pq_prekey_id: self.x3dh_header.pq.as_ref().map(|pq| pq.prekey_id),
+                kem_ciphertext: self
+                    .x3dh_header
+                    .pq
+                    .as_ref()
+                    .map(|pq| pq.ciphertext.to_vec()),
             },
             pending_prekey: self.pending_prekey,
             root_key: r.root_key.0,
@@ -277,6 +368,17 @@ impl Session {
             ephemeral_key: X25519PublicKey::from_bytes(h.ephemeral_key),
             signed_prekey_id: h.signed_prekey_id,
             one_time_prekey_id: h.one_time_prekey_id,
+            pq: match (h.pq_prekey_id, &h.kem_ciphertext) {
+                (None, None) => None,
+                (Some(prekey_id), Some(ct)) => Some(PqHeader {
+                    prekey_id,
+                    ciphertext: Box::new(
+                        <[u8; KEM_CIPHERTEXT_LEN]>::try_from(ct.as_slice())
+                            .map_err(|_| PickleError::InvalidField("KEM ciphertext length"))?,
+                    ),
+                }),
+                _ => return Err(PickleError::InvalidField("PQ header half present")),
+            },
         };
         let limits = RatchetLimits {
             max_skip: pickle.max_skip,

@@ -1,5 +1,6 @@
-//! A user's own prekey secrets: the current and recent signed prekeys and the unused one-time
-//! prekeys, with rotation and refill helpers.
+//! A user's own prekey secrets: the current and recent signed prekeys, the unused one-time
+//! prekeys, and (`hush-v2`) the signed ML-KEM-768 prekeys: unused one-time ones and the current
+//! and recent last-resort ones, with rotation and refill helpers.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use rand_core::CryptoRngCore;
 use crate::keys::{
     IdentityKeyPair, OneTimePrekey, OneTimePrekeyPair, SignedPrekey, SignedPrekeyPair,
 };
+use crate::pq::{PqPrekey, PqPrekeyPair, LAST_RESORT_ID_BIT};
 use crate::x3dh::PrekeyStore;
 
 /// How many superseded signed prekeys are kept, so messages sent to a recently rotated key
@@ -27,6 +29,16 @@ pub const SIGNED_PREKEYS_KEPT: usize = 3;
 /// [`crate::SessionError::UnknownOneTimePrekey`].
 pub const MAX_ONE_TIME_PREKEYS: usize = 2000;
 
+/// Most one-time PQ prekey secrets kept (64-byte seeds; each public key is 1 184 bytes, so
+/// the relay stocks far fewer of them than classical ones). Same reasoning as
+/// [`MAX_ONE_TIME_PREKEYS`]: the oldest beyond it are deleted, and a first message to one then
+/// fails with [`crate::SessionError::UnknownPqPrekey`].
+pub const MAX_ONE_TIME_PQ_PREKEYS: usize = 500;
+
+/// How many superseded last-resort PQ prekeys are kept after a rotation, so first messages
+/// sent to a recently replaced one still open (the same grace as signed prekeys).
+pub const PQ_LAST_RESORT_KEPT: usize = SIGNED_PREKEYS_KEPT;
+
 /// The prekey secrets a user holds.
 #[derive(Clone, Debug)]
 pub struct LocalPrekeys {
@@ -35,19 +47,119 @@ pub struct LocalPrekeys {
     pub(crate) one_time: BTreeMap<u32, OneTimePrekeyPair>,
     pub(crate) next_signed_id: u32,
     pub(crate) next_one_time_id: u32,
+    /// One-time PQ prekeys by id (ids below [`LAST_RESORT_ID_BIT`]).
+    pub(crate) pq_one_time: BTreeMap<u32, PqPrekeyPair>,
+    /// Last-resort PQ prekeys, newest (current) last.
+    pub(crate) pq_last_resort: Vec<PqPrekeyPair>,
+    pub(crate) next_pq_one_time_id: u32,
+    pub(crate) next_pq_last_resort_id: u32,
 }
 
 impl LocalPrekeys {
-    /// A first signed prekey (id 1) created at `now` (seconds).
+    /// A first signed prekey (id 1) and a first last-resort PQ prekey, created at `now`
+    /// (seconds). Draws 32 + 64 bytes.
     pub fn new(rng: &mut impl CryptoRngCore, identity: &IdentityKeyPair, now: u64) -> Self {
+        let mut store = Self::new_classical(rng, identity, now);
+        store.rotate_pq_last_resort(rng, identity, now);
+        store
+    }
+
+    /// A store with only the classical signed prekey, as a `hush-v1` build made it (the
+    /// `hush-v1` vectors are generated from this, so their random draws stay as committed).
+    pub(crate) fn new_classical(
+        rng: &mut impl CryptoRngCore,
+        identity: &IdentityKeyPair,
+        now: u64,
+    ) -> Self {
         let mut store = Self {
             signed: Vec::new(),
             one_time: BTreeMap::new(),
             next_signed_id: 1,
             next_one_time_id: 1,
+            pq_one_time: BTreeMap::new(),
+            pq_last_resort: Vec::new(),
+            next_pq_one_time_id: 1,
+            next_pq_last_resort_id: LAST_RESORT_ID_BIT | 1,
         };
         store.rotate_signed(rng, identity, now);
         store
+    }
+
+    /// The current last-resort PQ prekey, to publish (`None` only for a store loaded from a
+    /// `hush-v1` pickle that has not been given one yet).
+    pub fn current_pq_last_resort(&self) -> Option<PqPrekey> {
+        self.pq_last_resort.last().map(PqPrekeyPair::public)
+    }
+
+    /// Make a new last-resort PQ prekey (draws 64 bytes); keep the last
+    /// [`PQ_LAST_RESORT_KEPT`] old ones so late first messages to them still open. Rotate it
+    /// whenever the signed prekey is rotated.
+    pub fn rotate_pq_last_resort(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        identity: &IdentityKeyPair,
+        now: u64,
+    ) -> PqPrekey {
+        let id = self.next_pq_last_resort_id | LAST_RESORT_ID_BIT;
+        let next = self.next_pq_last_resort_id.wrapping_add(1) | LAST_RESORT_ID_BIT;
+        // Skip the wrapped-to-zero id (0x8000_0000) so every id stays non-trivial.
+        self.next_pq_last_resort_id = next.max(LAST_RESORT_ID_BIT | 1);
+        let pair = PqPrekeyPair::generate(rng, identity, id, now);
+        let public = pair.public();
+        self.pq_last_resort.retain(|old| old.id != id);
+        self.pq_last_resort.push(pair);
+        while self.pq_last_resort.len() > PQ_LAST_RESORT_KEPT + 1 {
+            self.pq_last_resort.remove(0);
+        }
+        public
+    }
+
+    /// Make `count` new one-time PQ prekeys (draws 64 bytes each); the caller persists this
+    /// store, then publishes them. Keeps at most [`MAX_ONE_TIME_PQ_PREKEYS`].
+    pub fn generate_pq_one_time(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        identity: &IdentityKeyPair,
+        count: usize,
+        now: u64,
+    ) -> Vec<PqPrekey> {
+        let made = (0..count)
+            .map(|_| {
+                let id = self.next_pq_one_time_id;
+                let next = self.next_pq_one_time_id.wrapping_add(1) & !LAST_RESORT_ID_BIT;
+                self.next_pq_one_time_id = next.max(1);
+                let pair = PqPrekeyPair::generate(rng, identity, id, now);
+                let public = pair.public();
+                self.pq_one_time.insert(id, pair);
+                public
+            })
+            .collect();
+        let excess = self
+            .pq_one_time
+            .len()
+            .saturating_sub(MAX_ONE_TIME_PQ_PREKEYS);
+        if excess > 0 {
+            let next = self.next_pq_one_time_id;
+            let mut ids: Vec<u32> = self.pq_one_time.keys().copied().collect();
+            ids.sort_unstable_by_key(|id| {
+                std::cmp::Reverse(next.wrapping_sub(*id) & !LAST_RESORT_ID_BIT)
+            });
+            for id in ids.into_iter().take(excess) {
+                self.pq_one_time.remove(&id);
+            }
+        }
+        made
+    }
+
+    /// Delete a used one-time PQ prekey (in the commit that stores the session it created).
+    /// Last-resort keys are not deleted this way: they serve many initiators.
+    pub fn remove_pq_one_time(&mut self, id: u32) -> bool {
+        self.pq_one_time.remove(&id).is_some()
+    }
+
+    /// Unused one-time PQ prekeys held.
+    pub fn pq_one_time_count(&self) -> usize {
+        self.pq_one_time.len()
     }
 
     /// The current signed prekey, to publish.
@@ -134,6 +246,14 @@ impl PrekeyStore for LocalPrekeys {
     fn one_time_prekey(&self, id: u32) -> Option<&OneTimePrekeyPair> {
         self.one_time.get(&id)
     }
+
+    fn pq_prekey(&self, id: u32) -> Option<&PqPrekeyPair> {
+        if id & LAST_RESORT_ID_BIT != 0 {
+            self.pq_last_resort.iter().find(|pq| pq.id == id)
+        } else {
+            self.pq_one_time.get(&id)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,8 +301,9 @@ mod tests {
             identity_key: bob.public_key(),
             signed_prekey: bob_prekeys.current_signed().unwrap(),
             one_time_prekey: first.first().cloned(),
+            pq_prekey: None,
         }
-        .verify()
+        .verify(crate::Profile::V1)
         .unwrap();
         for _ in 0..MAX_ONE_TIME_PREKEYS / BATCH + 1 {
             bob_prekeys.generate_one_time(&mut rng, BATCH);
@@ -191,7 +312,14 @@ mod tests {
         let Envelope::Prekey(pre) = session.encrypt(&mut rng, b"hello").unwrap() else {
             panic!("a first message is a prekey envelope");
         };
-        match Session::respond(&mut rng, &bob, &alice.public_key(), &bob_prekeys, &pre) {
+        match Session::respond(
+            &mut rng,
+            &bob,
+            &alice.public_key(),
+            crate::Profile::V1,
+            &bob_prekeys,
+            &pre,
+        ) {
             Err(SessionError::UnknownOneTimePrekey(1)) => {}
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a pruned one-time prekey was still usable"),

@@ -4,7 +4,11 @@
 
 use crate::codec::Reader;
 use crate::envelope::MAX_ENVELOPE_LEN;
-use crate::keys::{IdentityPublicKey, OneTimePrekey, PrekeyBundle, SignedPrekey, X25519PublicKey};
+use crate::keys::{
+    put_pq_prekey, read_pq_prekey, IdentityPublicKey, OneTimePrekey, PrekeyBundle, SignedPrekey,
+    X25519PublicKey, PQ_PREKEY_WIRE_LEN,
+};
+use crate::pq::PqPrekey;
 use crate::DecodeError;
 
 /// Version byte of every relay-protocol message.
@@ -21,6 +25,14 @@ pub const REGISTER_CONTEXT: &[u8] = b"hush-register-v1";
 pub const MAX_NAME_LEN: usize = 32;
 /// Most one-time prekeys in one publish request.
 pub const MAX_PREKEYS_PER_PUBLISH: usize = 200;
+/// Most one-time PQ prekeys in one publish request: each is 1 252 bytes on the wire, and a
+/// request must fit one Noise message.
+pub const MAX_PQ_PREKEYS_PER_PUBLISH: usize = 40;
+const _: () = assert!(
+    1 + 8 + 1 + 1 + PQ_PREKEY_WIRE_LEN + 2 + MAX_PQ_PREKEYS_PER_PUBLISH * PQ_PREKEY_WIRE_LEN + 16
+        <= 65_535,
+    "a PQ prekey publish must fit one Noise message"
+);
 /// Most message ids in one ack.
 pub const MAX_ACK_IDS: usize = 1000;
 /// Longest error text in an error reply.
@@ -81,6 +93,14 @@ pub enum Request {
         /// One-time prekeys (at most [`MAX_PREKEYS_PER_PUBLISH`]).
         one_time: Vec<OneTimePrekey>,
     },
+    /// Publish signed ML-KEM-768 prekeys (`hush-v2`): a new last-resort one (replacing the
+    /// current one) and/or one-time ones. Needs a registered name, like `PublishPrekeys`.
+    PublishPqPrekeys {
+        /// The new last-resort PQ prekey, if it changed (or to learn the stock: the same one).
+        last_resort: Option<PqPrekey>,
+        /// One-time PQ prekeys (at most [`MAX_PQ_PREKEYS_PER_PUBLISH`]).
+        one_time: Vec<PqPrekey>,
+    },
     /// Fetch (and pop a one-time prekey of) someone's bundle.
     FetchBundle {
         /// Their username.
@@ -118,6 +138,7 @@ const REQ_SUBSCRIBE: u8 = 6;
 const REQ_ACK: u8 = 7;
 const REQ_PING: u8 = 8;
 const REQ_WHOIS: u8 = 9;
+const REQ_PUBLISH_PQ: u8 = 10;
 
 /// Why the relay refused a request. The numeric codes are part of the wire format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -237,6 +258,9 @@ impl ErrorCode {
 
 /// A successful reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// A bundle is a few hundred bytes inline; replies live for one request, so boxing it would buy
+// nothing but an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// Hello accepted; the name this identity has registered, if any.
     Welcome {
@@ -250,7 +274,12 @@ pub enum Reply {
         /// Stock after this publish.
         one_time_remaining: u32,
     },
-    /// The bundle (its one-time prekey, if any, is now deleted on the relay).
+    /// PQ prekeys stored; one-time PQ prekeys now in stock (refill when low).
+    PqPrekeysStored {
+        /// One-time PQ stock after this publish.
+        one_time_remaining: u32,
+    },
+    /// The bundle (its one-time prekeys, classical and PQ, are now deleted on the relay).
     Bundle(PrekeyBundle),
     /// Envelope durably stored.
     Stored {
@@ -282,9 +311,11 @@ const REP_SUBSCRIBED: u8 = 6;
 const REP_ACKED: u8 = 7;
 const REP_PONG: u8 = 8;
 const REP_NAME: u8 = 9;
+const REP_PQ_PREKEYS_STORED: u8 = 10;
 
 /// Anything the relay sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum ServerMessage {
     /// The reply to request `request_id`.
     Response {
@@ -425,6 +456,24 @@ impl Request {
                     out.extend_from_slice(opk.public_key.as_bytes());
                 }
             }
+            Request::PublishPqPrekeys {
+                last_resort,
+                one_time,
+            } => {
+                out.push(REQ_PUBLISH_PQ);
+                match last_resort {
+                    Some(pq) => {
+                        out.push(1);
+                        put_pq_prekey(&mut out, pq);
+                    }
+                    None => out.push(0),
+                }
+                let count = one_time.len().min(MAX_PQ_PREKEYS_PER_PUBLISH);
+                out.extend_from_slice(&(count as u16).to_be_bytes());
+                for pq in one_time.iter().take(count) {
+                    put_pq_prekey(&mut out, pq);
+                }
+            }
             Request::FetchBundle { name } => {
                 out.push(REQ_FETCH);
                 put_name(&mut out, name);
@@ -496,6 +545,34 @@ impl Request {
                 }
                 Request::PublishPrekeys {
                     signed_prekey,
+                    one_time,
+                }
+            }
+            REQ_PUBLISH_PQ => {
+                let last_resort = match r.u8()? {
+                    0 => None,
+                    1 => Some(read_pq_prekey(r)?),
+                    other => {
+                        return Err(DecodeError::InvalidField {
+                            what: "PQ publish last-resort flag",
+                            value: u64::from(other),
+                        })
+                    }
+                };
+                let count = usize::from(r.u16()?);
+                if count > MAX_PQ_PREKEYS_PER_PUBLISH {
+                    return Err(DecodeError::TooLong {
+                        what: "one-time PQ prekey batch",
+                        len: count,
+                        max: MAX_PQ_PREKEYS_PER_PUBLISH,
+                    });
+                }
+                let mut one_time = Vec::with_capacity(count);
+                for _ in 0..count {
+                    one_time.push(read_pq_prekey(r)?);
+                }
+                Request::PublishPqPrekeys {
+                    last_resort,
                     one_time,
                 }
             }
@@ -654,6 +731,10 @@ fn encode_reply(out: &mut Vec<u8>, reply: &Reply) {
             out.push(REP_PREKEYS_STORED);
             out.extend_from_slice(&one_time_remaining.to_be_bytes());
         }
+        Reply::PqPrekeysStored { one_time_remaining } => {
+            out.push(REP_PQ_PREKEYS_STORED);
+            out.extend_from_slice(&one_time_remaining.to_be_bytes());
+        }
         Reply::Bundle(bundle) => {
             out.push(REP_BUNDLE);
             out.extend_from_slice(&bundle.to_bytes());
@@ -692,6 +773,9 @@ fn decode_reply(r: &mut Reader<'_>) -> Result<Reply, DecodeError> {
         REP_PREKEYS_STORED => Reply::PrekeysStored {
             one_time_remaining: r.u32()?,
         },
+        REP_PQ_PREKEYS_STORED => Reply::PqPrekeysStored {
+            one_time_remaining: r.u32()?,
+        },
         REP_BUNDLE => Reply::Bundle(PrekeyBundle::from_bytes(r.rest())?),
         REP_STORED => Reply::Stored { id: r.u64()? },
         REP_SUBSCRIBED => Reply::Subscribed,
@@ -726,6 +810,14 @@ mod tests {
     use crate::IdentityKeyPair;
     use proptest::prelude::*;
 
+    fn sample_pq(id: u32) -> PqPrekey {
+        PqPrekey {
+            id,
+            encapsulation_key: Box::new([id as u8; crate::pq::KEM_ENCAPSULATION_KEY_LEN]),
+            signature: [9; 64],
+        }
+    }
+
     fn samples() -> Vec<Request> {
         let id = IdentityKeyPair::from_seed(&[5; 32]);
         let spk = SignedPrekey {
@@ -749,6 +841,14 @@ mod tests {
                     id: 4,
                     public_key: X25519PublicKey::from_bytes([9; 32]),
                 }],
+            },
+            Request::PublishPqPrekeys {
+                last_resort: Some(sample_pq(0x8000_0002)),
+                one_time: vec![sample_pq(5), sample_pq(6)],
+            },
+            Request::PublishPqPrekeys {
+                last_resort: None,
+                one_time: vec![],
             },
             Request::FetchBundle { name: "bob".into() },
             Request::Send {
@@ -796,6 +896,11 @@ mod tests {
                 signature: [4; 64],
             },
             one_time_prekey: None,
+            pq_prekey: None,
+        };
+        let pq_bundle = PrekeyBundle {
+            pq_prekey: Some(sample_pq(0x8000_0001)),
+            ..bundle.clone()
         };
         let replies = [
             Reply::Welcome { name: None },
@@ -806,7 +911,11 @@ mod tests {
             Reply::PrekeysStored {
                 one_time_remaining: 7,
             },
+            Reply::PqPrekeysStored {
+                one_time_remaining: 3,
+            },
             Reply::Bundle(bundle),
+            Reply::Bundle(pq_bundle),
             Reply::Stored { id: 5 },
             Reply::Subscribed,
             Reply::Acked { removed: 2 },

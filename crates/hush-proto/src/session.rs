@@ -9,7 +9,7 @@ use crate::keys::{IdentityKeyPair, IdentityPublicKey, VerifiedBundle, X25519Publ
 use crate::message::MAX_PLAINTEXT_LEN;
 use crate::ratchet::{DoubleRatchet, RatchetLimits};
 use crate::x3dh::{self, PrekeyStore, X3dhHeader, ASSOCIATED_DATA_LEN};
-use crate::{DecryptError, EncryptError, SessionError};
+use crate::{DecryptError, EncryptError, Profile, SessionError};
 
 /// One end of an end-to-end encrypted session with one peer.
 #[derive(Clone)]
@@ -44,11 +44,15 @@ pub struct InboundSession {
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The one-time prekey the message used: delete it only after this result is committed.
     pub used_one_time_prekey: Option<u32>,
+    /// The one-time PQ prekey the message used (`None` for `hush-v1` and for a last-resort
+    /// PQ prekey, which is kept): delete it in the same commit that stores the session.
+    pub used_one_time_pq_prekey: Option<u32>,
 }
 
 impl Session {
-    /// Start a session as initiator from a verified bundle. Draws 64 bytes (ephemeral key,
-    /// first ratchet key).
+    /// Start a session as initiator from a verified bundle (its profile is the session's).
+    /// Draws the ephemeral key (32 bytes), for `hush-v2` the KEM randomness `m` (32 bytes),
+    /// then the first ratchet key (32 bytes).
     pub fn initiate(
         rng: &mut impl CryptoRngCore,
         ours: &IdentityKeyPair,
@@ -84,11 +88,14 @@ impl Session {
     /// the sender the relay named). The X3DH header's identity key must be exactly that key, or
     /// [`SessionError::MismatchedIdentityKey`] is returned before any prekey lookup or key
     /// agreement: an inbound session cannot be created without naming whom it is expected from,
-    /// so no caller can forget to check who is on the other end.
+    /// so no caller can forget to check who is on the other end. Likewise `required` is the
+    /// weakest profile the caller accepts from that sender: a first message of a weaker profile
+    /// is refused with [`SessionError::Downgrade`] before any key agreement.
     pub fn respond(
         rng: &mut impl CryptoRngCore,
         ours: &IdentityKeyPair,
         expected_sender: &IdentityPublicKey,
+        required: Profile,
         prekeys: &impl PrekeyStore,
         message: &PrekeyMessage,
     ) -> Result<InboundSession, SessionError> {
@@ -96,6 +103,7 @@ impl Session {
             rng,
             ours,
             expected_sender,
+            required,
             prekeys,
             message,
             RatchetLimits::default(),
@@ -103,10 +111,12 @@ impl Session {
     }
 
     /// [`Session::respond`] with non-default skip limits (tests and vectors).
+    #[allow(clippy::too_many_arguments)]
     pub fn respond_with_limits(
         rng: &mut impl CryptoRngCore,
         ours: &IdentityKeyPair,
         expected_sender: &IdentityPublicKey,
+        required: Profile,
         prekeys: &impl PrekeyStore,
         message: &PrekeyMessage,
         limits: RatchetLimits,
@@ -120,6 +130,10 @@ impl Session {
         ) {
             return Err(SessionError::MismatchedIdentityKey);
         }
+        let offered = header.profile();
+        if offered < required {
+            return Err(SessionError::Downgrade { required, offered });
+        }
         let spk = prekeys
             .signed_prekey(header.signed_prekey_id)
             .ok_or(SessionError::UnknownSignedPrekey(header.signed_prekey_id))?;
@@ -131,8 +145,16 @@ impl Session {
             ),
             None => None,
         };
+        let pq_prekey = match &header.pq {
+            Some(pq) => Some(
+                prekeys
+                    .pq_prekey(pq.prekey_id)
+                    .ok_or(SessionError::UnknownPqPrekey(pq.prekey_id))?,
+            ),
+            None => None,
+        };
         let _ = rng;
-        let output = x3dh::respond(ours, spk, opk, header)?;
+        let output = x3dh::respond(ours, spk, opk, pq_prekey, header)?;
         let ratchet =
             DoubleRatchet::new_responder(&output.shared_secret, spk.secret.clone(), limits);
         let mut session = Self {
@@ -140,7 +162,7 @@ impl Session {
             local_identity: ours.public_key(),
             remote_identity: header.identity_key,
             is_initiator: false,
-            x3dh_header: *header,
+            x3dh_header: header.clone(),
             pending_prekey: false,
         };
         let plaintext = session
@@ -151,6 +173,7 @@ impl Session {
             session,
             plaintext,
             used_one_time_prekey: header.one_time_prekey_id,
+            used_one_time_pq_prekey: pq_prekey.filter(|pq| !pq.is_last_resort()).map(|pq| pq.id),
         })
     }
 
@@ -171,7 +194,7 @@ impl Session {
         let message = self.ratchet.encrypt(rng, plaintext, &ad)?;
         Ok(if self.pending_prekey {
             Envelope::Prekey(PrekeyMessage {
-                x3dh: self.x3dh_header,
+                x3dh: self.x3dh_header.clone(),
                 message,
             })
         } else {
@@ -217,6 +240,11 @@ impl Session {
     /// The peer's identity key.
     pub fn remote_identity(&self) -> &IdentityPublicKey {
         &self.remote_identity
+    }
+
+    /// The session's setup profile: `hush-v2` when a PQ prekey was part of the agreement.
+    pub fn profile(&self) -> Profile {
+        self.x3dh_header.profile()
     }
 
     /// Our identity key.

@@ -121,7 +121,7 @@ struct RatchetVectors {
 
 fn params(limits: RatchetLimits) -> Params {
     Params {
-        profile: PROFILE.into(),
+        profile: crate::Profile::V1.name().into(),
         x3dh_hash: "SHA-256".into(),
         x3dh_info: "hush-x3dh-v1".into(),
         rk_info: "hush-dr-root-v1".into(),
@@ -222,7 +222,15 @@ fn deliver<R: RngCore + CryptoRng + Clone>(
     let result = match (session.as_mut(), env) {
         (Some(s), env) => s.decrypt(rng, env).map(|p| p.to_vec()).map_err(|_| ()),
         (None, Envelope::Prekey(pre)) => {
-            match Session::respond_with_limits(rng, identity, peer, prekeys, pre, limits) {
+            match Session::respond_with_limits(
+                rng,
+                identity,
+                peer,
+                crate::Profile::V1,
+                prekeys,
+                pre,
+                limits,
+            ) {
                 Ok(inbound) => {
                     *session = Some(inbound.session);
                     Ok(inbound.plaintext.to_vec())
@@ -245,7 +253,7 @@ fn deliver<R: RngCore + CryptoRng + Clone>(
 fn with_message(env: &Envelope, message: RatchetMessage) -> Envelope {
     match env {
         Envelope::Prekey(p) => Envelope::Prekey(PrekeyMessage {
-            x3dh: p.x3dh,
+            x3dh: p.x3dh.clone(),
             message,
         }),
         Envelope::Message(_) => Envelope::Message(message),
@@ -294,7 +302,7 @@ fn generate(seed: u64, with_opk: bool, limits: RatchetLimits, steps: &[Step]) ->
     let mut setup = ChaCha20Rng::seed_from_u64(seed);
     let alice = IdentityKeyPair::generate(&mut setup);
     let bob = IdentityKeyPair::generate(&mut setup);
-    let mut prekeys = LocalPrekeys::new(&mut setup, &bob, 1_767_225_600);
+    let mut prekeys = LocalPrekeys::new_classical(&mut setup, &bob, 1_767_225_600);
     let opks = prekeys.generate_one_time(&mut setup, 3);
     let spk = prekeys.current_signed().unwrap();
     let chosen = if with_opk { opks.get(1).copied() } else { None };
@@ -302,6 +310,7 @@ fn generate(seed: u64, with_opk: bool, limits: RatchetLimits, steps: &[Step]) ->
         identity_key: bob.public_key(),
         signed_prekey: spk,
         one_time_prekey: chosen,
+        pq_prekey: None,
     };
     let bundle_vec = BundleVec {
         identity_key: h(bob.public_key().as_bytes()),
@@ -326,8 +335,13 @@ fn generate(seed: u64, with_opk: bool, limits: RatchetLimits, steps: &[Step]) ->
         inner: ChaCha20Rng::seed_from_u64(seed ^ 0xa11ce),
         draws: Vec::new(),
     };
-    let a = Session::initiate_with_limits(&mut rng_a, &alice, &bundle.verify().unwrap(), limits)
-        .unwrap();
+    let a = Session::initiate_with_limits(
+        &mut rng_a,
+        &alice,
+        &bundle.clone().verify(crate::Profile::V1).unwrap(),
+        limits,
+    )
+    .unwrap();
     assert_eq!(
         rng_a.draws.len(),
         2,
@@ -341,8 +355,12 @@ fn generate(seed: u64, with_opk: bool, limits: RatchetLimits, steps: &[Step]) ->
     eph_rng
         .keys
         .push_back(ephemeral.clone().try_into().unwrap());
-    let (output, header, _) =
-        x3dh::initiate(&mut eph_rng, &alice, &bundle.verify().unwrap()).unwrap();
+    let (output, header, _) = x3dh::initiate(
+        &mut eph_rng,
+        &alice,
+        &bundle.clone().verify(crate::Profile::V1).unwrap(),
+    )
+    .unwrap();
     let x3dh_vectors = X3dhVectors {
         alice: AliceKeys {
             identity_seed: h(&*alice.seed()),
@@ -747,7 +765,7 @@ fn committed_vectors_regenerate_byte_for_byte() {
 fn replay(file: &VectorFile) {
     assert_eq!(file.format, FORMAT);
     let p = &file.params;
-    assert_eq!(p.profile, PROFILE);
+    assert_eq!(p.profile, crate::Profile::V1.name());
     assert_eq!(p.x3dh_info, "hush-x3dh-v1");
     assert_eq!(p.rk_info, "hush-dr-root-v1");
     assert_eq!(p.msg_info, "hush-dr-msg-v1");
@@ -778,6 +796,10 @@ fn replay(file: &VectorFile) {
         one_time: Default::default(),
         next_signed_id: 2,
         next_one_time_id: 1,
+        pq_one_time: Default::default(),
+        pq_last_resort: Vec::new(),
+        next_pq_one_time_id: 1,
+        next_pq_last_resort_id: crate::pq::LAST_RESORT_ID_BIT | 1,
     };
     let mut opk_ids = HashMap::new();
     for (i, (secret, public)) in x.bob.opk_privs.iter().zip(&x.bundle.pre_keys).enumerate() {
@@ -803,15 +825,17 @@ fn replay(file: &VectorFile) {
                 id: opk_ids[k],
                 public_key: X25519PublicKey::from_bytes(unhex(k)),
             }),
+            pq_prekey: None,
         })
     };
     for case in &x.reject_cases {
-        let accepted = bundle_from(&case.bundle, None).is_some_and(|b| b.verify().is_ok());
+        let accepted =
+            bundle_from(&case.bundle, None).is_some_and(|b| b.verify(crate::Profile::V1).is_ok());
         assert_eq!(accepted, case.result == "ok", "reject case {}", case.name);
     }
     let bundle = bundle_from(&x.bundle, x.chosen_opk.as_ref())
         .unwrap()
-        .verify()
+        .verify(crate::Profile::V1)
         .unwrap();
 
     // X3DH: shared secret, associated data and header from the injected ephemeral key.
@@ -829,6 +853,7 @@ fn replay(file: &VectorFile) {
         header
             .one_time_prekey_id
             .and_then(|id| prekeys.one_time.get(&id)),
+        None,
         &header,
     )
     .unwrap();

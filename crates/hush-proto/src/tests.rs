@@ -38,6 +38,7 @@ pub(crate) fn bundle_of(p: &Party, with_opk: bool) -> PrekeyBundle {
         } else {
             None
         },
+        pq_prekey: None,
     }
 }
 
@@ -45,7 +46,7 @@ pub(crate) fn bundle_of(p: &Party, with_opk: bool) -> PrekeyBundle {
 fn established(rng: &mut ChaCha20Rng, limits: RatchetLimits) -> (Session, Session) {
     let alice = party(rng, 0);
     let bob = party(rng, 2);
-    let bundle = bundle_of(&bob, true).verify().unwrap();
+    let bundle = bundle_of(&bob, true).verify(crate::Profile::V1).unwrap();
     let mut a = Session::initiate_with_limits(rng, &alice.identity, &bundle, limits).unwrap();
     let env = a.encrypt(rng, b"hello").unwrap();
     let Envelope::Prekey(pre) = env else {
@@ -55,6 +56,7 @@ fn established(rng: &mut ChaCha20Rng, limits: RatchetLimits) -> (Session, Sessio
         rng,
         &bob.identity,
         &alice.identity.public_key(),
+        crate::Profile::V1,
         &bob.prekeys,
         &pre,
         limits,
@@ -238,13 +240,19 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
 
     let mut bad_sig = bundle_of(&bob, true);
     bad_sig.signed_prekey.signature[0] ^= 1;
-    assert_eq!(bad_sig.verify(), Err(SessionError::BadPrekeySignature));
+    assert_eq!(
+        bad_sig.verify(crate::Profile::V1),
+        Err(SessionError::BadPrekeySignature)
+    );
 
     let mut swapped_key = bundle_of(&bob, true);
     swapped_key.signed_prekey.public_key = X25519PublicKey::from_bytes([9; 32]);
-    assert_eq!(swapped_key.verify(), Err(SessionError::BadPrekeySignature));
+    assert_eq!(
+        swapped_key.verify(crate::Profile::V1),
+        Err(SessionError::BadPrekeySignature)
+    );
 
-    let own = bundle_of(&alice, false).verify().unwrap();
+    let own = bundle_of(&alice, false).verify(crate::Profile::V1).unwrap();
     assert_eq!(
         Session::initiate(&mut rng, &alice.identity, &own).unwrap_err(),
         SessionError::OwnIdentity
@@ -256,13 +264,13 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
     weak.signed_prekey.public_key = X25519PublicKey::from_bytes([0; 32]);
     weak.signed_prekey.signature = bob.identity.sign(&[0; 32]);
     drop(zero);
-    let weak = weak.verify().unwrap();
+    let weak = weak.verify(crate::Profile::V1).unwrap();
     assert_eq!(
         Session::initiate(&mut rng, &alice.identity, &weak).unwrap_err(),
         SessionError::NonContributory
     );
 
-    let bundle = bundle_of(&bob, true).verify().unwrap();
+    let bundle = bundle_of(&bob, true).verify(crate::Profile::V1).unwrap();
     let mut a = Session::initiate(&mut rng, &alice.identity, &bundle).unwrap();
     let Envelope::Prekey(pre) = a.encrypt(&mut rng, b"hi").unwrap() else {
         panic!()
@@ -275,6 +283,7 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
             &mut rng,
             &bob.identity,
             &alice_key,
+            crate::Profile::V1,
             &bob.prekeys,
             &unknown_spk
         ),
@@ -287,6 +296,7 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
             &mut rng,
             &bob.identity,
             &alice_key,
+            crate::Profile::V1,
             &bob.prekeys,
             &unknown_opk
         ),
@@ -300,6 +310,7 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
             &mut rng,
             &bob.identity,
             &alice_key,
+            crate::Profile::V1,
             &bob.prekeys,
             &dropped_opk
         ),
@@ -314,14 +325,22 @@ fn x3dh_rejects_bad_bundles_and_unknown_prekeys() {
             &mut rng,
             &bob.identity,
             &bob.identity.public_key(),
+            crate::Profile::V1,
             &bob.prekeys,
             &reflected
         )
         .unwrap_err(),
         SessionError::OwnIdentity
     );
-    let inbound =
-        Session::respond(&mut rng, &bob.identity, &alice_key, &bob.prekeys, &pre).unwrap();
+    let inbound = Session::respond(
+        &mut rng,
+        &bob.identity,
+        &alice_key,
+        crate::Profile::V1,
+        &bob.prekeys,
+        &pre,
+    )
+    .unwrap();
     assert_eq!(
         inbound.used_one_time_prekey,
         bundle.bundle().one_time_prekey.map(|o| o.id)
@@ -336,7 +355,7 @@ fn respond_refuses_a_prekey_message_from_another_identity_than_expected() {
     let alice = party(&mut rng, 1);
     let bob = party(&mut rng, 0);
     let mallory = party(&mut rng, 0);
-    let bundle = bundle_of(&alice, true).verify().unwrap();
+    let bundle = bundle_of(&alice, true).verify(crate::Profile::V1).unwrap();
     let mut forged = Session::initiate(&mut rng, &mallory.identity, &bundle).unwrap();
     let Envelope::Prekey(pre) = forged.encrypt(&mut rng, b"it's bob").unwrap() else {
         panic!()
@@ -346,6 +365,7 @@ fn respond_refuses_a_prekey_message_from_another_identity_than_expected() {
             &mut rng,
             &alice.identity,
             &bob.identity.public_key(),
+            crate::Profile::V1,
             &alice.prekeys,
             &pre
         )
@@ -361,6 +381,7 @@ fn respond_refuses_a_prekey_message_from_another_identity_than_expected() {
             &mut rng,
             &alice.identity,
             &bob.identity.public_key(),
+            crate::Profile::V1,
             &alice.prekeys,
             &unknown,
             RatchetLimits::default()
@@ -373,6 +394,7 @@ fn respond_refuses_a_prekey_message_from_another_identity_than_expected() {
         &mut rng,
         &alice.identity,
         &mallory.identity.public_key(),
+        crate::Profile::V1,
         &alice.prekeys,
         &pre,
     )
@@ -389,14 +411,21 @@ fn session_without_one_time_prekey_works() {
     let mut rng = ChaCha20Rng::seed_from_u64(18);
     let alice = party(&mut rng, 0);
     let bob = party(&mut rng, 0);
-    let bundle = bundle_of(&bob, false).verify().unwrap();
+    let bundle = bundle_of(&bob, false).verify(crate::Profile::V1).unwrap();
     let mut a = Session::initiate(&mut rng, &alice.identity, &bundle).unwrap();
     let Envelope::Prekey(pre) = a.encrypt(&mut rng, b"hi").unwrap() else {
         panic!()
     };
     let alice_key = alice.identity.public_key();
-    let mut inbound =
-        Session::respond(&mut rng, &bob.identity, &alice_key, &bob.prekeys, &pre).unwrap();
+    let mut inbound = Session::respond(
+        &mut rng,
+        &bob.identity,
+        &alice_key,
+        crate::Profile::V1,
+        &bob.prekeys,
+        &pre,
+    )
+    .unwrap();
     assert_eq!(inbound.used_one_time_prekey, None);
     roundtrip(&mut rng, &mut inbound.session, &mut a, b"back");
 }
@@ -443,8 +472,9 @@ fn pickles_round_trip_exactly_and_resume_identically() {
     let id = IdentityKeyPair::generate(&mut rng);
     let restored = IdentityKeyPair::from_pickle(&id.pickle()).unwrap();
     assert_eq!(restored.public_key(), id.public_key());
-    let pre = party(&mut rng, 3).prekeys;
-    let restored = LocalPrekeys::from_pickle(&pre.pickle()).unwrap();
+    let owner = party(&mut rng, 3);
+    let pre = owner.prekeys;
+    let restored = LocalPrekeys::from_pickle(&owner.identity, &pre.pickle()).unwrap();
     assert!(restored.pickle() == pre.pickle());
 }
 
@@ -540,7 +570,9 @@ impl Sim {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let alice = party(&mut rng, 0);
         let bob = party(&mut rng, 1);
-        let bundle = bundle_of(&bob, seed % 2 == 0).verify().unwrap();
+        let bundle = bundle_of(&bob, seed % 2 == 0)
+            .verify(crate::Profile::V1)
+            .unwrap();
         Self {
             rng,
             alice,
@@ -595,7 +627,14 @@ impl Sim {
             Ok(env) => match (p.session.as_mut(), env) {
                 (Some(s), env) => s.decrypt(&mut self.rng, &env).ok().map(|pt| pt.to_vec()),
                 (None, Envelope::Prekey(pre)) => {
-                    match Session::respond(&mut self.rng, &p.identity, &peer, &p.prekeys, &pre) {
+                    match Session::respond(
+                        &mut self.rng,
+                        &p.identity,
+                        &peer,
+                        crate::Profile::V1,
+                        &p.prekeys,
+                        &pre,
+                    ) {
                         Ok(inbound) => {
                             p.session = Some(inbound.session);
                             Some(inbound.plaintext.to_vec())

@@ -78,8 +78,9 @@ impl Conversation {
             identity_key: bob_identity.public_key(),
             signed_prekey: bob_prekeys.current_signed().unwrap(),
             one_time_prekey: one_time.first().copied(),
+            pq_prekey: None,
         }
-        .verify()
+        .verify(hush_proto::Profile::V1)
         .unwrap();
         let mut alice = Session::initiate(&mut rng, &alice_identity, &bundle).unwrap();
         let first = alice.encrypt(&mut rng, b"hello").unwrap();
@@ -91,6 +92,7 @@ impl Conversation {
             &mut rng,
             &bob_identity,
             &alice_identity.public_key(),
+            hush_proto::Profile::V1,
             &bob_prekeys,
             &pre,
         )

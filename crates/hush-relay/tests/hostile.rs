@@ -176,7 +176,9 @@ async fn signatures_by_another_identity_are_refused() {
     };
     assert_ne!(bundle.signed_prekey.public_key, forged.public_key);
     assert_ne!(bundle.signed_prekey.public_key, bobs.public_key);
-    bundle.verify().expect("alice's bundle still verifies");
+    bundle
+        .verify(hush_proto::Profile::V1)
+        .expect("alice's bundle still verifies");
 
     // Registration signed by another identity, or for another name.
     let carol = identity();
@@ -361,7 +363,10 @@ async fn bundle_fetches_pop_distinct_one_time_prekeys_until_none() {
         };
         assert_eq!(bundle.identity_key, alice.public_key());
         assert_eq!(bundle.signed_prekey, prekeys.current_signed().unwrap());
-        bundle.verify().expect("bundle verifies");
+        bundle
+            .clone()
+            .verify(hush_proto::Profile::V1)
+            .expect("bundle verifies");
         popped.push(bundle.one_time_prekey);
     }
     let expected: Vec<_> = published.iter().copied().map(Some).collect();

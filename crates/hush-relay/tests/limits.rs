@@ -110,7 +110,9 @@ async fn a_drained_users_bundle_is_served_without_a_one_time_prekey() {
         other => panic!("a drained user's bundle was refused: {other:?}"),
     };
     assert_eq!(bundle.one_time_prekey, None, "the budget was exceeded");
-    let verified = bundle.verify().expect("bundle verifies");
+    let verified = bundle
+        .verify(hush_proto::Profile::V1)
+        .expect("bundle verifies");
     let mut session = Session::initiate(&mut OsRng, &bystander.user.id, &verified).unwrap();
     let first = session.encrypt(&mut OsRng, b"hello bob").unwrap();
     send(&mut bystander.user.conn, bob.addr(), first.to_bytes()).await;

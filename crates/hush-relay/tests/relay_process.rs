@@ -677,7 +677,9 @@ async fn free_name_lets_a_new_identity_register_the_name() {
         panic!("no bundle for the new bob")
     };
     assert_eq!(bundle.identity_key, new_bob.public_key());
-    bundle.verify().expect("the new bundle verifies");
+    bundle
+        .verify(hush_proto::Profile::V1)
+        .expect("the new bundle verifies");
 }
 
 /// A storage failure while the relay looks a recipient up is the relay's problem, answered

@@ -89,10 +89,13 @@ impl Client {
                 return Err(ClientError::KeyChanged(name.to_owned()));
             }
         }
-        let verified = bundle.verify().map_err(|source| ClientError::Session {
-            name: name.to_owned(),
-            source,
-        })?;
+        let verified =
+            bundle
+                .verify(hush_proto::Profile::V1)
+                .map_err(|source| ClientError::Session {
+                    name: name.to_owned(),
+                    source,
+                })?;
         let session =
             Session::initiate(&mut OsRng, &self.identity, &verified).map_err(|source| {
                 ClientError::Session {

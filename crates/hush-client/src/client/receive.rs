@@ -314,7 +314,14 @@ impl Client {
                 }
                 // The expected sender is the one the relay named: a header naming any other
                 // identity is refused before any key agreement or prekey lookup.
-                match Session::respond(&mut OsRng, &self.identity, &sender, &self.prekeys, pre) {
+                match Session::respond(
+                    &mut OsRng,
+                    &self.identity,
+                    &sender,
+                    hush_proto::Profile::V1,
+                    &self.prekeys,
+                    pre,
+                ) {
                     Ok(inbound) => {
                         plaintext = Some(inbound.plaintext);
                         used_one_time_prekey = inbound.used_one_time_prekey;

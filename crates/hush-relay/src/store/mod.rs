@@ -87,6 +87,8 @@ pub enum WriteOp {
 
 /// The result of one [`WriteOp`], in the same order as the ops.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One result per op, consumed at once: a boxed bundle would add an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum WriteResult {
     /// Register succeeded (or the identity already had exactly this name).
     Registered,

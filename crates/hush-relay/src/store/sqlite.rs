@@ -609,6 +609,7 @@ fn fetch_bundle(
             identity_key,
             signed_prekey,
             one_time_prekey: None,
+            pq_prekey: None,
         }));
     }
     let popped = conn
@@ -633,6 +634,7 @@ fn fetch_bundle(
         identity_key,
         signed_prekey,
         one_time_prekey,
+        pq_prekey: None,
     }))
 }
 

@@ -169,8 +169,9 @@ impl Lab {
             identity_key: bob_identity.public_key(),
             signed_prekey: prekeys.current_signed().ok_or("no signed prekey")?,
             one_time_prekey: one_time.first().copied(),
+            pq_prekey: None,
         }
-        .verify()
+        .verify(hush_proto::Profile::V1)
         .map_err(err)?;
         let mut alice = Session::initiate(&mut OsRng, &alice_identity, &bundle).map_err(err)?;
         let text = "Hello Bob.";
@@ -185,6 +186,7 @@ impl Lab {
             &mut OsRng,
             &bob_identity,
             &alice_identity.public_key(),
+            hush_proto::Profile::V1,
             &prekeys,
             &first,
         )

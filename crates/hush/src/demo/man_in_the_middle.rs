@@ -49,8 +49,9 @@ impl Demo {
                 signature: signature.try_into().map_err(|_| bad("signature"))?,
             },
             one_time_prekey: None,
+            pq_prekey: None,
         }
-        .verify()
+        .verify(hush_proto::Profile::V1)
         .map_err(|e| format!("bob's bundle: {e}"))?;
         let throwaway = IdentityKeyPair::generate(&mut OsRng);
         let mut session = Session::initiate(&mut OsRng, &throwaway, &bundle)

@@ -1,0 +1,285 @@
+//! Post-quantum prekeys of profile `hush-v2`: signed ML-KEM-768 keys (FIPS 203), one-time and
+//! last-resort, and the two KEM operations PQXDH needs.
+//!
+//! The KEM is RustCrypto's `ml-kem`. A decapsulation key is kept as its 64-byte seed `d ‖ z`
+//! (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`), the form the spec stores and the smallest secret to
+//! seal at rest; encapsulation takes its 32-byte `m` from the caller's RNG, so a seeded RNG
+//! replays a whole setup byte for byte (that is how the `hush-v2` vectors are made).
+
+use ml_kem::array::Array;
+use ml_kem::{Decapsulate, DecapsulationKey768, EncapsulationKey768, KeyExport, B32};
+use rand_core::CryptoRngCore;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::keys::{IdentityKeyPair, IdentityPublicKey, SIGNATURE_LEN};
+
+/// ML-KEM-768 encapsulation key length.
+pub const KEM_ENCAPSULATION_KEY_LEN: usize = 1184;
+/// ML-KEM-768 ciphertext length.
+pub const KEM_CIPHERTEXT_LEN: usize = 1088;
+/// Length of a decapsulation key's seed `d ‖ z`.
+pub const KEM_SEED_LEN: usize = 64;
+/// Length of the KEM shared secret.
+pub const KEM_SHARED_SECRET_LEN: usize = 32;
+/// Length of the encapsulation randomness `m`.
+pub const KEM_ENCAPS_RANDOMNESS_LEN: usize = 32;
+/// Byte naming the KEM inside a PQ prekey signature: 0x01 = ML-KEM-768.
+pub const KEM_ID_ML_KEM_768: u8 = 0x01;
+/// Context string of a PQ prekey signature (ASCII, no terminator).
+pub const PQ_PREKEY_SIG_CONTEXT: &[u8] = b"hush-v2-pq-prekey";
+/// Ids with this bit set name last-resort PQ prekeys; one-time ids stay below it. One map
+/// holds both kinds, and an id alone tells a reader (and a log) which kind a message used.
+pub const LAST_RESORT_ID_BIT: u32 = 0x8000_0000;
+
+/// An ML-KEM-768 encapsulation key (public).
+pub type KemEncapsulationKey = [u8; KEM_ENCAPSULATION_KEY_LEN];
+/// An ML-KEM-768 ciphertext.
+pub type KemCiphertext = [u8; KEM_CIPHERTEXT_LEN];
+
+/// The bytes a PQ prekey signature covers: `context ‖ u32be(id) ‖ 0x01 ‖ ek`.
+pub fn pq_prekey_signed_bytes(id: u32, encapsulation_key: &KemEncapsulationKey) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(PQ_PREKEY_SIG_CONTEXT.len() + 4 + 1 + KEM_ENCAPSULATION_KEY_LEN);
+    out.extend_from_slice(PQ_PREKEY_SIG_CONTEXT);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.push(KEM_ID_ML_KEM_768);
+    out.extend_from_slice(encapsulation_key);
+    out
+}
+
+/// The published half of a PQ prekey: what a `hush-v2` bundle carries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PqPrekey {
+    /// Identifier chosen by the owner ([`LAST_RESORT_ID_BIT`] set for a last-resort key).
+    pub id: u32,
+    /// The ML-KEM-768 encapsulation key.
+    pub encapsulation_key: Box<KemEncapsulationKey>,
+    /// Ed25519 signature by the owner's identity over [`pq_prekey_signed_bytes`].
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl std::fmt::Debug for PqPrekey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PqPrekey")
+            .field("id", &self.id)
+            .field("last_resort", &self.is_last_resort())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PqPrekey {
+    /// Whether the id names a last-resort key.
+    pub fn is_last_resort(&self) -> bool {
+        self.id & LAST_RESORT_ID_BIT != 0
+    }
+
+    /// Whether `identity` signed this key (over its id and encapsulation key) and the key is
+    /// a well-formed ML-KEM-768 encapsulation key (FIPS 203 modulus check). Both must hold
+    /// before anyone encapsulates to it.
+    pub fn verify(&self, identity: &IdentityPublicKey) -> bool {
+        identity.verify(
+            &pq_prekey_signed_bytes(self.id, &self.encapsulation_key),
+            &self.signature,
+        ) && parse_encapsulation_key(&self.encapsulation_key).is_some()
+    }
+}
+
+/// A PQ prekey with its secret seed, kept by its owner.
+#[derive(Clone)]
+pub struct PqPrekeyPair {
+    /// Identifier ([`LAST_RESORT_ID_BIT`] set for a last-resort key).
+    pub id: u32,
+    /// Creation time (seconds since the Unix epoch), used to schedule rotation.
+    pub created_at: u64,
+    seed: Zeroizing<[u8; KEM_SEED_LEN]>,
+    encapsulation_key: Box<KemEncapsulationKey>,
+    signature: [u8; SIGNATURE_LEN],
+}
+
+impl std::fmt::Debug for PqPrekeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PqPrekeyPair")
+            .field("id", &self.id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PqPrekeyPair {
+    /// Make and sign a new PQ prekey (draws 64 bytes: the seed `d ‖ z`).
+    pub fn generate(
+        rng: &mut impl CryptoRngCore,
+        identity: &IdentityKeyPair,
+        id: u32,
+        created_at: u64,
+    ) -> Self {
+        let mut seed = Zeroizing::new([0u8; KEM_SEED_LEN]);
+        rng.fill_bytes(&mut seed[..]);
+        Self::from_seed(identity, id, created_at, seed)
+    }
+
+    /// Rebuild (and re-sign) the key pair from its seed. Ed25519 signatures are
+    /// deterministic, so this reproduces the published signature exactly.
+    pub fn from_seed(
+        identity: &IdentityKeyPair,
+        id: u32,
+        created_at: u64,
+        seed: Zeroizing<[u8; KEM_SEED_LEN]>,
+    ) -> Self {
+        let encapsulation_key = Box::new(encapsulation_key_from_seed(&seed));
+        let signature = identity.sign(&pq_prekey_signed_bytes(id, &encapsulation_key));
+        Self {
+            id,
+            created_at,
+            seed,
+            encapsulation_key,
+            signature,
+        }
+    }
+
+    /// Whether this is a last-resort key.
+    pub fn is_last_resort(&self) -> bool {
+        self.id & LAST_RESORT_ID_BIT != 0
+    }
+
+    /// The seed `d ‖ z` (the secret; for sealed storage only).
+    pub fn seed(&self) -> &Zeroizing<[u8; KEM_SEED_LEN]> {
+        &self.seed
+    }
+
+    /// The part published to the relay.
+    pub fn public(&self) -> PqPrekey {
+        PqPrekey {
+            id: self.id,
+            encapsulation_key: self.encapsulation_key.clone(),
+            signature: self.signature,
+        }
+    }
+
+    /// The encapsulation key (public).
+    pub fn encapsulation_key(&self) -> &KemEncapsulationKey {
+        &self.encapsulation_key
+    }
+
+    /// `ML-KEM.Decaps(dk, ct)`. Implicit rejection: an altered ciphertext yields an unrelated
+    /// secret (and the first message then fails to open), never an error that would tell an
+    /// attacker which bytes mattered.
+    pub fn decapsulate(
+        &self,
+        ciphertext: &KemCiphertext,
+    ) -> Zeroizing<[u8; KEM_SHARED_SECRET_LEN]> {
+        let dk = decapsulation_key(&self.seed);
+        let ct = ml_kem::Ciphertext::<ml_kem::MlKem768>::from(*ciphertext);
+        let shared = dk.decapsulate(&ct);
+        let mut out = Zeroizing::new([0u8; KEM_SHARED_SECRET_LEN]);
+        out.copy_from_slice(shared.as_slice());
+        out
+    }
+
+    /// Whether `other` is the same public key (constant time over the encapsulation key).
+    pub fn same_public(&self, other: &PqPrekey) -> bool {
+        self.id == other.id
+            && bool::from(self.encapsulation_key[..].ct_eq(&other.encapsulation_key[..]))
+    }
+}
+
+fn decapsulation_key(seed: &[u8; KEM_SEED_LEN]) -> DecapsulationKey768 {
+    DecapsulationKey768::from_seed(Array::from(*seed))
+}
+
+fn encapsulation_key_from_seed(seed: &[u8; KEM_SEED_LEN]) -> KemEncapsulationKey {
+    let dk = decapsulation_key(seed);
+    let bytes = dk.encapsulation_key().to_bytes();
+    let mut out = [0u8; KEM_ENCAPSULATION_KEY_LEN];
+    out.copy_from_slice(bytes.as_slice());
+    out
+}
+
+/// Parse an encapsulation key, running FIPS 203's input check (every coefficient below q).
+fn parse_encapsulation_key(bytes: &KemEncapsulationKey) -> Option<EncapsulationKey768> {
+    EncapsulationKey768::new(&Array::from(*bytes)).ok()
+}
+
+/// `ML-KEM.Encaps_internal(ek, m)` with `m` drawn from `rng` (32 bytes). `None` when the key
+/// is malformed (a verified prekey never is).
+pub(crate) fn encapsulate(
+    rng: &mut impl CryptoRngCore,
+    encapsulation_key: &KemEncapsulationKey,
+) -> Option<(Box<KemCiphertext>, Zeroizing<[u8; KEM_SHARED_SECRET_LEN]>)> {
+    let ek = parse_encapsulation_key(encapsulation_key)?;
+    let mut m = Zeroizing::new([0u8; KEM_ENCAPS_RANDOMNESS_LEN]);
+    rng.fill_bytes(&mut m[..]);
+    let m = Zeroizing::new(B32::from(*m));
+    let (ct, shared) = ek.encapsulate_deterministic(&m);
+    let mut ciphertext = Box::new([0u8; KEM_CIPHERTEXT_LEN]);
+    ciphertext.copy_from_slice(ct.as_slice());
+    let mut secret = Zeroizing::new([0u8; KEM_SHARED_SECRET_LEN]);
+    secret.copy_from_slice(shared.as_slice());
+    Some((ciphertext, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    use super::*;
+
+    #[test]
+    fn encapsulation_to_a_prekey_decapsulates_to_the_same_secret_and_a_flip_does_not() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let pair = PqPrekeyPair::generate(&mut rng, &identity, 7, 0);
+        let public = pair.public();
+        assert!(public.verify(&identity.public_key()));
+        let (ct, ss) = encapsulate(&mut rng, &public.encapsulation_key).unwrap();
+        assert_eq!(*pair.decapsulate(&ct), *ss);
+        let mut flipped = *ct;
+        flipped[100] ^= 1;
+        assert_ne!(*pair.decapsulate(&flipped), *ss);
+    }
+
+    #[test]
+    fn a_prekey_fails_verification_under_another_identity_another_id_or_a_flipped_key() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let other = IdentityKeyPair::generate(&mut rng);
+        let public = PqPrekeyPair::generate(&mut rng, &identity, 7, 0).public();
+        assert!(!public.verify(&other.public_key()));
+        let mut renamed = public.clone();
+        renamed.id = 8;
+        assert!(!renamed.verify(&identity.public_key()));
+        let mut flipped = public.clone();
+        flipped.encapsulation_key[5] ^= 1;
+        assert!(!flipped.verify(&identity.public_key()));
+    }
+
+    #[test]
+    fn a_signed_but_malformed_encapsulation_key_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        // All 0xFF decodes to coefficients of 4095 ≥ q = 3329: FIPS 203's modulus check fails.
+        let ek = Box::new([0xFF; KEM_ENCAPSULATION_KEY_LEN]);
+        let signature = identity.sign(&pq_prekey_signed_bytes(3, &ek));
+        let public = PqPrekey {
+            id: 3,
+            encapsulation_key: ek,
+            signature,
+        };
+        assert!(!public.verify(&identity.public_key()));
+        assert!(encapsulate(&mut rng, &public.encapsulation_key).is_none());
+    }
+
+    #[test]
+    fn rebuilding_from_the_seed_reproduces_the_published_key_and_signature() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let pair = PqPrekeyPair::generate(&mut rng, &identity, LAST_RESORT_ID_BIT | 1, 9);
+        let again = PqPrekeyPair::from_seed(&identity, pair.id, 9, pair.seed().clone());
+        assert_eq!(again.public(), pair.public());
+        assert!(again.is_last_resort());
+    }
+}
