@@ -33,6 +33,8 @@ pub mod x3dh;
 mod test_vectors;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 
 pub use envelope::{Envelope, PrekeyMessage};
 pub use error::{DecodeError, DecryptError, EncryptError, SessionError};

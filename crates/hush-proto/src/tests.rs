@@ -66,7 +66,7 @@ fn established(rng: &mut ChaCha20Rng, limits: RatchetLimits) -> (Session, Sessio
     (a, inbound.session)
 }
 
-fn roundtrip(rng: &mut ChaCha20Rng, from: &mut Session, to: &mut Session, text: &[u8]) {
+pub(crate) fn roundtrip(rng: &mut ChaCha20Rng, from: &mut Session, to: &mut Session, text: &[u8]) {
     let env = from.encrypt(rng, text).unwrap();
     let wire = env.to_bytes();
     let parsed = Envelope::from_bytes(&wire).unwrap();
@@ -520,7 +520,7 @@ fn debug_output_never_contains_key_material() {
 // ---- Property test: random interleavings --------------------------------------------------
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(crate) enum Op {
     Send {
         from_alice: bool,
     },
@@ -539,7 +539,7 @@ enum Op {
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => any::<bool>().prop_map(|from_alice| Op::Send { from_alice }),
         3 => (any::<bool>(), any::<usize>()).prop_map(|(to_bob, pick)| Op::Deliver { to_bob, pick }),
@@ -549,31 +549,49 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-struct InFlight {
-    wire: Vec<u8>,
+pub(crate) struct InFlight {
+    pub(crate) wire: Vec<u8>,
     plaintext: Vec<u8>,
     delivered: bool,
 }
 
-struct Sim {
+pub(crate) struct Sim {
+    /// The profile of the session and the weakest one Bob accepts.
+    profile: Profile,
     rng: ChaCha20Rng,
     alice: Party,
     bob: Party,
     bundle: VerifiedBundle,
-    to_bob: Vec<InFlight>,
+    pub(crate) to_bob: Vec<InFlight>,
     to_alice: Vec<InFlight>,
     sent: u32,
 }
 
 impl Sim {
     fn new(seed: u64) -> Self {
+        Self::with_profile(seed, Profile::V1)
+    }
+
+    /// A simulation over a session of `profile`. For `hush-v2` the bundle carries Bob's
+    /// one-time PQ prekey, or (one seed in three) his last-resort one.
+    pub(crate) fn with_profile(seed: u64, profile: Profile) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let alice = party(&mut rng, 0);
-        let bob = party(&mut rng, 1);
-        let bundle = bundle_of(&bob, seed % 2 == 0)
-            .verify(crate::Profile::V1)
-            .unwrap();
+        let mut bob = party(&mut rng, 1);
+        let mut bundle = bundle_of(&bob, seed % 2 == 0);
+        if profile == Profile::V2 {
+            let one_time =
+                bob.prekeys
+                    .generate_pq_one_time(&mut rng, &bob.identity, 1, 1_700_000_000);
+            bundle.pq_prekey = if seed % 3 == 0 {
+                bob.prekeys.current_pq_last_resort()
+            } else {
+                one_time.first().cloned()
+            };
+        }
+        let bundle = bundle.verify(profile).unwrap();
         Self {
+            profile,
             rng,
             alice,
             bob,
@@ -610,7 +628,7 @@ impl Sim {
 
     /// Deliver `wire` to a party; returns the plaintext on success. Checks that a failure
     /// leaves the party's state exactly as it was.
-    fn receive(&mut self, to_bob: bool, wire: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn receive(&mut self, to_bob: bool, wire: &[u8]) -> Option<Vec<u8>> {
         let peer = if to_bob {
             self.alice.identity.public_key()
         } else {
@@ -631,12 +649,19 @@ impl Sim {
                         &mut self.rng,
                         &p.identity,
                         &peer,
-                        crate::Profile::V1,
+                        self.profile,
                         &p.prekeys,
                         &pre,
                     ) {
                         Ok(inbound) => {
                             p.session = Some(inbound.session);
+                            // Used one-time keys go in the commit that stores the session.
+                            if let Some(id) = inbound.used_one_time_prekey {
+                                p.prekeys.remove_one_time(id);
+                            }
+                            if let Some(id) = inbound.used_one_time_pq_prekey {
+                                p.prekeys.remove_pq_one_time(id);
+                            }
                             Some(inbound.plaintext.to_vec())
                         }
                         Err(_) => None,
@@ -652,7 +677,7 @@ impl Sim {
         result
     }
 
-    fn apply(&mut self, op: Op) {
+    pub(crate) fn apply(&mut self, op: Op) {
         match op {
             Op::Send { from_alice } => self.send(from_alice),
             Op::Deliver { to_bob, pick } => {
@@ -704,7 +729,7 @@ impl Sim {
     }
 
     /// Everything still in flight arrives: every genuine message decrypts exactly once.
-    fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         for to_bob in [true, false] {
             let n = if to_bob {
                 self.to_bob.len()
