@@ -34,6 +34,8 @@ mod test_vectors;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_sim;
+#[cfg(test)]
 mod tests_v2;
 
 pub use envelope::{Envelope, PrekeyMessage};

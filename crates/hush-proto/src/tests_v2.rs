@@ -12,7 +12,8 @@ use crate::pq::{
     pq_prekey_signed_bytes, PqPrekeyPair, KEM_CIPHERTEXT_LEN, KEM_ENCAPSULATION_KEY_LEN,
 };
 use crate::prekeys::PQ_LAST_RESORT_KEPT;
-use crate::tests::{bundle_of, op, party, roundtrip, Party, Sim};
+use crate::tests::{bundle_of, party, roundtrip, Party};
+use crate::tests_sim::{op, Op, Sim};
 use crate::x3dh::PrekeyStore;
 use crate::*;
 
@@ -588,7 +589,7 @@ proptest! {
 fn v2_interleaving_sim_refuses_a_flipped_kem_ciphertext_then_opens_the_genuine() {
     for seed in [3_u64, 4] {
         let mut sim = Sim::with_profile(seed, Profile::V2);
-        sim.apply(crate::tests::Op::Send { from_alice: true });
+        sim.apply(Op::Send { from_alice: true });
         let wire = sim.to_bob[0].wire.clone();
         assert_eq!(wire[0], ENVELOPE_VERSION_PQ);
         let pq_offset = wire.len() - 40 - 24 - 16 - 9 - PQ_HEADER_LEN;
