@@ -239,6 +239,11 @@ impl LocalPrekeys {
                 )
             })
             .collect();
+        // The next one-time id must be a one-time id: with bit 31 set, every new "one-time"
+        // PQ prekey would be published under a last-resort id that no lookup finds.
+        if pickle.next_pq_one_time_id & LAST_RESORT_ID_BIT != 0 {
+            return Err(PickleError::InvalidField("next one-time PQ prekey id"));
+        }
         let mut pq_one_time = BTreeMap::new();
         for pq in &pickle.pq_one_time {
             pq_one_time.insert(pq.id, unpickle_pq(identity, pq, false)?);

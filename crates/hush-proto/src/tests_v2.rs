@@ -601,3 +601,41 @@ fn v2_interleaving_sim_refuses_a_flipped_kem_ciphertext_then_opens_the_genuine()
         assert_eq!(sim.receive(true, &wire).as_deref(), Some(&b"message 1"[..]));
     }
 }
+
+#[test]
+fn a_prekeys_pickle_whose_next_one_time_pq_id_is_in_the_last_resort_range_is_refused() {
+    // Such a store would make "one-time" keys with bit 31 set (a last-resort id): they would
+    // be published, but every first message to one refused (the lookup by id searches the
+    // last-resort keys), and a relay would count them as last-resort keys.
+    let mut rng = ChaCha20Rng::seed_from_u64(212);
+    let bob = v2_party(&mut rng, 0, 1);
+    let mut value = serde_json::to_value(bob.prekeys.pickle()).unwrap();
+    value["next_pq_one_time_id"] = (crate::pq::LAST_RESORT_ID_BIT | 7).into();
+    let p: PrekeysPickle = serde_json::from_value(value.clone()).unwrap();
+    assert!(matches!(
+        LocalPrekeys::from_pickle(&bob.identity, &p),
+        Err(PickleError::InvalidField(_))
+    ));
+    value["next_pq_one_time_id"] = 2.into();
+    let p: PrekeysPickle = serde_json::from_value(value).unwrap();
+    assert!(LocalPrekeys::from_pickle(&bob.identity, &p).is_ok());
+}
+
+#[test]
+fn debug_output_never_contains_pq_secrets() {
+    let mut rng = ChaCha20Rng::seed_from_u64(213);
+    let bob = v2_party(&mut rng, 1, 1);
+    let pair = bob.prekeys.pq_one_time.values().next().unwrap();
+    let seed = hex::encode(&pair.seed()[..]);
+    for shown in [
+        format!("{:?}", bob.prekeys),
+        format!("{pair:?}"),
+        format!("{:?}", pair.public()),
+    ] {
+        assert!(!shown.contains(&seed[..16]), "{shown}");
+        assert!(
+            !shown.contains(&format!("{:?}", &pair.seed()[..8])),
+            "{shown}"
+        );
+    }
+}
