@@ -639,3 +639,54 @@ fn debug_output_never_contains_pq_secrets() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The `hush-v2` decoders see inputs far longer than the generic decoder property test
+    /// reaches (a bundle is 1.4 KB, a first message 1.2 KB+): arbitrary edits and truncations
+    /// of genuine ones never panic, an altered first message never opens (whatever profile is
+    /// required), and a bundle that still verifies carries Bob's genuine signed keys.
+    #[test]
+    fn edited_v2_bundles_and_first_messages_never_panic_open_or_verify_with_other_keys(
+        seed in 0u64..4,
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        cut in proptest::option::of(any::<usize>()),
+        on_bundle in any::<bool>(),
+    ) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let alice = v2_party(&mut rng, 0, 0);
+        let bob = v2_party(&mut rng, 1, 1);
+        let pq = if seed % 2 == 0 { Pq::OneTime } else { Pq::LastResort };
+        let bundle = v2_bundle(&bob, seed < 2, pq);
+        let genuine = if on_bundle {
+            bundle.to_bytes()
+        } else {
+            let (_, pre) = first_message(&mut rng, &alice, &bundle, Profile::V2, b"x");
+            Envelope::Prekey(pre).to_bytes()
+        };
+        let mut bytes = genuine.clone();
+        for (at, value) in edits {
+            let len = bytes.len();
+            bytes[at % len] = value;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut % genuine.len());
+        }
+        prop_assume!(bytes != genuine);
+        if on_bundle {
+            if let Ok(decoded) = PrekeyBundle::from_bytes(&bytes) {
+                if let Ok(verified) = decoded.verify(Profile::V2) {
+                    let got = verified.bundle();
+                    prop_assert_eq!(got.identity_key, bundle.identity_key);
+                    prop_assert_eq!(got.signed_prekey.public_key, bundle.signed_prekey.public_key);
+                    prop_assert_eq!(&got.pq_prekey, &bundle.pq_prekey);
+                }
+            }
+        } else if let Ok(Envelope::Prekey(pre)) = Envelope::from_bytes(&bytes) {
+            for required in [Profile::V1, Profile::V2] {
+                prop_assert!(respond(&mut rng, &bob, &alice, required, &pre).is_err());
+            }
+        }
+    }
+}
