@@ -76,7 +76,7 @@ INSERT INTO sender_usage (sender, bytes)
 /// is empty and never deleted by a fetch) and a capped stock of one-time keys, each popped by
 /// exactly one fetch. Both go with the name: deleting the user row deletes them (and the expiry
 /// sweep deletes any whose identity holds no name). Ordinary rowid tables, because the rows are
-/// large (about 1.3 KB): the metrics count walks the narrow `(identity, id)` index, not the
+/// large (about 1.4 KB stored): the metrics count walks the narrow `(identity, id)` index, not the
 /// keys. Nothing to fill from older data: a version-2 relay never stored PQ prekeys.
 const PQ_PREKEYS: &str = "
 CREATE TABLE pq_last_resort_prekeys (
