@@ -89,8 +89,9 @@ fn one_time_stock(conn: &Connection, identity: &IdentityBytes) -> Result<u64, St
     non_negative(count, "one-time prekey count")
 }
 
-/// The user's signed prekey plus (if `pop_one_time`) the lowest-id one-time prekey, which is
-/// deleted here, in the batch transaction, so no two fetches ever receive the same one.
+/// The user's signed prekey plus (if `pop_one_time`) the lowest-id classical one-time prekey,
+/// and a PQ prekey if the user has any ([`pq_prekey_for_bundle`]). One-time keys are deleted
+/// here, in the batch transaction, so no two fetches ever receive the same one.
 pub(super) fn fetch_bundle(
     conn: &Connection,
     name: &str,
