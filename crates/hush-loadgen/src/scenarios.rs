@@ -54,7 +54,7 @@ pub struct Traffic {
 
 impl Traffic {
     fn check(&self) -> Result<()> {
-        if self.clients < 2 || self.clients % 2 != 0 {
+        if self.clients < 2 || !self.clients.is_multiple_of(2) {
             return Err(fail("--clients must be an even number of at least 2"));
         }
         if self.size < HEADER_LEN || self.size > hush_proto::envelope::MAX_ENVELOPE_LEN {

@@ -1,12 +1,28 @@
 //! Post-quantum prekeys of profile `hush-v2`: signed ML-KEM-768 keys (FIPS 203), one-time and
 //! last-resort, and the two KEM operations PQXDH needs.
 //!
-//! The KEM is RustCrypto's `ml-kem`. A decapsulation key is kept as its 64-byte seed `d ‖ z`
-//! (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`), the form the spec stores and the smallest secret to
-//! seal at rest; encapsulation takes its 32-byte `m` from the caller's RNG, so a seeded RNG
-//! replays a whole setup byte for byte (that is how the `hush-v2` vectors are made).
+//! Two FIPS 203 implementations, each where it is the right tool (measured in
+//! docs/BENCHMARKS.md, "ML-KEM-768 backends"):
+//! - RustCrypto's `ml-kem` does key generation and encapsulation. A decapsulation key is kept
+//!   as its 64-byte seed `d ‖ z` (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`), the form the spec
+//!   stores and the smallest secret to seal at rest, and encapsulation takes its 32-byte `m`
+//!   from the caller's RNG, so a seeded RNG replays a whole setup byte for byte (that is how
+//!   the `hush-v2` vectors are made). aws-lc-rs can do neither: it has no seeded key generation
+//!   and draws `m` itself.
+//! - aws-lc-rs (already our X25519) does decapsulation, about six times faster than `ml-kem`
+//!   here. It cannot import a seed, so each key is expanded once, when the pair is built, into
+//!   FIPS 203's 2 400-byte decapsulation key and loaded into aws-lc; `ml-kem` stays as the
+//!   fallback if that load ever fails. A property test shows the two agree on random inputs,
+//!   including the implicit-rejection secret of altered ciphertexts.
 
+use std::sync::Arc;
+
+use aws_lc_rs::kem::{
+    Ciphertext as AwsCiphertext, DecapsulationKey as AwsDecapsulationKey, ML_KEM_768,
+};
 use ml_kem::array::Array;
+#[allow(deprecated)] // the expanded form is the only private-key form aws-lc-rs imports
+use ml_kem::ExpandedKeyEncoding;
 use ml_kem::{Decapsulate, DecapsulationKey768, EncapsulationKey768, KeyExport, B32};
 use rand_core::CryptoRngCore;
 use subtle::ConstantTimeEq;
@@ -95,6 +111,9 @@ pub struct PqPrekeyPair {
     seed: Zeroizing<[u8; KEM_SEED_LEN]>,
     encapsulation_key: Box<KemEncapsulationKey>,
     signature: [u8; SIGNATURE_LEN],
+    /// The key loaded into aws-lc-rs (its memory is freed and cleansed by AWS-LC on drop);
+    /// `None` only if the load failed, and then `ml-kem` decapsulates from the seed.
+    loaded: Option<Arc<AwsDecapsulationKey<aws_lc_rs::kem::AlgorithmId>>>,
 }
 
 impl std::fmt::Debug for PqPrekeyPair {
@@ -127,7 +146,9 @@ impl PqPrekeyPair {
         created_at: u64,
         seed: Zeroizing<[u8; KEM_SEED_LEN]>,
     ) -> Self {
-        let encapsulation_key = Box::new(encapsulation_key_from_seed(&seed));
+        let dk = decapsulation_key(&seed);
+        let mut encapsulation_key = Box::new([0u8; KEM_ENCAPSULATION_KEY_LEN]);
+        encapsulation_key.copy_from_slice(dk.encapsulation_key().to_bytes().as_slice());
         let signature = identity.sign(&pq_prekey_signed_bytes(id, &encapsulation_key));
         Self {
             id,
@@ -135,6 +156,7 @@ impl PqPrekeyPair {
             seed,
             encapsulation_key,
             signature,
+            loaded: load_into_aws_lc(&dk).map(Arc::new),
         }
     }
 
@@ -169,6 +191,24 @@ impl PqPrekeyPair {
         &self,
         ciphertext: &KemCiphertext,
     ) -> Zeroizing<[u8; KEM_SHARED_SECRET_LEN]> {
+        if let Some(dk) = &self.loaded {
+            if let Ok(shared) = dk.decapsulate(AwsCiphertext::from(&ciphertext[..])) {
+                if shared.as_ref().len() == KEM_SHARED_SECRET_LEN {
+                    let mut out = Zeroizing::new([0u8; KEM_SHARED_SECRET_LEN]);
+                    out.copy_from_slice(shared.as_ref());
+                    return out;
+                }
+            }
+        }
+        self.decapsulate_with_ml_kem(ciphertext)
+    }
+
+    /// `ML-KEM.Decaps` by `ml-kem` from the seed: the fallback, and the reference the
+    /// aws-lc-rs path is tested against.
+    pub(crate) fn decapsulate_with_ml_kem(
+        &self,
+        ciphertext: &KemCiphertext,
+    ) -> Zeroizing<[u8; KEM_SHARED_SECRET_LEN]> {
         let dk = decapsulation_key(&self.seed);
         let ct = ml_kem::Ciphertext::<ml_kem::MlKem768>::from(*ciphertext);
         let shared = dk.decapsulate(&ct);
@@ -188,12 +228,13 @@ fn decapsulation_key(seed: &[u8; KEM_SEED_LEN]) -> DecapsulationKey768 {
     DecapsulationKey768::from_seed(Array::from(*seed))
 }
 
-fn encapsulation_key_from_seed(seed: &[u8; KEM_SEED_LEN]) -> KemEncapsulationKey {
-    let dk = decapsulation_key(seed);
-    let bytes = dk.encapsulation_key().to_bytes();
-    let mut out = [0u8; KEM_ENCAPSULATION_KEY_LEN];
-    out.copy_from_slice(bytes.as_slice());
-    out
+/// Expand the key to FIPS 203's 2 400-byte form and load it into aws-lc-rs.
+#[allow(deprecated)] // ExpandedKeyEncoding: see the module doc
+fn load_into_aws_lc(
+    dk: &DecapsulationKey768,
+) -> Option<AwsDecapsulationKey<aws_lc_rs::kem::AlgorithmId>> {
+    let expanded = Zeroizing::new(dk.to_expanded_bytes());
+    AwsDecapsulationKey::new(&ML_KEM_768, expanded.as_slice()).ok()
 }
 
 /// Parse an encapsulation key, running FIPS 203's input check (every coefficient below q).
@@ -223,7 +264,7 @@ pub(crate) fn encapsulate(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
     use rand_chacha::ChaCha20Rng;
 
     use super::*;
@@ -240,6 +281,26 @@ mod tests {
         let mut flipped = *ct;
         flipped[100] ^= 1;
         assert_ne!(*pair.decapsulate(&flipped), *ss);
+    }
+
+    #[test]
+    fn the_aws_lc_decapsulation_agrees_with_ml_kem_on_genuine_and_altered_ciphertexts() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let identity = IdentityKeyPair::generate(&mut rng);
+        for round in 0..16u32 {
+            let pair = PqPrekeyPair::generate(&mut rng, &identity, round + 1, 0);
+            assert!(pair.loaded.is_some(), "aws-lc-rs loaded the expanded key");
+            let (ct, ss) = encapsulate(&mut rng, pair.encapsulation_key()).unwrap();
+            assert_eq!(*pair.decapsulate(&ct), *ss);
+            assert_eq!(*pair.decapsulate_with_ml_kem(&ct), *ss);
+            // Implicit rejection: both give the same unrelated secret for an altered ciphertext.
+            let mut altered = *ct;
+            let at = (rng.next_u32() as usize) % KEM_CIPHERTEXT_LEN;
+            altered[at] ^= 1 << (round % 8);
+            let rejected = pair.decapsulate(&altered);
+            assert_ne!(*rejected, *ss);
+            assert_eq!(*rejected, *pair.decapsulate_with_ml_kem(&altered));
+        }
     }
 
     #[test]

@@ -68,12 +68,12 @@ impl Sim {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let alice = party(&mut rng, 0);
         let mut bob = party(&mut rng, 1);
-        let mut bundle = bundle_of(&bob, seed % 2 == 0);
+        let mut bundle = bundle_of(&bob, seed.is_multiple_of(2));
         if profile == Profile::V2 {
             let one_time =
                 bob.prekeys
                     .generate_pq_one_time(&mut rng, &bob.identity, 1, 1_700_000_000);
-            bundle.pq_prekey = if seed % 3 == 0 {
+            bundle.pq_prekey = if seed.is_multiple_of(3) {
                 bob.prekeys.current_pq_last_resort()
             } else {
                 one_time.first().cloned()
