@@ -66,6 +66,10 @@ pub struct Config {
     pub expiry_interval_secs: u64,
     /// One-time prekeys kept per identity.
     pub max_one_time_prekeys: u32,
+    /// One-time PQ prekeys (`hush-v2`, 1 252 bytes each on the wire) kept per identity. Fewer
+    /// than the classical ones because each is 39 times larger: 200 is about 250 KB per user.
+    /// When they run out, bundles carry the identity's last-resort PQ prekey instead.
+    pub max_one_time_pq_prekeys: u32,
     /// Frames queued for one connection's socket; a slow reader stops being fed and its
     /// messages wait in the mailbox.
     pub outbound_queue: usize,
@@ -113,6 +117,7 @@ impl Default for Config {
             message_ttl_secs: 30 * 24 * 3600,
             expiry_interval_secs: 600,
             max_one_time_prekeys: 500,
+            max_one_time_pq_prekeys: 200,
             outbound_queue: 128,
             outbound_queue_bytes: 1024 * 1024,
             live_queue: 256,

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hush_net::{NetError, NoiseReader, NoiseWriter};
-use hush_proto::envelope::ENVELOPE_VERSION;
+use hush_proto::envelope::{ENVELOPE_VERSION, ENVELOPE_VERSION_PQ};
+use hush_proto::pq::PqPrekey;
 use hush_proto::relay::{
     auth_message, is_valid_name, register_message, ErrorCode, RelayError, Reply, Request,
-    ServerMessage, MAX_PREKEYS_PER_PUBLISH,
+    ServerMessage, MAX_PQ_PREKEYS_PER_PUBLISH, MAX_PREKEYS_PER_PUBLISH,
 };
 use hush_proto::{DecodeError, IdentityPublicKey};
 use tokio::net::TcpStream;
@@ -392,12 +393,10 @@ impl Session<'_> {
         match request {
             Request::Hello { .. } => Err(err(ErrorCode::NotAuthenticated, "already authenticated")),
             Request::Ping => Ok(Reply::Pong),
-            // PQ prekey storage lands with the relay's hush-v2 work (issue 9); until then this
-            // relay says it does not know the request, as an older relay would.
-            Request::PublishPqPrekeys { .. } => Err(err(
-                ErrorCode::UnknownRequest,
-                "PQ prekeys are not supported by this relay",
-            )),
+            Request::PublishPqPrekeys {
+                last_resort,
+                one_time,
+            } => self.publish_pq_prekeys(last_resort, one_time).await,
             Request::WhoIs { identity } => {
                 let store = Arc::clone(&self.shared.store);
                 let name = tokio::task::spawn_blocking(move || store.name_of(&identity))
@@ -551,8 +550,13 @@ impl Session<'_> {
                 if !self.send_bucket.try_take(Instant::now()) {
                     return Err(err(ErrorCode::RateLimited, "sending too fast"));
                 }
-                if envelope.first() != Some(&ENVELOPE_VERSION) {
-                    return Err(err(ErrorCode::Malformed, "not a hush-v1 envelope"));
+                // Opaque to the relay beyond its version byte: 1 for hush-v1 envelopes and
+                // for every ordinary message, 2 for a hush-v2 first message.
+                if !matches!(
+                    envelope.first(),
+                    Some(&ENVELOPE_VERSION | &ENVELOPE_VERSION_PQ)
+                ) {
+                    return Err(err(ErrorCode::Malformed, "not a hush envelope"));
                 }
                 if !self.is_registered(recipient).await? {
                     return Err(err(ErrorCode::UnknownUser, "no such recipient"));
@@ -622,6 +626,92 @@ impl Session<'_> {
                 WriteResult::Acked(removed) => Ok(Reply::Acked { removed }),
                 _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
             },
+        }
+    }
+
+    /// Store `hush-v2` PQ prekeys for the connected identity. Everything is checked before
+    /// anything is stored, and one bad key refuses the whole request: the caller's name, the
+    /// last-resort id bit (set on the last-resort key, clear on one-time keys), and each key's
+    /// signature by the connected identity together with its ML-KEM-768 encapsulation key
+    /// (FIPS 203 modulus check), so the relay never serves a key that no initiator could use.
+    /// Shares the publish rate limit with `PublishPrekeys`: a full request costs the relay 41
+    /// signature checks.
+    async fn publish_pq_prekeys(
+        &mut self,
+        last_resort: Option<PqPrekey>,
+        one_time: Vec<PqPrekey>,
+    ) -> Result<Reply, RelayError> {
+        if !self.publish_bucket.try_take(Instant::now()) {
+            return Err(err(ErrorCode::RateLimited, "publishing prekeys too often"));
+        }
+        // The decoder already refuses longer lists; checked again so the bound on the work
+        // below does not rest on another module.
+        if one_time.len() > MAX_PQ_PREKEYS_PER_PUBLISH {
+            return Err(err(
+                ErrorCode::TooManyPrekeys,
+                "too many PQ prekeys in one request",
+            ));
+        }
+        if !self.is_registered(self.id_bytes).await? {
+            return Err(err(
+                ErrorCode::NotRegistered,
+                "register a name before publishing prekeys",
+            ));
+        }
+        if last_resort
+            .as_ref()
+            .is_some_and(|key| !key.is_last_resort())
+        {
+            return Err(err(
+                ErrorCode::Malformed,
+                "a last-resort PQ prekey id must have the last-resort bit set",
+            ));
+        }
+        if one_time.iter().any(PqPrekey::is_last_resort) {
+            return Err(err(
+                ErrorCode::Malformed,
+                "a one-time PQ prekey id must not have the last-resort bit set",
+            ));
+        }
+        // Up to 41 signature and key checks: off the async workers.
+        let identity = self.identity;
+        let (last_resort, one_time, valid) = tokio::task::spawn_blocking(move || {
+            let valid = last_resort
+                .iter()
+                .chain(one_time.iter())
+                .all(|key| key.verify(&identity));
+            (last_resort, one_time, valid)
+        })
+        .await
+        .map_err(|_| err(ErrorCode::Internal, "signature check failed"))?;
+        if !valid {
+            return Err(err(
+                ErrorCode::BadSignature,
+                "a PQ prekey is not signed by this identity or is not a valid ML-KEM-768 key",
+            ));
+        }
+        let max_stock = self.shared.config.max_one_time_pq_prekeys;
+        match self
+            .write(WriteOp::PublishPqPrekeys {
+                identity: self.id_bytes,
+                last_resort,
+                one_time,
+                max_stock,
+            })
+            .await?
+        {
+            WriteResult::PqPrekeysStored { one_time_remaining } => {
+                Ok(Reply::PqPrekeysStored { one_time_remaining })
+            }
+            WriteResult::TooManyPrekeys => Err(err(
+                ErrorCode::TooManyPrekeys,
+                format!("at most {max_stock} one-time PQ prekeys may be stored"),
+            )),
+            WriteResult::NotRegistered => Err(err(
+                ErrorCode::NotRegistered,
+                "register a name before publishing prekeys",
+            )),
+            _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
         }
     }
 

@@ -148,6 +148,31 @@ impl Metrics {
             let _ = writeln!(out, "# HELP hush_mailbox_bytes Envelope bytes waiting in mailboxes.\n# TYPE hush_mailbox_bytes gauge");
             let _ = writeln!(out, "hush_mailbox_bytes {}", totals.bytes);
         }
+        if let Ok(stock) = store.prekey_stock() {
+            let gauges = [
+                (
+                    "hush_one_time_prekeys",
+                    "Classical one-time prekeys in stock, all identities together.",
+                    stock.one_time,
+                ),
+                (
+                    "hush_pq_one_time_prekeys",
+                    "One-time PQ (ML-KEM-768) prekeys in stock, all identities together.",
+                    stock.pq_one_time,
+                ),
+                (
+                    "hush_pq_last_resort_prekeys",
+                    "Identities with a last-resort PQ prekey.",
+                    stock.pq_last_resort,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+        }
         let _ = writeln!(out, "# HELP hush_rejects_total Requests refused or connections closed, by reason.\n# TYPE hush_rejects_total counter");
         if let Ok(rejects) = self.rejects.lock() {
             for (reason, count) in rejects.iter() {

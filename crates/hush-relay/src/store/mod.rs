@@ -9,6 +9,7 @@
 
 pub mod sqlite;
 
+use hush_proto::pq::PqPrekey;
 use hush_proto::{OneTimePrekey, PrekeyBundle, SignedPrekey};
 
 /// An identity key as the relay stores it: the raw 32-byte Ed25519 public key.
@@ -40,7 +41,19 @@ pub enum WriteOp {
         /// Most one-time prekeys kept per identity; extra ones are refused.
         max_stock: u32,
     },
-    /// Pop one bundle for `name`: the signed prekey and the oldest one-time prekey, which is
+    /// Store `hush-v2` PQ prekeys: replace the last-resort key (if given) and add one-time keys.
+    PublishPqPrekeys {
+        /// The publishing identity.
+        identity: IdentityBytes,
+        /// The new last-resort key (signature, key and id bit already checked by the caller).
+        last_resort: Option<PqPrekey>,
+        /// One-time PQ prekeys to add (ids already present are replaced).
+        one_time: Vec<PqPrekey>,
+        /// Most one-time PQ prekeys kept per identity; extra ones are refused.
+        max_stock: u32,
+    },
+    /// Pop one bundle for `name`: the signed prekey, the lowest-id classical one-time prekey
+    /// and the lowest-id one-time PQ prekey (else the last-resort PQ prekey), the one-time ones
     /// deleted in the same transaction so no two fetches ever get the same one.
     FetchBundle {
         /// The username.
@@ -104,7 +117,12 @@ pub enum WriteResult {
         /// One-time prekeys remaining for this identity.
         one_time_remaining: u32,
     },
-    /// Storing would exceed the per-identity one-time prekey stock.
+    /// PQ prekeys stored; this many one-time PQ prekeys are now in stock.
+    PqPrekeysStored {
+        /// One-time PQ prekeys remaining for this identity.
+        one_time_remaining: u32,
+    },
+    /// Storing would exceed the per-identity one-time prekey stock (classical or PQ).
     TooManyPrekeys,
     /// Prekeys may be published only by an identity that holds a name.
     NotRegistered,
@@ -148,6 +166,18 @@ pub struct StoreTotals {
     pub bytes: u64,
 }
 
+/// Prekeys held by all identities together, for metrics (no per-identity figures, so the
+/// metrics stay bounded however many users there are).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrekeyStock {
+    /// Classical one-time prekeys.
+    pub one_time: u64,
+    /// One-time PQ prekeys.
+    pub pq_one_time: u64,
+    /// Identities with a last-resort PQ prekey (at most one each).
+    pub pq_last_resort: u64,
+}
+
 /// A storage failure (I/O, corruption). Clients get a generic internal error; the relay logs it.
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
@@ -175,4 +205,6 @@ pub trait Store: Send + Sync + 'static {
     fn name_of(&self, identity: &IdentityBytes) -> Result<Option<String>, StoreError>;
     /// Messages and bytes in all mailboxes.
     fn totals(&self) -> Result<StoreTotals, StoreError>;
+    /// Prekeys in stock over all identities.
+    fn prekey_stock(&self) -> Result<PrekeyStock, StoreError>;
 }

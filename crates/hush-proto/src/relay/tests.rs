@@ -1,0 +1,246 @@
+use super::*;
+use crate::IdentityKeyPair;
+use proptest::prelude::*;
+
+fn sample_pq(id: u32) -> PqPrekey {
+    PqPrekey {
+        id,
+        encapsulation_key: Box::new([id as u8; crate::pq::KEM_ENCAPSULATION_KEY_LEN]),
+        signature: [9; 64],
+    }
+}
+
+fn samples() -> Vec<Request> {
+    let id = IdentityKeyPair::from_seed(&[5; 32]);
+    let spk = SignedPrekey {
+        id: 3,
+        created_at: 99,
+        public_key: X25519PublicKey::from_bytes([7; 32]),
+        signature: [8; 64],
+    };
+    vec![
+        Request::Hello {
+            identity_key: id.public_key(),
+            signature: [1; 64],
+        },
+        Request::Register {
+            name: "alice".into(),
+            signature: [2; 64],
+        },
+        Request::PublishPrekeys {
+            signed_prekey: spk,
+            one_time: vec![OneTimePrekey {
+                id: 4,
+                public_key: X25519PublicKey::from_bytes([9; 32]),
+            }],
+        },
+        Request::PublishPqPrekeys {
+            last_resort: Some(sample_pq(0x8000_0002)),
+            one_time: vec![sample_pq(5), sample_pq(6)],
+        },
+        Request::PublishPqPrekeys {
+            last_resort: None,
+            one_time: vec![],
+        },
+        Request::FetchBundle { name: "bob".into() },
+        Request::Send {
+            recipient: [3; 32],
+            envelope: vec![1, 2, 3],
+        },
+        Request::Subscribe,
+        Request::Ack {
+            ids: vec![1, 2, 99],
+        },
+        Request::Ping,
+        Request::WhoIs { identity: [4; 32] },
+    ]
+}
+
+#[test]
+fn requests_round_trip_and_truncations_fail() {
+    for (i, req) in samples().into_iter().enumerate() {
+        let bytes = req.encode(i as u64 + 10);
+        assert_eq!(
+            Request::decode(&bytes).unwrap(),
+            (i as u64 + 10, req.clone())
+        );
+        // Send's envelope runs to the end, so only its fixed part must be complete.
+        let fixed = if matches!(req, Request::Send { .. }) {
+            bytes.len() - 3
+        } else {
+            bytes.len()
+        };
+        for cut in 0..fixed {
+            assert!(Request::decode(&bytes[..cut]).is_err(), "{req:?} cut {cut}");
+        }
+    }
+}
+
+#[test]
+fn server_messages_round_trip() {
+    let id = IdentityKeyPair::from_seed(&[5; 32]);
+    let bundle = PrekeyBundle {
+        identity_key: id.public_key(),
+        signed_prekey: SignedPrekey {
+            id: 1,
+            created_at: 2,
+            public_key: X25519PublicKey::from_bytes([3; 32]),
+            signature: [4; 64],
+        },
+        one_time_prekey: None,
+        pq_prekey: None,
+    };
+    let pq_bundle = PrekeyBundle {
+        pq_prekey: Some(sample_pq(0x8000_0001)),
+        ..bundle.clone()
+    };
+    let replies = [
+        Reply::Welcome { name: None },
+        Reply::Welcome {
+            name: Some("carol".into()),
+        },
+        Reply::Registered,
+        Reply::PrekeysStored {
+            one_time_remaining: 7,
+        },
+        Reply::PqPrekeysStored {
+            one_time_remaining: 3,
+        },
+        Reply::Bundle(bundle),
+        Reply::Bundle(pq_bundle),
+        Reply::Stored { id: 5 },
+        Reply::Subscribed,
+        Reply::Acked { removed: 2 },
+        Reply::Pong,
+        Reply::Name {
+            name: "dave".into(),
+        },
+    ];
+    let mut messages: Vec<ServerMessage> = replies
+        .into_iter()
+        .map(|r| ServerMessage::Response {
+            request_id: 1,
+            result: Ok(r),
+        })
+        .collect();
+    messages.push(ServerMessage::Response {
+        request_id: 2,
+        result: Err(RelayError {
+            code: ErrorCode::MailboxFull,
+            message: "mailbox of recipient is full".into(),
+        }),
+    });
+    messages.push(ServerMessage::Deliver(Delivery {
+        id: 9,
+        sender: [6; 32],
+        received_at_ms: 12,
+        envelope: vec![0xee; 40],
+    }));
+    for m in messages {
+        assert_eq!(ServerMessage::decode(&m.encode()).unwrap(), m);
+    }
+}
+
+/// The wire values of the error codes, as docs/PROTOCOL.md §11.4 lists them.
+#[test]
+fn error_codes_have_their_documented_wire_values() {
+    let documented = [
+        (15, ErrorCode::NotRegistered, "not_registered"),
+        (16, ErrorCode::StorageFull, "storage_full"),
+        (17, ErrorCode::TooManyConnections, "too_many_connections"),
+    ];
+    for (wire, code, label) in documented {
+        assert_eq!(code.to_u16(), wire);
+        assert_eq!(ErrorCode::from_u16(wire), code);
+        assert_eq!(code.label(), label);
+    }
+    for wire in 1..=17 {
+        assert_eq!(ErrorCode::from_u16(wire).to_u16(), wire);
+        assert_ne!(ErrorCode::from_u16(wire), ErrorCode::Other(wire));
+    }
+    assert_eq!(ErrorCode::from_u16(18), ErrorCode::Other(18));
+}
+
+#[test]
+fn unknown_versions_and_types_are_typed_errors_with_the_request_id() {
+    let mut bytes = Request::Ping.encode(77);
+    bytes[0] = 9;
+    assert!(matches!(
+        Request::decode(&bytes),
+        Err((
+            None,
+            DecodeError::UnsupportedVersion {
+                got: 9,
+                supported: 1,
+                ..
+            }
+        ))
+    ));
+    let mut bytes = Request::Ping.encode(77);
+    bytes[9] = 200;
+    assert!(matches!(
+        Request::decode(&bytes),
+        Err((Some(77), DecodeError::InvalidField { .. }))
+    ));
+}
+
+#[test]
+fn names() {
+    assert!(is_valid_name("alice"));
+    assert!(is_valid_name("a.b-c_9"));
+    assert!(!is_valid_name(""));
+    assert!(!is_valid_name("Alice"));
+    assert!(!is_valid_name("-x"));
+    assert!(!is_valid_name(&"a".repeat(33)));
+    assert!(!is_valid_name("al ice"));
+}
+
+/// A relay that names an identity `"\x1b[2Kbob"` (or anything else a user could not have
+/// registered) is lying; the reply does not decode, so the name never reaches a contact
+/// list or a terminal.
+#[test]
+fn replies_naming_an_unregistrable_name_are_refused() {
+    for bad in [
+        "\x1b[2Kbob",
+        "bob\nmallory",
+        "Bob",
+        "-x",
+        "b\u{202e}ob",
+        "a b",
+    ] {
+        for reply in [
+            Reply::Name { name: bad.into() },
+            Reply::Welcome {
+                name: Some(bad.into()),
+            },
+        ] {
+            let bytes = ServerMessage::Response {
+                request_id: 3,
+                result: Ok(reply),
+            }
+            .encode();
+            assert!(
+                matches!(
+                    ServerMessage::decode(&bytes),
+                    Err(DecodeError::InvalidName { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+    }
+    let empty = ServerMessage::Response {
+        request_id: 3,
+        result: Ok(Reply::Name {
+            name: String::new(),
+        }),
+    };
+    assert!(ServerMessage::decode(&empty.encode()).is_err());
+}
+
+proptest! {
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = Request::decode(&bytes);
+        let _ = ServerMessage::decode(&bytes);
+    }
+}

@@ -1,0 +1,175 @@
+//! The relay database's schema and its explicit, versioned migrations (`PRAGMA user_version`):
+//! version 1 had mailboxes and prekeys, version 2 added per-sender byte counters, version 3 adds
+//! the PQ prekeys of profile `hush-v2`. A database is migrated forward one step at a time, in
+//! the same immediate transaction that checks its version, so a crash mid-migration leaves the
+//! old version intact.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The schema version this code reads and writes (`PRAGMA user_version`). A database with a
+/// newer version is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// `PRAGMA application_id` of a hush relay database ("hush" in ASCII), so the relay refuses to
+/// adopt some other application's SQLite file.
+pub(super) const APPLICATION_ID: i64 = 0x6875_7368;
+
+/// Version 1: users, classical prekeys, mailboxes and their counters.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE users (
+    identity         BLOB    NOT NULL UNIQUE CHECK (length(identity) = 32),
+    name             TEXT    NOT NULL UNIQUE,
+    signature        BLOB    NOT NULL,
+    registered_at_ms INTEGER NOT NULL
+);
+CREATE TABLE signed_prekeys (
+    identity   BLOB    NOT NULL PRIMARY KEY CHECK (length(identity) = 32),
+    id         INTEGER NOT NULL CHECK (id BETWEEN 0 AND 4294967295),
+    created_at INTEGER NOT NULL,
+    public     BLOB    NOT NULL CHECK (length(public) = 32),
+    signature  BLOB    NOT NULL CHECK (length(signature) = 64)
+) WITHOUT ROWID;
+CREATE TABLE one_time_prekeys (
+    identity BLOB    NOT NULL REFERENCES signed_prekeys (identity) ON DELETE CASCADE,
+    id       INTEGER NOT NULL CHECK (id BETWEEN 0 AND 4294967295),
+    public   BLOB    NOT NULL CHECK (length(public) = 32),
+    PRIMARY KEY (identity, id)
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    recipient      BLOB    NOT NULL CHECK (length(recipient) = 32),
+    sender         BLOB    NOT NULL CHECK (length(sender) = 32),
+    received_at_ms INTEGER NOT NULL CHECK (received_at_ms >= 0),
+    envelope       BLOB    NOT NULL
+);
+CREATE INDEX messages_by_recipient ON messages (recipient, id);
+CREATE INDEX messages_by_age ON messages (received_at_ms);
+CREATE TABLE mailbox_usage (
+    recipient BLOB    NOT NULL PRIMARY KEY,
+    messages  INTEGER NOT NULL CHECK (messages >= 0),
+    bytes     INTEGER NOT NULL CHECK (bytes >= 0)
+) WITHOUT ROWID;
+CREATE TABLE mailbox_totals (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 0),
+    messages  INTEGER NOT NULL CHECK (messages >= 0),
+    bytes     INTEGER NOT NULL CHECK (bytes >= 0)
+);
+INSERT INTO mailbox_totals (singleton, messages, bytes) VALUES (0, 0, 0);
+";
+
+/// Version 2: envelope bytes stored per sender, so one sender cannot take the whole storage
+/// quota. Also the migration from version 1 (filled from the messages already stored).
+pub(super) const SENDER_USAGE: &str = "
+CREATE TABLE sender_usage (
+    sender BLOB    NOT NULL PRIMARY KEY,
+    bytes  INTEGER NOT NULL CHECK (bytes >= 0)
+) WITHOUT ROWID;
+INSERT INTO sender_usage (sender, bytes)
+    SELECT sender, sum(length(envelope)) FROM messages GROUP BY sender
+    HAVING sum(length(envelope)) > 0;
+";
+
+/// Version 3: `hush-v2` PQ prekeys (ML-KEM-768, 1 184-byte encapsulation keys). At most one
+/// last-resort key per identity (a new one replaces it; it is served whenever the one-time stock
+/// is empty and never deleted by a fetch) and a capped stock of one-time keys, each popped by
+/// exactly one fetch. Both go with the name: deleting the user row deletes them (and the expiry
+/// sweep deletes any whose identity holds no name). Ordinary rowid tables, because the rows are
+/// large (about 1.3 KB): the metrics count walks the narrow `(identity, id)` index, not the
+/// keys. Nothing to fill from older data: a version-2 relay never stored PQ prekeys.
+const PQ_PREKEYS: &str = "
+CREATE TABLE pq_last_resort_prekeys (
+    identity          BLOB    NOT NULL PRIMARY KEY CHECK (length(identity) = 32)
+                              REFERENCES users (identity) ON DELETE CASCADE,
+    id                INTEGER NOT NULL CHECK (id BETWEEN 2147483648 AND 4294967295),
+    encapsulation_key BLOB    NOT NULL CHECK (length(encapsulation_key) = 1184),
+    signature         BLOB    NOT NULL CHECK (length(signature) = 64)
+);
+CREATE TABLE pq_one_time_prekeys (
+    identity          BLOB    NOT NULL CHECK (length(identity) = 32)
+                              REFERENCES users (identity) ON DELETE CASCADE,
+    id                INTEGER NOT NULL CHECK (id BETWEEN 0 AND 2147483647),
+    encapsulation_key BLOB    NOT NULL CHECK (length(encapsulation_key) = 1184),
+    signature         BLOB    NOT NULL CHECK (length(signature) = 64),
+    UNIQUE (identity, id)
+);
+";
+
+/// Refuse a database from another application or from a newer relay. Returns the version.
+pub(super) fn check_header(conn: &Connection) -> Result<i64, StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let application_id: i64 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
+    if version == 0 {
+        let objects: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+            [],
+            |row| row.get(0),
+        )?;
+        if objects != 0 || application_id != 0 {
+            return Err(StoreError(
+                "not a hush relay database (it has contents but no hush schema)".to_owned(),
+            ));
+        }
+        return Ok(0);
+    }
+    if application_id != APPLICATION_ID {
+        return Err(StoreError(format!(
+            "not a hush relay database (application_id {application_id:#x})"
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "database schema version {version} is newer than this relay supports \
+             ({SCHEMA_VERSION}); upgrade the relay"
+        )));
+    }
+    if version < 1 {
+        return Err(StoreError(format!(
+            "unknown database schema version {version} (this relay supports {SCHEMA_VERSION})"
+        )));
+    }
+    Ok(version)
+}
+
+/// Create the schema in a fresh database, or migrate an older one step by step to
+/// [`SCHEMA_VERSION`]. The check is repeated inside the write transaction so two processes
+/// opening a file at once cannot both create or migrate it.
+pub(super) fn create_schema(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let found = check_header(conn)?;
+        let mut version = found;
+        if version == 0 {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+            version = 1;
+        }
+        if version == 1 {
+            conn.execute_batch(SENDER_USAGE)?;
+            version = 2;
+        }
+        if version == 2 {
+            conn.execute_batch(PQ_PREKEYS)?;
+            version = 3;
+        }
+        if version != SCHEMA_VERSION {
+            return Err(StoreError(format!(
+                "no migration from schema version {version} to {SCHEMA_VERSION}"
+            )));
+        }
+        if found != SCHEMA_VERSION {
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        Ok::<(), StoreError>(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(err) => {
+            // The original error matters more than a failed rollback.
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err);
+        }
+    }
+    Ok(())
+}
