@@ -20,9 +20,10 @@ use crate::sanitize;
 /// `--version`: the release and the protocol profiles this build speaks.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{} (protocol profiles: {})",
+        "{} (protocol profiles: {} for new sessions; {} sessions made before it still work)",
         env!("CARGO_PKG_VERSION"),
-        hush_proto::PROFILE
+        hush_proto::PROFILE,
+        hush_proto::Profile::V1
     )
 });
 

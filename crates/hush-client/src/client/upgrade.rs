@@ -106,3 +106,29 @@ impl Client {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_contact_stored_before_hush_v2_is_legacy_and_the_profile_is_stored_by_name() {
+        // As a build before hush-v2 wrote it: no `required`.
+        let legacy: Contact = serde_json::from_str(
+            r#"{"name":"bob","identity_key":"00","verified":false,"changed_key":null,"unread":0}"#,
+        )
+        .unwrap();
+        assert_eq!(legacy.required, Profile::V1);
+        let mut upgraded = legacy;
+        upgraded.required = Profile::V2;
+        let json = serde_json::to_value(&upgraded).unwrap();
+        assert_eq!(json["required"], "hush-v2");
+        let back: Contact = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, upgraded);
+        let mut unknown = json;
+        unknown["required"] = "hush-v9".into();
+        assert!(serde_json::from_value::<Contact>(unknown).is_err());
+    }
+}
