@@ -72,8 +72,10 @@ impl MaliciousRelay {
         key: &PqPrekey,
     ) -> Result<(), AdversaryError> {
         self.db()?.execute(
-            "INSERT OR REPLACE INTO pq_one_time_prekeys (identity, id, encapsulation_key, signature)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO pq_one_time_prekeys (identity, id, encapsulation_key, signature)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (identity, id) DO UPDATE SET
+                 encapsulation_key = excluded.encapsulation_key, signature = excluded.signature",
             params![
                 identity.as_slice(),
                 i64::from(key.id),
