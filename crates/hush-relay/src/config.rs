@@ -67,7 +67,8 @@ pub struct Config {
     /// One-time prekeys kept per identity.
     pub max_one_time_prekeys: u32,
     /// One-time PQ prekeys (`hush-v2`, 1 252 bytes each on the wire) kept per identity. Fewer
-    /// than the classical ones because each is 39 times larger: 200 is about 250 KB per user.
+    /// than the classical ones because each is 39 times larger: 200 take about 284 KB per user
+    /// in the database.
     /// When they run out, bundles carry the identity's last-resort PQ prekey instead.
     pub max_one_time_pq_prekeys: u32,
     /// Frames queued for one connection's socket; a slow reader stops being fed and its

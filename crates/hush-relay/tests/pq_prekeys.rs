@@ -323,3 +323,35 @@ async fn hush_v2_first_messages_are_relayed() {
         .await;
     assert_eq!(code(refused), ErrorCode::Malformed);
 }
+
+/// The per-user fetch budget protects the one-time PQ prekeys as it does the classical ones:
+/// past it, bundles carry the last-resort PQ prekey (still `hush-v2`) and the one-time stock is
+/// left for honest initiators, however many fetches arrive.
+#[tokio::test]
+async fn a_fetch_flood_cannot_drain_one_time_pq_prekeys_past_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{CONFIG}per_user_fetch_burst = 2.0\nper_user_fetch_rate = 0.001\n");
+    let relay = Relay::start_with(dir.path(), Some(&config), true).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let one_time: Vec<_> = (1..=5).map(|i| pq(&alice.id, i)).collect();
+    publish_pq(&mut alice.conn, Some(pq(&alice.id, LR)), one_time)
+        .await
+        .unwrap();
+    let mut served = Vec::new();
+    for _ in 0..3 {
+        let mut flooder = connect(&relay, &identity()).await;
+        for _ in 0..4 {
+            let bundle = fetch(&mut flooder, "alice").await;
+            assert!(bundle.clone().verify(Profile::V2).is_ok());
+            served.push(bundle.pq_prekey.unwrap().id);
+        }
+    }
+    assert_eq!(&served[..2], &[1, 2]);
+    assert!(served[2..].iter().all(|&id| id == LR), "{served:?}");
+    let metrics = relay.scrape().await;
+    assert_eq!(metrics.get("hush_pq_one_time_prekeys"), 3);
+    assert_eq!(
+        metrics.get("hush_bundles_without_one_time_prekey_total"),
+        10
+    );
+}

@@ -76,8 +76,14 @@ INSERT INTO sender_usage (sender, bytes)
 /// is empty and never deleted by a fetch) and a capped stock of one-time keys, each popped by
 /// exactly one fetch. Both go with the name: deleting the user row deletes them (and the expiry
 /// sweep deletes any whose identity holds no name). Ordinary rowid tables, because the rows are
-/// large (about 1.3 KB): the metrics count walks the narrow `(identity, id)` index, not the
-/// keys. Nothing to fill from older data: a version-2 relay never stored PQ prekeys.
+/// large (about 1.4 KB stored). Nothing to fill from older data: a version-2 relay never stored
+/// PQ prekeys.
+///
+/// Also `prekey_totals`, the stock of every prekey table over all identities for the metrics,
+/// kept by triggers so that every insert and delete (fetch pops, expiry, `free-name`, foreign-key
+/// cascades) updates it in its own transaction; filled here from the classical one-time prekeys
+/// already stored. Writers must upsert rather than `INSERT OR REPLACE` (a REPLACE deletes
+/// without firing delete triggers).
 const PQ_PREKEYS: &str = "
 CREATE TABLE pq_last_resort_prekeys (
     identity          BLOB    NOT NULL PRIMARY KEY CHECK (length(identity) = 32)
@@ -94,6 +100,32 @@ CREATE TABLE pq_one_time_prekeys (
     signature         BLOB    NOT NULL CHECK (length(signature) = 64),
     UNIQUE (identity, id)
 );
+CREATE TABLE prekey_totals (
+    singleton      INTEGER PRIMARY KEY CHECK (singleton = 0),
+    one_time       INTEGER NOT NULL CHECK (one_time >= 0),
+    pq_one_time    INTEGER NOT NULL CHECK (pq_one_time >= 0),
+    pq_last_resort INTEGER NOT NULL CHECK (pq_last_resort >= 0)
+);
+INSERT INTO prekey_totals (singleton, one_time, pq_one_time, pq_last_resort)
+    VALUES (0, (SELECT count(*) FROM one_time_prekeys), 0, 0);
+CREATE TRIGGER one_time_prekey_added AFTER INSERT ON one_time_prekeys BEGIN
+    UPDATE prekey_totals SET one_time = one_time + 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER one_time_prekey_removed AFTER DELETE ON one_time_prekeys BEGIN
+    UPDATE prekey_totals SET one_time = one_time - 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER pq_one_time_prekey_added AFTER INSERT ON pq_one_time_prekeys BEGIN
+    UPDATE prekey_totals SET pq_one_time = pq_one_time + 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER pq_one_time_prekey_removed AFTER DELETE ON pq_one_time_prekeys BEGIN
+    UPDATE prekey_totals SET pq_one_time = pq_one_time - 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER pq_last_resort_prekey_added AFTER INSERT ON pq_last_resort_prekeys BEGIN
+    UPDATE prekey_totals SET pq_last_resort = pq_last_resort + 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER pq_last_resort_prekey_removed AFTER DELETE ON pq_last_resort_prekeys BEGIN
+    UPDATE prekey_totals SET pq_last_resort = pq_last_resort - 1 WHERE singleton = 0;
+END;
 ";
 
 /// Refuse a database from another application or from a newer relay. Returns the version.

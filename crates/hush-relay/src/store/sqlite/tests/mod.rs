@@ -84,6 +84,7 @@ fn enqueue_op(recipient: IdentityBytes, envelope: &[u8], at: u64) -> WriteOp {
 /// The O(1) counters agree with the messages they summarise, and empty mailboxes have no
 /// usage row.
 fn check_counters(dir: &TempDir) {
+    prekeys::check_prekey_totals(dir);
     let raw = Connection::open(dir.path().join("relay.db")).unwrap();
     let mut usage: Vec<(Vec<u8>, i64, i64)> = raw
         .prepare("SELECT recipient, messages, bytes FROM mailbox_usage ORDER BY recipient")

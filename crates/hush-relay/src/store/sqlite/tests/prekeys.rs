@@ -66,7 +66,7 @@ fn fetch_unknown_user_or_no_prekeys() {
 
 #[test]
 fn publish_replaces_signed_prekey_and_one_time_ids() {
-    let (_dir, store) = open();
+    let (dir, store) = open();
     let alice = ident(1);
     one(&store, register("alice", alice));
     one(&store, publish(alice, 1, &[1, 2], 10));
@@ -96,6 +96,8 @@ fn publish_replaces_signed_prekey_and_one_time_ids() {
     assert_eq!(b.one_time_prekey, Some(otp(1)));
     let b = bundle(one(&store, fetch("alice")));
     assert_eq!(b.one_time_prekey, Some(replacement));
+    // Replacing a held id did not count it twice in the metrics.
+    check_prekey_totals(&dir);
 }
 
 #[test]
@@ -178,6 +180,8 @@ fn prekeys_need_a_name_and_nameless_ones_expire() {
     assert_eq!(count("one_time_prekeys", ghost), 0);
     assert_eq!(count("signed_prekeys", alice), 1);
     assert_eq!(count("one_time_prekeys", alice), 2);
+    // The ghost's cascaded one-time prekey left the metrics' total too.
+    check_prekey_totals(&dir);
 }
 
 /// A version-1 database (no per-sender counters) is migrated on open: the counters are
@@ -198,7 +202,9 @@ fn version_1_databases_get_sender_counters_from_their_messages() {
     // What a version-1 relay wrote: no sender counters, no PQ prekey tables.
     raw.execute_batch(
         "DROP TABLE sender_usage; DROP TABLE pq_one_time_prekeys;
-         DROP TABLE pq_last_resort_prekeys; PRAGMA user_version = 1;",
+         DROP TABLE pq_last_resort_prekeys; DROP TABLE prekey_totals;
+         DROP TRIGGER one_time_prekey_added; DROP TRIGGER one_time_prekey_removed;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(raw);
@@ -255,6 +261,18 @@ fn pq_id(result: WriteResult) -> Option<u32> {
     bundle(result).pq_prekey.map(|key| key.id)
 }
 
+/// The metrics' prekey totals (kept by triggers) agree with the rows they count.
+pub(super) fn check_prekey_totals(dir: &TempDir) {
+    let raw = Connection::open(dir.path().join("relay.db")).unwrap();
+    let stock = prekey_stock(&raw).unwrap();
+    let counted = PrekeyStock {
+        one_time: rows(dir, "one_time_prekeys") as u64,
+        pq_one_time: rows(dir, "pq_one_time_prekeys") as u64,
+        pq_last_resort: rows(dir, "pq_last_resort_prekeys") as u64,
+    };
+    assert_eq!(stock, counted);
+}
+
 fn rows(dir: &TempDir, table: &str) -> i64 {
     Connection::open(dir.path().join("relay.db"))
         .unwrap()
@@ -293,6 +311,7 @@ fn pq_one_time_prekeys_pop_once_then_last_resort_repeats() {
         .map(pq_id)
         .collect();
     assert_eq!(ids, vec![Some(8), Some(9)]);
+    check_prekey_totals(&dir);
     assert_eq!(
         store.prekey_stock().unwrap(),
         PrekeyStock {
@@ -323,7 +342,7 @@ fn bundles_without_pq_prekeys_stay_version_1() {
 /// a refused publish changes nothing (not even the last-resort key).
 #[test]
 fn pq_last_resort_replaced_and_stock_capped() {
-    let (_dir, store) = open();
+    let (dir, store) = open();
     let alice = ident(1);
     one(&store, register("alice", alice));
     one(&store, publish(alice, 1, &[], 10));
@@ -340,6 +359,7 @@ fn pq_last_resort_replaced_and_stock_capped() {
         one(&store, publish_pq(alice, None, &[3, 4], 4)),
         pq_stored(4)
     );
+    check_prekey_totals(&dir);
     // A last-resort rotation alone is never refused for the stock.
     assert_eq!(
         one(&store, publish_pq(alice, Some(LR | 2), &[], 1)),
@@ -380,6 +400,7 @@ fn budget_spent_serves_last_resort() {
     assert_eq!(pq_id(one(&store, unpopped("bob"))), Some(1));
     assert_eq!(rows(&dir, "pq_one_time_prekeys"), 1);
     assert_eq!(rows(&dir, "one_time_prekeys"), 2);
+    check_prekey_totals(&dir);
 }
 
 /// Freeing a name deletes the identity's PQ prekeys with its classical ones, and the expiry
@@ -413,6 +434,7 @@ fn pq_prekeys_go_with_the_name() {
     assert_eq!(rows(&dir, "pq_one_time_prekeys"), 0);
     assert_eq!(rows(&dir, "pq_last_resort_prekeys"), 0);
     assert_eq!(rows(&dir, "one_time_prekeys"), 0);
+    check_prekey_totals(&dir);
 }
 
 /// A malformed PQ prekey row is an error naming the row, never a panic.
@@ -497,6 +519,8 @@ fn version_2_database_migrates_to_3_keeping_its_data() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, 3);
+    // The metrics' totals start from the prekeys already stored.
+    assert_eq!(store.prekey_stock().unwrap().one_time, 1);
     assert_eq!(store.identity_of("alice").unwrap(), Some(alice));
     let pending = store.pending(&alice, 0, 10, usize::MAX).unwrap();
     assert_eq!(pending.len(), 1);
