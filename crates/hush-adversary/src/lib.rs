@@ -9,7 +9,7 @@
 //! - [`MaliciousRelay`]: direct SQL on a relay's database, as a malicious operator would do it:
 //!   tamper with, replace, replay, drop or reorder stored envelopes or relabel their sender
 //!   (keeping the mailbox counters consistent), free a user's name, withhold one-time
-//!   prekeys, or forge a signed prekey.
+//!   prekeys, or forge a signed prekey; strip, withhold or re-serve `hush-v2` PQ prekeys.
 
 mod network;
 mod relay;

@@ -9,6 +9,8 @@ use hush_proto::{IdentityKeyPair, X25519Secret};
 use rand_core::OsRng;
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod pq;
+
 /// (recipient, sender, envelope) of one stored row.
 type RowParts = (Vec<u8>, Vec<u8>, Vec<u8>);
 

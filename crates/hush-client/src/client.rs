@@ -13,8 +13,8 @@ use hush_net::{Connection, NetError};
 use hush_proto::relay::{register_message, Delivery, ErrorCode, Reply, Request};
 use hush_proto::{
     ContentType, DecryptError, Envelope, IdentityKeyPair, IdentityPickle, IdentityPublicKey,
-    LocalPrekeys, MessageContent, PrekeyBundle, PrekeysPickle, SafetyNumber, Session, SessionError,
-    SessionPickle,
+    LocalPrekeys, MessageContent, PrekeyBundle, PrekeysPickle, Profile, SafetyNumber, Session,
+    SessionError, SessionPickle,
 };
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -25,16 +25,20 @@ mod contacts;
 mod emit;
 mod init;
 mod outbox;
+mod prekeys;
 mod receive;
 mod retry;
+mod upgrade;
 
 pub use emit::{EmitError, UNEMITTED_KEPT};
 pub use outbox::{Flushed, Sent};
+pub use prekeys::{PQ_PREKEY_BATCH, PQ_PREKEY_LOW_WATER};
 use receive::dedupe_key;
 pub use retry::{
     MESSAGE_GIVE_UP, RECEIPTS_HELD_MAX, RECEIPTS_QUEUED_MAX, RECEIPT_GIVE_UP, RETRY_FIRST,
     RETRY_MAX,
 };
+pub use upgrade::UPGRADE_CHECK_INTERVAL;
 
 /// Timeout for connecting and authenticating to the relay.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,6 +80,22 @@ pub enum ClientError {
     /// The contact does not exist.
     #[error("no contact named {0}")]
     NoSuchContact(String),
+    /// The relay served a bundle weaker than the contact is known to support (a `hush-v1`
+    /// bundle, without a PQ prekey, for a contact that ever used `hush-v2`, or for a new
+    /// contact). Like a key change, this is refused loudly and nothing is sent: a relay that
+    /// strips the PQ prekey would otherwise take the session back to what a future quantum
+    /// computer can decrypt.
+    #[error("DOWNGRADE REFUSED: the relay served {name} a {offered} bundle (without a post-quantum prekey), but {required} is required for {name}{why}; no session was started and nothing was sent (a relay stripping the post-quantum prekey, or {name} runs a hush older than hush-v2)")]
+    Downgrade {
+        /// Contact.
+        name: String,
+        /// What the contact is known to support.
+        required: Profile,
+        /// What the bundle offered.
+        offered: Profile,
+        /// Why that is required (said to the user).
+        why: &'static str,
+    },
     /// Session setup failed (e.g. a bundle with a bad signature: a relay substitution).
     #[error("cannot start a session with {name}: {source}")]
     Session {
@@ -146,6 +166,36 @@ pub struct Contact {
     /// Messages received and not yet viewed.
     #[serde(default)]
     pub unread: u32,
+    /// The weakest session-setup profile accepted with this contact, for bundles we fetch
+    /// and first messages we receive. Contacts made by this build start at `hush-v2`; a
+    /// contact stored by a build older than `hush-v2` has no such field and reads as
+    /// `hush-v1` (legacy) until a `hush-v2` bundle or session is seen from them, after which
+    /// it is `hush-v2` for good: nothing weaker is ever accepted again.
+    #[serde(default = "legacy_profile", with = "profile_name")]
+    pub required: Profile,
+}
+
+/// What a contact stored before `hush-v2` (without [`Contact::required`]) requires.
+fn legacy_profile() -> Profile {
+    Profile::V1
+}
+
+/// A [`Profile`] stored by its name (`"hush-v1"`, `"hush-v2"`).
+mod profile_name {
+    use hush_proto::Profile;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
+        let name = String::deserialize(d)?;
+        [Profile::V1, Profile::V2]
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown profile {name:?}")))
+    }
 }
 
 impl Contact {
@@ -342,7 +392,7 @@ impl Client {
             |e: hush_proto::PickleError| ClientError::Store(StoreError::Corrupt(e.to_string()));
         let identity = IdentityKeyPair::from_pickle(&identity_pickle).map_err(corrupt)?;
         let prekeys = LocalPrekeys::from_pickle(&identity, &prekeys_pickle).map_err(corrupt)?;
-        Ok(Self {
+        let mut client = Self {
             identity,
             prekeys,
             config,
@@ -353,7 +403,11 @@ impl Client {
             registration_pending,
             // Whatever the profile holds queued is tried by the first pump.
             outbox_due_ms: Some(0),
-        })
+        };
+        // A profile written before hush-v2 holds no PQ prekey: give it its last-resort one
+        // now (committed before any connection publishes it).
+        client.ensure_pq_last_resort()?;
+        Ok(client)
     }
 
     /// Our name.
@@ -441,56 +495,5 @@ impl Client {
                 Err(e.into())
             }
         }
-    }
-
-    /// Rotate the signed prekey when old; refill one-time prekeys when low. New secrets are
-    /// committed before they are published.
-    async fn maintain_prekeys(&mut self) -> Result<(), ClientError> {
-        let now = now_ms() / 1000;
-        let rotate = self
-            .prekeys
-            .signed_is_older_than(now, SIGNED_PREKEY_MAX_AGE);
-        if rotate {
-            self.prekeys.rotate_signed(&mut OsRng, &self.identity, now);
-            self.save_prekeys()?;
-        }
-        // Publishing nothing new tells us the stock; refill if it is low.
-        let signed_prekey = self
-            .prekeys
-            .current_signed()
-            .ok_or_else(|| ClientError::Invalid("no signed prekey".into()))?;
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or(ClientError::Network(NetError::Closed))?;
-        let reply = conn
-            .request(&Request::PublishPrekeys {
-                signed_prekey,
-                one_time: Vec::new(),
-            })
-            .await?;
-        if let Reply::PrekeysStored { one_time_remaining } = reply {
-            if one_time_remaining < PREKEY_LOW_WATER {
-                let one_time = self.prekeys.generate_one_time(&mut OsRng, PREKEY_BATCH);
-                self.save_prekeys()?;
-                let conn = self
-                    .conn
-                    .as_mut()
-                    .ok_or(ClientError::Network(NetError::Closed))?;
-                conn.request(&Request::PublishPrekeys {
-                    signed_prekey,
-                    one_time,
-                })
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
-    fn save_prekeys(&mut self) -> Result<(), ClientError> {
-        let tx = self.store.tx()?;
-        tx.put(NS_PREKEYS, KEY_SELF, &self.prekeys.pickle())?;
-        tx.commit()?;
-        Ok(())
     }
 }

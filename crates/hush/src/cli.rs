@@ -20,9 +20,10 @@ use crate::sanitize;
 /// `--version`: the release and the protocol profiles this build speaks.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{} (protocol profiles: {})",
+        "{} (protocol profiles: {} for new sessions; {} sessions made before it still work)",
         env!("CARGO_PKG_VERSION"),
-        hush_proto::PROFILE
+        hush_proto::PROFILE,
+        hush_proto::Profile::V1
     )
 });
 
@@ -342,12 +343,9 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         }
         Command::Contacts { json } => {
             for c in client.contacts().map_err(err)? {
+                let session = client.session_profile(&c.name).map_err(err)?;
                 if json {
-                    let v = serde_json::json!({
-                        "name": c.name, "identity_key": c.identity_key, "verified": c.verified,
-                        "key_changed": c.changed_key.is_some(), "unread": c.unread,
-                    });
-                    out!("{v}")?;
+                    out!("{}", crate::rpc::contact_json(&c, session))?;
                 } else {
                     let mark = if c.changed_key.is_some() {
                         "KEY CHANGED"
@@ -356,7 +354,13 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                     } else {
                         "unverified"
                     };
-                    out!("{}\t{}\t{} unread", sanitize::line(&c.name), mark, c.unread)?;
+                    out!(
+                        "{}\t{}\t{} unread\t{}",
+                        sanitize::line(&c.name),
+                        mark,
+                        c.unread,
+                        session.map_or("no session", hush_proto::Profile::name)
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -394,6 +398,13 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
                 out!("WARNING: {name}'s identity key has CHANGED. This is the number for the NEW key.")?;
             }
             out!("safety number with {name}:\n{}", number.grouped())?;
+            if let Some(stored_name) = contact.as_ref().map(|c| c.name.clone()) {
+                let session = client.session_profile(&stored_name).map_err(err)?;
+                out!(
+                    "session: {}",
+                    session.map_or("none yet", hush_proto::Profile::name)
+                )?;
+            }
             match qrcode::QrCode::new(number.qr_payload()) {
                 Ok(code) => out!(
                     "{}",

@@ -203,6 +203,7 @@ impl From<ClientError> for RpcError {
             ClientError::Relay(_) => "relay",
             ClientError::UnknownUser(_) => "unknown_user",
             ClientError::KeyChanged(_) => "key_changed",
+            ClientError::Downgrade { .. } => "downgrade",
             ClientError::NoSuchContact(_) => "no_such_contact",
             ClientError::Session { .. } => "session",
             ClientError::Encrypt(_) => "encrypt",
@@ -310,14 +311,18 @@ struct VerifyParams {
     confirm: bool,
 }
 
-/// The JSON shape of a contact (as `hush contacts --json`).
-fn contact_json(c: &Contact) -> Value {
+/// The JSON shape of a contact (as `hush contacts --json`): `session` is the profile of the
+/// session the next message goes on (`null` without one), `required` the weakest profile
+/// accepted from the contact.
+pub(crate) fn contact_json(c: &Contact, session: Option<hush_proto::Profile>) -> Value {
     json!({
         "name": c.name,
         "identity_key": c.identity_key,
         "verified": c.verified,
         "key_changed": c.changed_key.is_some(),
         "unread": c.unread,
+        "session": session.map(hush_proto::Profile::name),
+        "required": c.required.name(),
     })
 }
 
@@ -563,7 +568,11 @@ impl Rpc<'_> {
             "contacts" => {
                 let NoParams {} = params(raw)?;
                 let contacts = self.client.contacts()?;
-                Ok(Value::Array(contacts.iter().map(contact_json).collect()))
+                let mut out = Vec::with_capacity(contacts.len());
+                for c in &contacts {
+                    out.push(self.contact_value(c)?);
+                }
+                Ok(Value::Array(out))
             }
             "history" => {
                 let p: HistoryParams = params(raw)?;
@@ -589,17 +598,19 @@ impl Rpc<'_> {
                     "verified": contact.verified,
                     // When true, the number is for the new, not yet trusted key.
                     "key_changed": contact.changed_key.is_some(),
+                    "session": self.client.session_profile(&contact.name)?.map(hush_proto::Profile::name),
                 }))
             }
             "trust" => {
                 let p: ContactParams = params(raw)?;
                 self.client.trust(&p.contact)?;
-                Ok(contact_json(&self.known_contact(&p.contact)?))
+                let contact = self.known_contact(&p.contact)?;
+                self.contact_value(&contact)
             }
             "add" => {
                 let p: ContactParams = params(raw)?;
                 let contact = self.client.add_contact(&p.contact).await?;
-                Ok(contact_json(&contact))
+                self.contact_value(&contact)
             }
             "whoami" => {
                 let NoParams {} = params(raw)?;
@@ -614,6 +625,12 @@ impl Rpc<'_> {
                 format!("method not found: {method:?}"),
             )),
         }
+    }
+
+    /// A contact as JSON, with the profile of its current session.
+    fn contact_value(&mut self, c: &Contact) -> Result<Value, RpcError> {
+        let session = self.client.session_profile(&c.name)?;
+        Ok(contact_json(c, session))
     }
 
     fn known_contact(&mut self, name: &str) -> Result<Contact, RpcError> {

@@ -130,6 +130,10 @@ async fn offline_delivery_json_output_and_verification() {
     };
     assert_eq!(digits(&a).len(), 60);
     assert_eq!(digits(&a), digits(&b));
+    // Both name the session's profile: new sessions are hush-v2.
+    for o in [&a, &b] {
+        assert!(stdout(o).contains("session: hush-v2"), "{}", stdout(o));
+    }
     assert!(run(&alice, &["verify", "bob", "--confirm"])
         .await
         .status
@@ -138,6 +142,14 @@ async fn offline_delivery_json_output_and_verification() {
     let c: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
     assert_eq!(c["name"], "bob");
     assert_eq!(c["verified"], true);
+    assert_eq!(c["session"], "hush-v2");
+    assert_eq!(c["required"], "hush-v2");
+    let o = run(&alice, &["contacts"]).await;
+    assert!(
+        stdout(&o).starts_with("bob\tverified\t0 unread\thush-v2\n"),
+        "{}",
+        stdout(&o)
+    );
     let o = run(&alice, &["whoami"]).await;
     assert!(stdout(&o).contains("name alice"));
     relay.shutdown().await;

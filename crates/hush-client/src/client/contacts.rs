@@ -46,23 +46,36 @@ impl Client {
         if !hush_proto::relay::is_valid_name(name) {
             return Err(ClientError::Invalid(format!("invalid name {name:?}")));
         }
-        let bundle = match self
+        let bundle = self.fetch_bundle(name).await?;
+        self.start_session(name, bundle)
+    }
+
+    /// `name`'s prekey bundle as the relay serves it (not yet verified).
+    pub(super) async fn fetch_bundle(&mut self, name: &str) -> Result<PrekeyBundle, ClientError> {
+        match self
             .request(&Request::FetchBundle {
                 name: name.to_owned(),
             })
             .await
         {
-            Ok(Reply::Bundle(b)) => b,
-            Ok(_) => return Err(ClientError::Network(NetError::UnexpectedReply)),
+            Ok(Reply::Bundle(b)) => Ok(b),
+            Ok(_) => Err(ClientError::Network(NetError::UnexpectedReply)),
             Err(ClientError::Relay(e)) if e.code == ErrorCode::UnknownUser => {
-                return Err(ClientError::UnknownUser(name.to_owned()))
+                Err(ClientError::UnknownUser(name.to_owned()))
             }
-            Err(e) => return Err(e),
-        };
-        self.start_session(name, bundle)
+            Err(e) => Err(e),
+        }
     }
 
-    fn start_session(&mut self, name: &str, bundle: PrekeyBundle) -> Result<Contact, ClientError> {
+    /// Start a session from a bundle the relay served for `name`: the identity checks, then
+    /// the bundle is verified against the profile the contact requires (`hush-v2` for a new
+    /// contact), so a `hush-v1` session is never started with a `hush-v2` contact. A `hush-v2`
+    /// session marks the contact `hush-v2` for good, in the same commit.
+    pub(super) fn start_session(
+        &mut self,
+        name: &str,
+        bundle: PrekeyBundle,
+    ) -> Result<Contact, ClientError> {
         let key_hex = hex::encode(bundle.identity_key.as_bytes());
         // One identity has one name: a key we know under another name is a relay substitution
         // (or that contact lost their name). Taking it would move the contact to this name.
@@ -89,13 +102,23 @@ impl Client {
                 return Err(ClientError::KeyChanged(name.to_owned()));
             }
         }
-        let verified =
-            bundle
-                .verify(hush_proto::Profile::V1)
-                .map_err(|source| ClientError::Session {
-                    name: name.to_owned(),
-                    source,
-                })?;
+        let required = existing.as_ref().map_or(Profile::CURRENT, |c| c.required);
+        let verified = bundle.verify(required).map_err(|source| match source {
+            SessionError::Downgrade { required, offered } => ClientError::Downgrade {
+                name: name.to_owned(),
+                required,
+                offered,
+                why: if existing.is_some() {
+                    " (they used hush-v2 before)"
+                } else {
+                    " (every new contact)"
+                },
+            },
+            source => ClientError::Session {
+                name: name.to_owned(),
+                source,
+            },
+        })?;
         let session =
             Session::initiate(&mut OsRng, &self.identity, &verified).map_err(|source| {
                 ClientError::Session {
@@ -103,14 +126,18 @@ impl Client {
                     source,
                 }
             })?;
-        let contact = existing.unwrap_or(Contact {
+        let mut contact = existing.unwrap_or(Contact {
             name: name.to_owned(),
             identity_key: key_hex,
             verified: false,
             changed_key: None,
             unread: 0,
+            required: Profile::CURRENT,
         });
+        contact.required = contact.required.max(session.profile());
         let tx = self.store.tx()?;
+        // We have just seen the contact's bundle: no upgrade check is due for a while.
+        Self::record_upgrade_check(&tx, name, now_ms())?;
         let mut sessions = tx
             .get::<SessionSet>(NS_SESSIONS, name)?
             .unwrap_or_default()
@@ -120,6 +147,25 @@ impl Client {
         Self::put_contact(&tx, &contact)?;
         tx.commit()?;
         Ok(contact)
+    }
+
+    /// The profile (`hush-v1` or `hush-v2`) of the session we would send `name` the next
+    /// message on; else of the newest session with them; `None` without a session.
+    pub fn session_profile(&mut self, name: &str) -> Result<Option<Profile>, ClientError> {
+        let tx = self.store.tx()?;
+        let Some(contact) = tx.get::<Contact>(NS_CONTACT, name)? else {
+            return Err(ClientError::NoSuchContact(name.into()));
+        };
+        let sessions = tx
+            .get::<SessionSet>(NS_SESSIONS, name)?
+            .unwrap_or_default()
+            .load()?;
+        let trusted = contact.key()?;
+        Ok(sessions
+            .iter()
+            .find(|s| sendable(s, &contact, &trusted))
+            .or(sessions.first())
+            .map(Session::profile))
     }
 
     /// The safety number with a contact.
@@ -197,4 +243,13 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Whether `session` may carry our next message to `contact`: with the trusted key, able to
+/// send, and of at least the profile the contact requires (an old `hush-v1` session of a
+/// contact now known to use `hush-v2` only decrypts late messages).
+pub(super) fn sendable(session: &Session, contact: &Contact, trusted: &IdentityPublicKey) -> bool {
+    *session.remote_identity() == *trusted
+        && session.can_send()
+        && session.profile() >= contact.required
 }

@@ -59,6 +59,8 @@ impl Client {
     ) -> Result<Sent, ClientError> {
         if self.contact(name)?.is_none() {
             self.add_contact(name).await?;
+        } else {
+            self.prepare_session(name, now_ms()).await?;
         }
         let entry = self.queue_text(name, text)?;
         let Flushed { events, error } = self.flush_outbox().await;
@@ -139,7 +141,7 @@ impl Client {
         let trusted = contact.key()?;
         let session = sessions
             .iter_mut()
-            .find(|s| *s.remote_identity() == trusted && s.can_send())
+            .find(|s| super::contacts::sendable(s, contact, &trusted))
             .ok_or_else(|| {
                 ClientError::Invalid(format!(
                     "no session with {}; run `hush add {}`",

@@ -210,6 +210,7 @@ impl Client {
                     verified: false,
                     changed_key: None,
                     unread: 0,
+                    required: Profile::CURRENT,
                 },
                 record: SenderRecord::New,
             },
@@ -241,7 +242,11 @@ impl Client {
             // Committed before, but the ack was lost (crash or reconnect): ack it silently.
             return Ok(Vec::new());
         }
-        let Some(Sender { contact, record }) = self.contact_for_sender(&sender).await? else {
+        let Some(Sender {
+            mut contact,
+            record,
+        }) = self.contact_for_sender(&sender).await?
+        else {
             return Ok(vec![Event::Rejected {
                 contact: None,
                 reason: "sender has no registered name".into(),
@@ -267,6 +272,10 @@ impl Client {
         // Decrypt on copies; commit only what succeeded.
         let mut plaintext = None;
         let mut used_one_time_prekey = None;
+        let mut used_one_time_pq_prekey = None;
+        // Whether the contact's required profile rises with this envelope (a first `hush-v2`
+        // session from a contact stored before hush-v2).
+        let mut upgraded = false;
         let mut duplicate = false;
         let mut failure = String::from("no session could decrypt it");
         for index in 0..sessions.len() {
@@ -318,15 +327,20 @@ impl Client {
                     &mut OsRng,
                     &self.identity,
                     &sender,
-                    hush_proto::Profile::V1,
+                    contact.required,
                     &self.prekeys,
                     pre,
                 ) {
                     Ok(inbound) => {
                         plaintext = Some(inbound.plaintext);
                         used_one_time_prekey = inbound.used_one_time_prekey;
+                        used_one_time_pq_prekey = inbound.used_one_time_pq_prekey;
                         new_inbound_session = true;
                         let new = inbound.session;
+                        if new.profile() > contact.required {
+                            contact.required = new.profile();
+                            upgraded = true;
+                        }
                         // Simultaneous initiation: when our active session has not heard back,
                         // the session with the smaller base key wins on both sides.
                         // Otherwise the peer started afresh (reinstall, lost state): newest wins.
@@ -353,6 +367,17 @@ impl Client {
                         failure = format!(
                             "first message names one-time prekey {id}, which is used up or \
                              unknown (a replay, or a prekey we no longer hold)"
+                        );
+                    }
+                    Err(SessionError::Downgrade { required, offered }) => {
+                        failure =
+                            downgrade_reason(&contact, record_is_new(&record), required, offered);
+                    }
+                    Err(SessionError::UnknownPqPrekey(id)) => {
+                        failure = format!(
+                            "first message names PQ prekey {id}, which is used up or unknown \
+                             (a replay, a one-time PQ prekey the relay served twice, or one we \
+                             no longer hold)"
                         );
                     }
                     Err(e) => failure = e.to_string(),
@@ -389,6 +414,9 @@ impl Client {
         let tx = self.store.tx()?;
         // The envelope authenticated: only now is a stranger or a changed key recorded.
         match record {
+            SenderRecord::Known if upgraded => {
+                tx.put(NS_CONTACT, &contact.name, &contact)?;
+            }
             SenderRecord::Known => {}
             SenderRecord::New => Self::put_contact(&tx, &contact)?,
             SenderRecord::ChangedKey => {
@@ -416,8 +444,15 @@ impl Client {
         let excess = recent.len().saturating_sub(RECENT_DELIVERIES_KEPT);
         recent.drain(..excess);
         tx.put(NS_RECENT_DELIVERIES, KEY_SELF, &recent)?;
-        if let Some(id) = used_one_time_prekey {
-            self.prekeys.remove_one_time(id);
+        // Used one-time prekeys (classical and PQ) are deleted in the commit that stores the
+        // session they made: a replay of its first message then finds them gone.
+        if used_one_time_prekey.is_some() || used_one_time_pq_prekey.is_some() {
+            if let Some(id) = used_one_time_prekey {
+                self.prekeys.remove_one_time(id);
+            }
+            if let Some(id) = used_one_time_pq_prekey {
+                self.prekeys.remove_pq_one_time(id);
+            }
             tx.put(NS_PREKEYS, KEY_SELF, &self.prekeys.pickle())?;
         }
         // A key the user has not accepted (KEY CHANGED) keeps one session at most, so its
@@ -507,6 +542,27 @@ impl Client {
         tx.commit()?;
         Ok(events)
     }
+}
+
+fn record_is_new(record: &SenderRecord) -> bool {
+    matches!(record, SenderRecord::New)
+}
+
+/// Why a first message weaker than the contact requires was refused, loudly (like a key
+/// change): a relay, or whoever holds the sender's identity key, tried to set up a session a
+/// future quantum computer could decrypt.
+fn downgrade_reason(contact: &Contact, new: bool, required: Profile, offered: Profile) -> String {
+    let why = if new {
+        "every new contact must use hush-v2; their hush is older than hush-v2 and must be updated"
+    } else {
+        "they used hush-v2 before: possible downgrade attack (a relay injecting a first message \
+         in their name, or someone holding their identity key), or an old install of theirs"
+    };
+    format!(
+        "DOWNGRADE REFUSED: a {offered} first message in the name of {}, for whom {required} \
+         is required ({why}); nothing was changed",
+        contact.name
+    )
 }
 
 pub(super) fn random_id() -> [u8; 16] {

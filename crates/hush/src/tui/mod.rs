@@ -134,6 +134,7 @@ mod test_support {
             verified: false,
             changed_key: None,
             unread,
+            required: hush_proto::Profile::V2,
         }
     }
 }
