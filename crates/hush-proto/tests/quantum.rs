@@ -66,7 +66,10 @@ fn padded(body: &[u8]) -> Zeroizing<Vec<u8>> {
 }
 
 fn body_of(plaintext: &[u8]) -> Vec<u8> {
-    MessageContent::from_padded_bytes(plaintext).unwrap().body.clone()
+    MessageContent::from_padded_bytes(plaintext)
+        .unwrap()
+        .body
+        .clone()
 }
 
 /// Alice fetches Bob's bundle and sends two messages; Bob reads the first (the setup is real
