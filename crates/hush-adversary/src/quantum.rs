@@ -272,6 +272,9 @@ fn hmac(key: &[u8], data: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, QuantumAtta
     Ok(out)
 }
 
+/// One guess at SK: its name, the HKDF input keying material and the HKDF info.
+type Candidate = (&'static str, Zeroizing<Vec<u8>>, Vec<u8>);
+
 /// Recover the first message of a recorded session setup with the X25519 keys handed over.
 ///
 /// Every key is first checked against the recording (its public key, and the prekey ids the
@@ -352,7 +355,7 @@ pub fn read_first_message(
     ad.extend_from_slice(&first.header);
 
     // The candidate SKs: for hush-v1 the real one; for hush-v2 the attacker's best guesses.
-    let mut candidates: Vec<(&'static str, Zeroizing<Vec<u8>>, Vec<u8>)> = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     match kem {
         None => candidates.push(("hush-v1 X3DH", dh_ikm.clone(), X3DH_INFO.to_vec())),
         Some((ek, ct)) => {
