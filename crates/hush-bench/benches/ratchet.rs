@@ -30,7 +30,9 @@
 //!   the signature checks an initiator runs once per fetched bundle: `x3dh_bundle_verify`
 //!   (`hush-v1`: the signed prekey's signature), `x3dh_bundle_verify_v2` (`hush-v2`: that plus
 //!   the PQ prekey's signature over 1 205 bytes and the FIPS 203 key check), and
-//!   `pq_prekey_verify` (`PqPrekey::verify` alone).
+//!   `pq_prekey_verify` (`PqPrekey::verify` alone); and `pq_decapsulate`, the responder's KEM
+//!   cost inside `x3dh/hush_v2` (`PqPrekeyPair::decapsulate`: key rebuilt from the seed, then
+//!   decapsulation).
 //!
 //! Before the groups run, `sizes` prints the encoded first-message and later-message sizes of
 //! both profiles and asserts the issue-9 size goals (first message at most `hush-v1` + 1 100
@@ -52,8 +54,8 @@ use std::time::Duration;
 use criterion::{criterion_main, BatchSize, Criterion};
 use hush_proto::primitives;
 use hush_proto::{
-    Envelope, IdentityKeyPair, InboundSession, LocalPrekeys, PrekeyBundle, PrekeyMessage, Profile,
-    Session, VerifiedBundle, X25519Secret,
+    Envelope, IdentityKeyPair, InboundSession, LocalPrekeys, PrekeyBundle, PrekeyMessage,
+    PrekeyStore, Profile, Session, VerifiedBundle, X25519Secret,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -422,6 +424,22 @@ fn primitives(c: &mut Criterion) {
     let owner = bundle_v2.identity_key;
     group.bench_function("pq_prekey_verify", |b| {
         b.iter(|| assert!(black_box(&pq_prekey).verify(black_box(&owner))));
+    });
+
+    // What the responder pays for the KEM in `Session::respond`: `PqPrekeyPair::decapsulate`
+    // rebuilds the decapsulation key from its 64-byte seed (a full ML-KEM key generation), then
+    // decapsulates. The ciphertext is a real one from a `hush-v2` first message.
+    let mut alice_rng = ChaCha20Rng::seed_from_u64(6);
+    let alice_identity = IdentityKeyPair::generate(&mut alice_rng);
+    let mut alice = Session::initiate(&mut alice_rng, &alice_identity, &bob_v2.bundle).unwrap();
+    let first = into_prekey_message(alice.encrypt(&mut alice_rng, &plaintext()).unwrap());
+    let pq_header = first.x3dh.pq.expect("a hush-v2 first message");
+    let pq_pair = bob_v2
+        .prekeys
+        .pq_prekey(pq_header.prekey_id)
+        .expect("the PQ prekey is held");
+    group.bench_function("pq_decapsulate", |b| {
+        b.iter(|| black_box(pq_pair.decapsulate(black_box(&pq_header.ciphertext))));
     });
     group.finish();
 }
