@@ -12,6 +12,8 @@
 //! * `hush-v2`: the same attacker, doing everything but the ML-KEM-768 decapsulation, cannot;
 //!   handed the KEM shared secret as well (what breaking ML-KEM would give) it can, so the
 //!   one thing that stops it is the KEM.
+//! * The limit: the ratchet's DH steps are X25519 only, so after a state compromise the same
+//!   attacker follows every later step (no post-compromise healing against it).
 
 #![allow(
     clippy::unwrap_used,
@@ -302,4 +304,105 @@ fn keys_that_do_not_belong_to_the_recording_are_refused_rather_than_counted_as_a
         read_first_message(&rec.recording, &keys),
         Err(QuantumAttackError::CannotOpen { version: 1, .. })
     ));
+}
+
+/// Hands out one fixed 32-byte ratchet secret, then zero nonces: how an attacker who breaks
+/// X25519 replays a party's DH ratchet step (the secret recovered from the public ratchet key
+/// in that party's next header; the nonce does not affect the state).
+struct RecoveredRatchetKey(Option<[u8; 32]>);
+
+impl rand_chacha::rand_core::RngCore for RecoveredRatchetKey {
+    fn next_u32(&mut self) -> u32 {
+        0
+    }
+    fn next_u64(&mut self) -> u64 {
+        0
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        match (dest.len(), self.0.take()) {
+            (32, Some(key)) => dest.copy_from_slice(&key),
+            (24, _) => dest.fill(0),
+            (n, key) => panic!("unexpected draw of {n} bytes (key left: {})", key.is_some()),
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_chacha::rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+impl rand_chacha::rand_core::CryptoRng for RecoveredRatchetKey {}
+
+/// The documented limit of `hush-v2` (docs/THREAT_MODEL.md): the Double Ratchet's DH steps are
+/// X25519 only, so post-compromise healing holds against a classical attacker and not against
+/// one who also breaks X25519. Bob's live `hush-v2` state is stolen; two full DH round trips
+/// later the stolen copy reads nothing new (classical PCS), but an attacker who recovers Bob's
+/// fresh ratchet secrets from their public keys replays Bob's steps and reads Alice again.
+#[test]
+fn post_compromise_healing_does_not_hold_against_an_attacker_who_breaks_x25519() {
+    let mut rng = ChaCha20Rng::seed_from_u64(500);
+    let alice_id = IdentityKeyPair::generate(&mut rng);
+    let bob_id = IdentityKeyPair::generate(&mut rng);
+    let mut prekeys = LocalPrekeys::new(&mut rng, &bob_id, NOW);
+    let bundle = PrekeyBundle {
+        identity_key: bob_id.public_key(),
+        signed_prekey: prekeys.current_signed().unwrap(),
+        one_time_prekey: prekeys.generate_one_time(&mut rng, 1).first().copied(),
+        pq_prekey: prekeys
+            .generate_pq_one_time(&mut rng, &bob_id, 1, NOW)
+            .into_iter()
+            .next(),
+    }
+    .verify(Profile::V2)
+    .unwrap();
+    let mut alice = Session::initiate(&mut rng, &alice_id, &bundle).unwrap();
+    let Envelope::Prekey(first) = alice.encrypt(&mut rng, &padded(SECRET)).unwrap() else {
+        panic!("a first message is a prekey envelope");
+    };
+    let mut bob = Session::respond(
+        &mut rng,
+        &bob_id,
+        &alice_id.public_key(),
+        Profile::V2,
+        &prekeys,
+        &first,
+    )
+    .unwrap()
+    .session;
+    assert_eq!(bob.profile(), Profile::V2);
+
+    // The theft: Bob's live state, then two DH round trips, each with a fresh Bob ratchet key.
+    let stolen = bob.pickle();
+    let mut bob_ratchet_secrets = Vec::new();
+    let mut alice_latest = Vec::new();
+    for round in 0..2u8 {
+        let mut bob_rng = RecordingRng::new(ChaCha20Rng::seed_from_u64(600 + u64::from(round)));
+        let reply = bob.encrypt(&mut bob_rng, &padded(b"reply")).unwrap();
+        // Bob's first draw is the new ratchet secret; its public key is in the header.
+        bob_ratchet_secrets.push(*bob_rng.key(0).unwrap());
+        alice.decrypt(&mut rng, &reply).unwrap();
+        let text = format!("after round trip {}", round + 1);
+        let message = alice.encrypt(&mut rng, &padded(text.as_bytes())).unwrap();
+        assert_eq!(
+            body_of(&bob.decrypt(&mut rng, &message).unwrap()),
+            text.as_bytes()
+        );
+        alice_latest.push((message, text));
+    }
+    let (last, last_text) = alice_latest.last().unwrap();
+
+    // Classical attacker: the stolen copy reads nothing after the round trips.
+    let mut classical = Session::from_pickle(&stolen).unwrap();
+    assert!(classical.decrypt(&mut rng, last).is_err());
+
+    // Quantum attacker: replays Bob's two sending steps with the recovered secrets, reading
+    // Alice's message after each.
+    let mut quantum = Session::from_pickle(&stolen).unwrap();
+    for (secret, (message, text)) in bob_ratchet_secrets.iter().zip(&alice_latest) {
+        quantum
+            .encrypt(&mut RecoveredRatchetKey(Some(*secret)), b"replayed step")
+            .unwrap();
+        let read = quantum.decrypt(&mut rng, message).unwrap();
+        assert_eq!(body_of(&read), text.as_bytes());
+    }
+    assert_eq!(last_text, "after round trip 2");
 }
