@@ -10,8 +10,12 @@
 //!   tamper with, replace, replay, drop or reorder stored envelopes or relabel their sender
 //!   (keeping the mailbox counters consistent), free a user's name, withhold one-time
 //!   prekeys, or forge a signed prekey; strip, withhold or re-serve `hush-v2` PQ prekeys.
+//! - [`quantum::read_first_message`]: "record now, decrypt later", an attacker who recorded a
+//!   session setup and later breaks X25519 (handed every X25519 private key of it); it reads a
+//!   `hush-v1` first message and cannot read a `hush-v2` one.
 
 mod network;
+pub mod quantum;
 mod relay;
 
 pub use network::{Action, Count, Direction, NetworkAttacker, Transcript};

@@ -20,8 +20,24 @@
 //!   code: hush's bundle signature is checked once by `PrekeyBundle::verify` before `initiate`
 //!   (see `x3dh_bundle_verify` for its cost), and Olm's one-time-key signatures are checked by
 //!   the Matrix client outside vodozemac. `x3dh/hush_no_opk` is hush without a one-time prekey
-//!   (three DHs in X3DH, like Olm's triple DH), for reference.
-//! * `primitives`: the X25519 operations that dominate the above, to show where time goes.
+//!   (three DHs in X3DH, like Olm's triple DH), for reference. `x3dh/hush_v2` is the same
+//!   setup in profile `hush-v2` (PQXDH): the bundle also carries a one-time ML-KEM-768 prekey,
+//!   so the initiator encapsulates to it (after parsing the 1 184-byte key), the responder
+//!   rebuilds the decapsulation key from its 64-byte seed and decapsulates, and both hash `ek`
+//!   and the ciphertext into SK; the used one-time PQ prekey is deleted too. Same run, same
+//!   machine, side by side with `x3dh/hush` (its `hush-v1` twin) for the issue-9 goals.
+//! * `primitives`: the X25519 operations that dominate the above, to show where time goes, and
+//!   the signature checks an initiator runs once per fetched bundle: `x3dh_bundle_verify`
+//!   (`hush-v1`: the signed prekey's signature), `x3dh_bundle_verify_v2` (`hush-v2`: that plus
+//!   the PQ prekey's signature over 1 205 bytes and the FIPS 203 key check), and
+//!   `pq_prekey_verify` (`PqPrekey::verify` alone); and `pq_decapsulate`, the responder's KEM
+//!   cost inside `x3dh/hush_v2` (`PqPrekeyPair::decapsulate`: key rebuilt from the seed, then
+//!   decapsulation).
+//!
+//! Before the groups run, `sizes` prints the encoded first-message and later-message sizes of
+//! both profiles and asserts the issue-9 size goals (first message at most `hush-v1` + 1 100
+//! bytes; later messages byte-identical in size), so `cargo bench -p hush-bench -- --test`
+//! checks them too.
 //!
 //! hush draws randomness from a seeded `ChaCha20Rng` (a user-space CSPRNG, as a client would
 //! use); vodozemac draws from `rand`'s thread RNG internally. Plaintexts are passed as-is (256
@@ -38,8 +54,8 @@ use std::time::Duration;
 use criterion::{criterion_main, BatchSize, Criterion};
 use hush_proto::primitives;
 use hush_proto::{
-    Envelope, IdentityKeyPair, InboundSession, LocalPrekeys, PrekeyBundle, PrekeyMessage, Session,
-    VerifiedBundle, X25519Secret,
+    Envelope, IdentityKeyPair, InboundSession, LocalPrekeys, PrekeyBundle, PrekeyMessage,
+    PrekeyStore, Profile, Session, VerifiedBundle, X25519Secret,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -69,6 +85,15 @@ struct HushResponder {
 }
 
 fn hush_responder(rng: &mut ChaCha20Rng, with_one_time_prekey: bool) -> HushResponder {
+    hush_responder_with(rng, with_one_time_prekey, Profile::V1)
+}
+
+/// Bob for `profile`: a `hush-v2` bundle also carries a one-time PQ prekey.
+fn hush_responder_with(
+    rng: &mut ChaCha20Rng,
+    with_one_time_prekey: bool,
+    profile: Profile,
+) -> HushResponder {
     let identity = IdentityKeyPair::generate(rng);
     let mut prekeys = LocalPrekeys::new(rng, &identity, NOW);
     let one_time_prekey = if with_one_time_prekey {
@@ -76,13 +101,20 @@ fn hush_responder(rng: &mut ChaCha20Rng, with_one_time_prekey: bool) -> HushResp
     } else {
         None
     };
+    let pq_prekey = match profile {
+        Profile::V1 => None,
+        Profile::V2 => prekeys
+            .generate_pq_one_time(rng, &identity, 1, NOW)
+            .into_iter()
+            .next(),
+    };
     let bundle = PrekeyBundle {
         identity_key: identity.public_key(),
         signed_prekey: prekeys.current_signed().expect("a signed prekey"),
         one_time_prekey,
-        pq_prekey: None,
+        pq_prekey,
     }
-    .verify(hush_proto::Profile::V1)
+    .verify(profile)
     .expect("bundle verifies");
     HushResponder {
         identity,
@@ -113,7 +145,7 @@ fn hush_pair(rng: &mut ChaCha20Rng) -> (Session, Session) {
         rng,
         &bob.identity,
         &alice_identity.public_key(),
-        hush_proto::Profile::V1,
+        Profile::V1,
         &bob.prekeys,
         &first,
     )
@@ -260,11 +292,11 @@ fn dh_step(c: &mut Criterion) {
 /// hush: initiate + first encrypt + respond (X3DH again, then the first decrypt, which is a DH
 /// ratchet step) + deleting the used one-time prekey. The prekey store is cloned per iteration
 /// in unmeasured setup so each iteration consumes a one-time prekey, as vodozemac's does.
-fn bench_hush_x3dh(b: &mut criterion::Bencher<'_>, with_one_time_prekey: bool) {
+fn bench_hush_x3dh(b: &mut criterion::Bencher<'_>, with_one_time_prekey: bool, profile: Profile) {
     let mut rng = rng(3);
     let msg = plaintext();
     let alice_identity = IdentityKeyPair::generate(&mut rng);
-    let bob = hush_responder(&mut rng, with_one_time_prekey);
+    let bob = hush_responder_with(&mut rng, with_one_time_prekey, profile);
     b.iter_batched_ref(
         || bob.prekeys.clone(),
         |prekeys| {
@@ -275,13 +307,16 @@ fn bench_hush_x3dh(b: &mut criterion::Bencher<'_>, with_one_time_prekey: bool) {
                 &mut rng,
                 &bob.identity,
                 &alice_identity.public_key(),
-                hush_proto::Profile::V1,
+                profile,
                 &*prekeys,
                 black_box(&first),
             )
             .unwrap();
             if let Some(id) = inbound.used_one_time_prekey {
                 prekeys.remove_one_time(id);
+            }
+            if let Some(id) = inbound.used_one_time_pq_prekey {
+                prekeys.remove_pq_one_time(id);
             }
             (alice, inbound)
         },
@@ -293,7 +328,12 @@ fn x3dh(c: &mut Criterion) {
     let mut group = c.benchmark_group("x3dh");
 
     // hush with a one-time prekey: four DHs per side in X3DH.
-    group.bench_function("hush", |b| bench_hush_x3dh(b, true));
+    group.bench_function("hush", |b| bench_hush_x3dh(b, true, Profile::V1));
+
+    // hush-v2 (PQXDH) with a one-time prekey and a one-time PQ prekey: the same four DHs plus
+    // ML-KEM-768 encapsulation (initiator) and key generation from the seed + decapsulation
+    // (responder).
+    group.bench_function("hush_v2", |b| bench_hush_x3dh(b, true, Profile::V2));
 
     // vodozemac: create_outbound_session (triple DH) + first encrypt + create_inbound_session
     // (triple DH, decrypt, one-time key removed). Each iteration gets a fresh responder account
@@ -326,7 +366,7 @@ fn x3dh(c: &mut Criterion) {
     });
 
     // hush without a one-time prekey: three DHs per side in X3DH, as in Olm's triple DH.
-    group.bench_function("hush_no_opk", |b| bench_hush_x3dh(b, false));
+    group.bench_function("hush_no_opk", |b| bench_hush_x3dh(b, false, Profile::V1));
     group.finish();
 }
 
@@ -368,15 +408,96 @@ fn primitives(c: &mut Criterion) {
     let bob = hush_responder(&mut rng, true);
     let bundle = bob.bundle.bundle().clone();
     group.bench_function("x3dh_bundle_verify", |b| {
-        b.iter(|| {
-            black_box(
-                black_box(bundle.clone())
-                    .verify(hush_proto::Profile::V1)
-                    .unwrap(),
-            )
-        });
+        b.iter(|| black_box(black_box(bundle.clone()).verify(Profile::V1).unwrap()));
+    });
+
+    // The same check for a hush-v2 bundle: the signed prekey's signature, the PQ prekey's
+    // signature (over context ‖ id ‖ 0x01 ‖ ek, 1 205 bytes) and the FIPS 203 check of `ek`.
+    let bob_v2 = hush_responder_with(&mut rng, true, Profile::V2);
+    let bundle_v2 = bob_v2.bundle.bundle().clone();
+    group.bench_function("x3dh_bundle_verify_v2", |b| {
+        b.iter(|| black_box(black_box(bundle_v2.clone()).verify(Profile::V2).unwrap()));
+    });
+
+    // `PqPrekey::verify` alone (what the relay also runs on every published PQ prekey).
+    let pq_prekey = bundle_v2.pq_prekey.clone().expect("a PQ prekey");
+    let owner = bundle_v2.identity_key;
+    group.bench_function("pq_prekey_verify", |b| {
+        b.iter(|| assert!(black_box(&pq_prekey).verify(black_box(&owner))));
+    });
+
+    // What the responder pays for the KEM in `Session::respond`: `PqPrekeyPair::decapsulate`
+    // rebuilds the decapsulation key from its 64-byte seed (a full ML-KEM key generation), then
+    // decapsulates. The ciphertext is a real one from a `hush-v2` first message.
+    let mut alice_rng = ChaCha20Rng::seed_from_u64(6);
+    let alice_identity = IdentityKeyPair::generate(&mut alice_rng);
+    let mut alice = Session::initiate(&mut alice_rng, &alice_identity, &bob_v2.bundle).unwrap();
+    let first = into_prekey_message(alice.encrypt(&mut alice_rng, &plaintext()).unwrap());
+    let pq_header = first.x3dh.pq.expect("a hush-v2 first message");
+    let pq_pair = bob_v2
+        .prekeys
+        .pq_prekey(pq_header.prekey_id)
+        .expect("the PQ prekey is held");
+    group.bench_function("pq_decapsulate", |b| {
+        b.iter(|| black_box(pq_pair.decapsulate(black_box(&pq_header.ciphertext))));
     });
     group.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes (printed and checked before the timings)
+
+/// Encoded sizes of a first (prekey) message and of a later message in each profile, for the
+/// same plaintext; asserts the issue-9 goals.
+fn sizes() {
+    let msg = plaintext();
+    let mut measured = Vec::new();
+    for profile in [Profile::V1, Profile::V2] {
+        let mut rng = rng(5);
+        let alice_identity = IdentityKeyPair::generate(&mut rng);
+        let bob = hush_responder_with(&mut rng, true, profile);
+        let bundle_len = bob.bundle.bundle().to_bytes().len();
+        let mut alice = Session::initiate(&mut rng, &alice_identity, &bob.bundle).unwrap();
+        let first = alice.encrypt(&mut rng, &msg).unwrap();
+        let first_len = first.to_bytes().len();
+        let inbound = Session::respond(
+            &mut rng,
+            &bob.identity,
+            &alice_identity.public_key(),
+            profile,
+            &bob.prekeys,
+            &into_prekey_message(first),
+        )
+        .unwrap();
+        let mut bob_session = inbound.session;
+        let reply = bob_session.encrypt(&mut rng, &msg).unwrap();
+        let reply_len = reply.to_bytes().len();
+        alice.decrypt(&mut rng, &reply).unwrap();
+        let later_len = alice.encrypt(&mut rng, &msg).unwrap().to_bytes().len();
+        println!(
+            "sizes/{profile}: bundle {bundle_len} B, first message {first_len} B, reply \
+             {reply_len} B, later message {later_len} B ({MESSAGE_LEN}-byte plaintext)"
+        );
+        measured.push((first_len, reply_len, later_len));
+    }
+    let [(v1_first, v1_reply, v1_later), (v2_first, v2_reply, v2_later)] = measured[..] else {
+        unreachable!("two profiles measured")
+    };
+    println!(
+        "sizes: hush-v2 first message = hush-v1 + {} B (goal: at most + 1100 B); later \
+         messages identical: {}",
+        v2_first - v1_first,
+        v1_reply == v2_reply && v1_later == v2_later
+    );
+    assert!(
+        v2_first <= v1_first + 1100,
+        "first-message size goal missed"
+    );
+    assert_eq!(
+        (v1_reply, v1_later),
+        (v2_reply, v2_later),
+        "later sizes differ"
+    );
 }
 
 fn config() -> Criterion {
@@ -389,6 +510,7 @@ fn config() -> Criterion {
 /// Every group under one configuration (what `criterion_group!` would generate, written out so
 /// that the function carries a doc comment for the workspace's `missing_docs` lint).
 pub fn benches() {
+    sizes();
     let mut criterion = config().configure_from_args();
     symmetric_step(&mut criterion);
     dh_step(&mut criterion);

@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 
 use hush_proto::envelope::MIN_CIPHERTEXT_LEN;
 use hush_proto::{
-    Envelope, IdentityKeyPair, LocalPrekeys, PrekeyBundle, Session, SessionPickle, X25519PublicKey,
+    Envelope, IdentityKeyPair, LocalPrekeys, PqPrekey, PrekeyBundle, Profile, Session,
+    SessionPickle, X25519PublicKey,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -27,6 +28,26 @@ pub(crate) struct Fixture {
     pub(crate) bob_identity: IdentityKeyPair,
     pub(crate) bob_prekeys: LocalPrekeys,
     pub(crate) bob_bundle: PrekeyBundle,
+    /// A `hush-v2` setup between the same two identities, for the PQ decoders' seeds.
+    pub(crate) v2: V2Setup,
+}
+
+/// A `hush-v2` (PQXDH) setup: Bob's v2 bundles, first envelopes of both PQ prekey kinds, the
+/// session pair after one reply, and Bob's prekeys holding one-time PQ prekeys.
+pub(crate) struct V2Setup {
+    /// With a one-time prekey and a one-time PQ prekey; then without a one-time prekey and with
+    /// the last-resort PQ prekey.
+    pub(crate) bundles: [PrekeyBundle; 2],
+    /// The version-2 prekey envelopes made from `bundles` (each already read by Bob).
+    pub(crate) first_envelopes: [Vec<u8>; 2],
+    /// Bob's reply (an ordinary version-1 envelope of the v2 session).
+    pub(crate) reply: Vec<u8>,
+    /// `[alice, bob]` of the first setup, after the reply.
+    pub(crate) pickles: [SessionPickle; 2],
+    /// Bob's prekeys: last-resort and one-time PQ prekeys besides the classical ones.
+    pub(crate) bob_prekeys: LocalPrekeys,
+    /// The one-time PQ prekeys left after the setups (to publish).
+    pub(crate) pq_one_time: Vec<PqPrekey>,
 }
 
 static FIXTURE: OnceLock<Fixture> = OnceLock::new();
@@ -102,6 +123,7 @@ fn build() -> Fixture {
         r3.to_bytes(),
     ];
     let pickles = [alice.pickle(), bob.pickle()];
+    let v2 = build_v2(&alice_identity, &bob_identity);
     Fixture {
         sessions: [alice, bob],
         pickles,
@@ -110,6 +132,66 @@ fn build() -> Fixture {
         bob_identity,
         bob_prekeys,
         bob_bundle,
+        v2,
+    }
+}
+
+/// The `hush-v2` part, from its own seeded RNG so the `hush-v1` fixture (and its published
+/// seeds) stays byte-identical.
+fn build_v2(alice_identity: &IdentityKeyPair, bob_identity: &IdentityKeyPair) -> V2Setup {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x6875_7368_7632);
+    let mut bob_prekeys = LocalPrekeys::new(&mut rng, bob_identity, 1_700_000_000);
+    let opk = bob_prekeys.generate_one_time(&mut rng, 1);
+    let mut pq_one_time =
+        bob_prekeys.generate_pq_one_time(&mut rng, bob_identity, 3, 1_700_000_000);
+    let first_pq = pq_one_time.remove(0);
+    let signed_prekey = bob_prekeys.current_signed().unwrap();
+    let bundles = [
+        PrekeyBundle {
+            identity_key: bob_identity.public_key(),
+            signed_prekey,
+            one_time_prekey: opk.first().copied(),
+            pq_prekey: Some(first_pq),
+        },
+        PrekeyBundle {
+            identity_key: bob_identity.public_key(),
+            signed_prekey,
+            one_time_prekey: None,
+            pq_prekey: bob_prekeys.current_pq_last_resort(),
+        },
+    ];
+    let mut sessions = Vec::new();
+    let mut first_envelopes = Vec::new();
+    for bundle in &bundles {
+        let verified = bundle.clone().verify(Profile::V2).unwrap();
+        let mut alice = Session::initiate(&mut rng, alice_identity, &verified).unwrap();
+        let first = alice.encrypt(&mut rng, b"hello, post-quantum").unwrap();
+        let Envelope::Prekey(pre) = &first else {
+            panic!("first message must be a prekey envelope")
+        };
+        let bob = Session::respond(
+            &mut rng,
+            bob_identity,
+            &alice_identity.public_key(),
+            Profile::V2,
+            &bob_prekeys,
+            pre,
+        )
+        .unwrap()
+        .session;
+        first_envelopes.push(first.to_bytes());
+        sessions.push((alice, bob));
+    }
+    let (mut alice, mut bob) = sessions.swap_remove(0);
+    let reply = bob.encrypt(&mut rng, b"r1").unwrap();
+    decrypt(&mut rng, &mut alice, &reply);
+    V2Setup {
+        bundles,
+        first_envelopes: first_envelopes.try_into().unwrap(),
+        reply: reply.to_bytes(),
+        pickles: [alice.pickle(), bob.pickle()],
+        bob_prekeys,
+        pq_one_time,
     }
 }
 

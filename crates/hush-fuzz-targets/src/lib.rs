@@ -24,7 +24,7 @@ use hush_proto::ratchet::HEADER_LEN;
 use hush_proto::relay::{Request, ServerMessage, RELAY_PROTOCOL_VERSION};
 use hush_proto::{
     Envelope, Header, IdentityKeyPair, IdentityPickle, LocalPrekeys, MessageContent, PrekeyBundle,
-    PrekeysPickle, RatchetMessage, Session, SessionPickle, X25519PublicKey,
+    PrekeysPickle, Profile, RatchetMessage, Session, SessionPickle, X25519PublicKey,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -58,14 +58,22 @@ pub fn envelope(data: &[u8]) {
     }
 }
 
-/// `PrekeyBundle::from_bytes` (round-trip), then signature verification (must not panic).
+/// `PrekeyBundle::from_bytes` (round-trip, both versions), then verification under both
+/// profiles (must not panic): the signed prekey's signature, a `hush-v2` bundle's PQ prekey
+/// signature and FIPS 203 key check, and the downgrade refusal of a `hush-v1` bundle where
+/// `hush-v2` is required. A bundle that verifies as `hush-v2` verifies as `hush-v1` too.
 pub fn bundle(data: &[u8]) {
     if let Ok(b) = PrekeyBundle::from_bytes(data) {
         let bytes = b.to_bytes();
         assert_eq!(bytes, data, "bundle encoding is not canonical");
         let again = PrekeyBundle::from_bytes(&bytes).expect("re-encoded bundle must decode");
         assert_eq!(again, b, "bundle does not round-trip");
-        let _ = b.verify(hush_proto::Profile::V1);
+        let as_v1 = b.clone().verify(Profile::V1);
+        let as_v2 = b.verify(Profile::V2);
+        assert!(
+            as_v2.is_err() || as_v1.is_ok(),
+            "a bundle verified as hush-v2 but not as hush-v1"
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 
 use hush_proto::message::ContentType;
 use hush_proto::relay::{Delivery, ErrorCode, RelayError, Reply, Request, ServerMessage};
-use hush_proto::{Envelope, MessageContent, OneTimePrekey};
+use hush_proto::{Envelope, MessageContent, OneTimePrekey, PrekeyBundle};
 
 use crate::fixture;
 
@@ -35,11 +35,18 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
     let bundle = fx.bob_bundle.clone();
     let identity = *bundle.identity_key.as_bytes();
     match target {
-        "envelope" => fx.delivered.clone(),
+        "envelope" => {
+            let mut out = fx.delivered.clone();
+            out.extend(fx.v2.first_envelopes.iter().cloned());
+            out.push(fx.v2.reply.clone());
+            out
+        }
         "bundle" => {
             let mut without = bundle.clone();
             without.one_time_prekey = None;
-            vec![bundle.to_bytes(), without.to_bytes()]
+            let mut out = vec![bundle.to_bytes(), without.to_bytes()];
+            out.extend(fx.v2.bundles.iter().map(PrekeyBundle::to_bytes));
+            out
         }
         "relay_request" => {
             let opk: Vec<OneTimePrekey> = bundle.one_time_prekey.into_iter().collect();
@@ -67,6 +74,18 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
                 Request::Ack { ids: vec![1, 2, 3] },
                 Request::Ping,
                 Request::WhoIs { identity },
+                Request::PublishPqPrekeys {
+                    last_resort: fx.v2.bob_prekeys.current_pq_last_resort(),
+                    one_time: fx.v2.pq_one_time[..1].to_vec(),
+                },
+                Request::PublishPqPrekeys {
+                    last_resort: None,
+                    one_time: fx.v2.pq_one_time.clone(),
+                },
+                Request::PublishPqPrekeys {
+                    last_resort: None,
+                    one_time: Vec::new(),
+                },
             ];
             requests
                 .iter()
@@ -88,6 +107,10 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
                 Reply::Acked { removed: 3 },
                 Reply::Name {
                     name: "alice".into(),
+                },
+                Reply::Bundle(fx.v2.bundles[1].clone()),
+                Reply::PqPrekeysStored {
+                    one_time_remaining: 17,
                 },
             ];
             let mut out: Vec<Vec<u8>> = replies
@@ -144,6 +167,9 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
             serde_json::to_vec(&fx.pickles[1]).unwrap(),
             serde_json::to_vec(&fx.bob_identity.pickle()).unwrap(),
             serde_json::to_vec(&fx.bob_prekeys.pickle()).unwrap(),
+            serde_json::to_vec(&fx.v2.pickles[0]).unwrap(),
+            serde_json::to_vec(&fx.v2.pickles[1]).unwrap(),
+            serde_json::to_vec(&fx.v2.bob_prekeys.pickle()).unwrap(),
         ],
         "frame_reader" => vec![
             frames([0, 0], &[b"", b"a", &[9; 100]]),
@@ -153,6 +179,9 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
         ],
         "ratchet_decrypt" => {
             let mut out = fx.delivered.clone();
+            // A hush-v2 prekey envelope and reply: foreign to the fixed pair, so refused.
+            out.extend(fx.v2.first_envelopes.iter().cloned());
+            out.push(fx.v2.reply.clone());
             // selector ‖ PN ‖ N ‖ ciphertext, for each (party, known key) pair.
             for selector in 0u8..8 {
                 let mut input = vec![selector];

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 const HUSH: &str = env!("CARGO_BIN_EXE_hush");
 
-const PROPERTIES: [&str; 8] = [
+const PROPERTIES: [&str; 9] = [
     "Authentication",
     "Availability",
     "Integrity",
@@ -24,6 +24,7 @@ const PROPERTIES: [&str; 8] = [
     "Confidentiality",
     "Forward secrecy",
     "Post-compromise security",
+    "Post-quantum (record now, decrypt later)",
 ];
 
 struct Run {
@@ -102,6 +103,8 @@ fn the_demo_shows_every_property_passing_and_exits_zero() {
         "refused (ClientError::KeyChanged)",
         "CAN decrypt \"Sent after the theft",
         "cannot decrypt (duplicate",
+        "hush-v1 first message: CAN decrypt \"Recorded in 2026",
+        "hush-v2 first message: cannot decrypt",
     ] {
         assert!(run.stdout.contains(evidence), "{evidence}:\n{}", run.stdout);
     }

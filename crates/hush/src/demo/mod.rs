@@ -22,6 +22,7 @@ mod confidentiality;
 mod forward_secrecy;
 mod integrity;
 mod man_in_the_middle;
+mod post_quantum;
 mod print;
 mod relay_db;
 
@@ -50,7 +51,7 @@ struct Row {
 }
 
 /// The property names, in table order (the test matches on them).
-const PROPERTIES: [&str; 8] = [
+const PROPERTIES: [&str; 9] = [
     "Authentication",
     "Availability",
     "Integrity",
@@ -59,6 +60,7 @@ const PROPERTIES: [&str; 8] = [
     "Confidentiality",
     "Forward secrecy",
     "Post-compromise security",
+    "Post-quantum (record now, decrypt later)",
 ];
 
 struct Demo {
@@ -197,6 +199,7 @@ pub async fn run() -> Result<ExitCode, String> {
             "Man in the middle" => demo.man_in_the_middle().await,
             "Confidentiality" => demo.confidentiality(),
             "Forward secrecy" => demo.forward_secrecy(),
+            "Post-quantum (record now, decrypt later)" => demo.post_quantum(),
             _ => demo.post_compromise_security(),
         };
         let (pass, evidence) = match outcome {
@@ -218,10 +221,10 @@ pub async fn run() -> Result<ExitCode, String> {
     drop(demo.bob.take());
     relay.shutdown().await;
     section("summary");
-    crate::output::show!("  {:<26} {:<7} evidence", "property", "result");
+    crate::output::show!("  {:<41} {:<7} evidence", "property", "result");
     for row in &rows {
         crate::output::show!(
-            "  {:<26} {:<7} {}",
+            "  {:<41} {:<7} {}",
             row.property,
             if row.pass { "PASS" } else { "FAIL" },
             row.evidence
