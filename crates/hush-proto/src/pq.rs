@@ -211,7 +211,7 @@ impl PqPrekeyPair {
     ) -> Zeroizing<[u8; KEM_SHARED_SECRET_LEN]> {
         let dk = decapsulation_key(&self.seed);
         let ct = ml_kem::Ciphertext::<ml_kem::MlKem768>::from(*ciphertext);
-        let shared = dk.decapsulate(&ct);
+        let shared = Zeroizing::new(dk.decapsulate(&ct));
         let mut out = Zeroizing::new([0u8; KEM_SHARED_SECRET_LEN]);
         out.copy_from_slice(shared.as_slice());
         out
@@ -225,7 +225,9 @@ impl PqPrekeyPair {
 }
 
 fn decapsulation_key(seed: &[u8; KEM_SEED_LEN]) -> DecapsulationKey768 {
-    DecapsulationKey768::from_seed(Array::from(*seed))
+    // The copy handed to ml-kem is ours to wipe once the key is built (`Seed` is `Copy`).
+    let copy = Zeroizing::new(Array::from(*seed));
+    DecapsulationKey768::from_seed(*copy)
 }
 
 /// Expand the key to FIPS 203's 2 400-byte form and load it into aws-lc-rs.
@@ -253,6 +255,7 @@ pub(crate) fn encapsulate(
     rng.fill_bytes(&mut m[..]);
     let m = Zeroizing::new(B32::from(*m));
     let (ct, shared) = ek.encapsulate_deterministic(&m);
+    let shared = Zeroizing::new(shared);
     let mut ciphertext = Box::new([0u8; KEM_CIPHERTEXT_LEN]);
     ciphertext.copy_from_slice(ct.as_slice());
     let mut secret = Zeroizing::new([0u8; KEM_SHARED_SECRET_LEN]);

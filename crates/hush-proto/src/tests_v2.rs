@@ -690,3 +690,22 @@ proptest! {
         }
     }
 }
+
+/// An `InboundSession` is what a caller most likely logs while debugging a first message: its
+/// `Debug` must not print the decrypted plaintext. Guard (a review suspected a leak; `Zeroizing`
+/// already prints `Zeroizing { .. }`), kept so a derive change cannot bring it in.
+#[test]
+fn debug_of_an_inbound_session_does_not_print_the_plaintext() {
+    let mut rng = ChaCha20Rng::seed_from_u64(71);
+    let alice = party(&mut rng, 0);
+    let bob = v2_party(&mut rng, 1, 1);
+    let bundle = v2_bundle(&bob, true, Pq::OneTime);
+    let secret = b"meet at the north gate";
+    let (_, pre) = first_message(&mut rng, &alice, &bundle, Profile::V2, secret);
+    let inbound = respond(&mut rng, &bob, &alice, Profile::V2, &pre).unwrap();
+    let shown = format!("{inbound:?}");
+    let as_list = format!("{:?}", secret.to_vec());
+    let inner = as_list.trim_start_matches('[').trim_end_matches(']');
+    assert!(!shown.contains(inner), "plaintext bytes in Debug: {shown}");
+    assert!(!shown.contains("meet at"), "{shown}");
+}

@@ -29,29 +29,39 @@ impl Client {
     /// refused downgrade fails the send: nothing is queued). With a `hush-v1` one, look for a
     /// `hush-v2` upgrade when a check is due at `now` (ms); failing to reach the relay for it
     /// keeps the `hush-v1` session in use.
+    /// [`Client::prepare_session`] now, for front ends that queue and flush themselves (the
+    /// TUI): the same session check and `hush-v2` upgrade `send_text` runs.
+    pub async fn prepare_to_send(&mut self, name: &str) -> Result<(), ClientError> {
+        self.prepare_session(name, now_ms()).await
+    }
+
     pub(super) async fn prepare_session(
         &mut self,
         name: &str,
         now: u64,
     ) -> Result<(), ClientError> {
-        let tx = self.store.tx()?;
-        let Some(contact) = tx.get::<Contact>(NS_CONTACT, name)? else {
-            return Ok(());
+        // Read in a block: the transaction must not live across the awaits below (the TUI
+        // runs this on a spawned task, which needs a `Send` future).
+        let (active, last_check) = {
+            let tx = self.store.tx()?;
+            let Some(contact) = tx.get::<Contact>(NS_CONTACT, name)? else {
+                return Ok(());
+            };
+            if contact.changed_key.is_some() {
+                // Blocked until the user accepts the key (`queue_text` says so).
+                return Ok(());
+            }
+            let trusted = contact.key()?;
+            let active = tx
+                .get::<SessionSet>(NS_SESSIONS, name)?
+                .unwrap_or_default()
+                .load()?
+                .iter()
+                .find(|s| sendable(s, &contact, &trusted))
+                .map(Session::profile);
+            let last_check: Option<u64> = tx.get(NS_UPGRADE_CHECK, name)?;
+            (active, last_check)
         };
-        if contact.changed_key.is_some() {
-            // Blocked until the user accepts the key (`queue_text` says so).
-            return Ok(());
-        }
-        let trusted = contact.key()?;
-        let active = tx
-            .get::<SessionSet>(NS_SESSIONS, name)?
-            .unwrap_or_default()
-            .load()?
-            .iter()
-            .find(|s| sendable(s, &contact, &trusted))
-            .map(Session::profile);
-        let last_check: Option<u64> = tx.get(NS_UPGRADE_CHECK, name)?;
-        drop(tx);
         match active {
             Some(profile) if profile >= Profile::CURRENT => Ok(()),
             Some(_) => {
@@ -76,19 +86,22 @@ impl Client {
     /// is due; public (hidden) so tests can run it without waiting a day.
     #[doc(hidden)]
     pub async fn check_upgrade_at(&mut self, name: &str, now: u64) -> Result<(), ClientError> {
-        let bundle = match self.fetch_bundle(name).await {
-            Ok(bundle) => bundle,
-            // Not a verdict on the contact: keep the hush-v1 session, check on a later send.
-            Err(ClientError::Network(_) | ClientError::Relay(_) | ClientError::UnknownUser(_)) => {
-                return Ok(())
-            }
-            Err(e) => return Err(e),
-        };
+        // Recorded before the fetch: a fetch pops the contact's one-time prekeys on the relay,
+        // so a network attacker who cuts every reply must not turn each of our sends into
+        // another fetch (found by review).
         {
             let tx = self.store.tx()?;
             Self::record_upgrade_check(&tx, name, now)?;
             tx.commit()?;
         }
+        let bundle = match self.fetch_bundle(name).await {
+            Ok(bundle) => bundle,
+            // Not a verdict on the contact: keep the hush-v1 session, check again tomorrow.
+            Err(ClientError::Network(_) | ClientError::Relay(_) | ClientError::UnknownUser(_)) => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
         if bundle.pq_prekey.is_none() {
             // Still hush-v1 (their hush is older, or their relay is): nothing to do yet.
             return Ok(());

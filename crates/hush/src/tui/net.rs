@@ -346,6 +346,20 @@ impl Net {
 
     /// Commit locally first (works offline), then hand the outbox over if connected.
     async fn send(&mut self, contact: String, text: &str) {
+        if self.client.is_connected() {
+            // The same session check and hush-v2 upgrade as `hush send`; an unreachable relay
+            // only postpones it (the text is queued on the session we have).
+            match self.client.prepare_to_send(&contact).await {
+                Ok(()) | Err(ClientError::Network(_) | ClientError::Relay(_)) => {}
+                Err(e) => {
+                    self.emit(NetEvent::SendDone {
+                        contact,
+                        error: Some(e.to_string()),
+                    });
+                    return;
+                }
+            }
+        }
         match self.client.queue_text(&contact, text) {
             Ok(entry) => self.maybe_queued |= entry.state == DeliveryState::Queued,
             Err(e) => {
