@@ -1,7 +1,7 @@
-//! A two-party hush-v1 conversation in one process: Bob publishes a prekey bundle, Alice starts
+//! A two-party hush-v2 (PQXDH) conversation in one process: Bob publishes a prekey bundle, Alice starts
 //! a session from it, they exchange messages, and the program prints what crosses the wire
 //! (ciphertexts), what each side reads, both safety numbers, and what happens to a tampered and
-//! a replayed message. Run with `cargo run -p hush-proto --example conversation`.
+//! a replayed message. Run with `cargo run --example conversation`.
 
 use hush_proto::{
     ContentType, Envelope, IdentityKeyPair, LocalPrekeys, MessageContent, PrekeyBundle,
@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
 
-    println!("== hush-v1 example conversation ==\n");
+    println!("== hush-v2 example conversation ==\n");
     let alice = IdentityKeyPair::generate(&mut rng);
     let bob = IdentityKeyPair::generate(&mut rng);
     let mut bob_prekeys = LocalPrekeys::new(&mut rng, &bob, now);
@@ -34,11 +34,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         identity_key: bob.public_key(),
         signed_prekey: bob_prekeys.current_signed().ok_or("no signed prekey")?,
         one_time_prekey: one_time.first().copied(),
-        pq_prekey: None,
+        // hush-v2: the signed ML-KEM-768 last-resort prekey every profile holds.
+        pq_prekey: bob_prekeys.current_pq_last_resort(),
     }
     .to_bytes();
     println!("bob publishes a {}-byte prekey bundle", published.len());
-    let fetched = PrekeyBundle::from_bytes(&published)?.verify(hush_proto::Profile::V1)?;
+    let fetched = PrekeyBundle::from_bytes(&published)?.verify(hush_proto::Profile::V2)?;
     let mut alice_session = Session::initiate(&mut rng, &alice, &fetched)?;
 
     let mut bob_session: Option<Session> = None;
@@ -85,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         &mut rng,
                         &bob,
                         &alice.public_key(),
-                        hush_proto::Profile::V1,
+                        hush_proto::Profile::V2,
                         &bob_prekeys,
                         pre,
                     )?;
