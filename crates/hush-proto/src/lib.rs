@@ -17,6 +17,7 @@
 mod codec;
 pub mod envelope;
 mod error;
+pub mod group;
 pub mod keys;
 pub mod message;
 pub mod pickle;
@@ -39,6 +40,7 @@ mod tests_sim;
 mod tests_v2;
 
 pub use envelope::{Envelope, PrekeyMessage};
+pub use group::GroupEnvelope;
 pub use error::{DecodeError, DecryptError, EncryptError, SessionError};
 pub use keys::{
     IdentityKeyPair, IdentityPublicKey, KeyError, OneTimePrekey, OneTimePrekeyPair, PrekeyBundle,

@@ -12,8 +12,10 @@ use crate::pq::PqPrekey;
 use crate::DecodeError;
 
 mod error_code;
+pub mod group;
 
 pub use error_code::ErrorCode;
+pub use group::{GroupCommit, GroupCommits, GroupId, LoggedCommit};
 
 /// Version byte of every relay-protocol message.
 pub const RELAY_PROTOCOL_VERSION: u8 = 1;
@@ -131,6 +133,42 @@ pub enum Request {
         /// The identity key.
         identity: [u8; 32],
     },
+    /// Publish MLS KeyPackages: a new last-resort one (replacing the current one) and/or
+    /// one-time ones. Opaque to the relay; needs a registered name.
+    PublishKeyPackages {
+        /// The new last-resort KeyPackage, if it changed.
+        last_resort: Option<Vec<u8>>,
+        /// One-time KeyPackages (at most [`group::MAX_KEY_PACKAGES_PER_PUBLISH`]).
+        one_time: Vec<Vec<u8>>,
+    },
+    /// Fetch (and pop, if it is one-time) a KeyPackage of someone, to add them to a group.
+    FetchKeyPackage {
+        /// Their username.
+        name: String,
+    },
+    /// Apply a commit to a group, if the group is still at the commit's epoch.
+    GroupCommit(GroupCommit),
+    /// Store a group message (application message or proposal) once and deliver it to every
+    /// other member the relay knows.
+    GroupSend {
+        /// The group.
+        group_id: GroupId,
+        /// The group envelope.
+        envelope: Vec<u8>,
+    },
+    /// Commits of a group made in epochs `after_epoch ..` (to catch up after a dropped or
+    /// lost commit, or after `StaleEpoch`). Only members may ask.
+    GroupSync {
+        /// The group.
+        group_id: GroupId,
+        /// First epoch wanted.
+        after_epoch: u64,
+    },
+    /// Stop receiving a group's mail (after sending a self-remove proposal to the group).
+    GroupLeave {
+        /// The group.
+        group_id: GroupId,
+    },
 }
 
 const REQ_HELLO: u8 = 1;
@@ -143,6 +181,12 @@ const REQ_ACK: u8 = 7;
 const REQ_PING: u8 = 8;
 const REQ_WHOIS: u8 = 9;
 const REQ_PUBLISH_PQ: u8 = 10;
+const REQ_PUBLISH_KEY_PACKAGES: u8 = 11;
+const REQ_FETCH_KEY_PACKAGE: u8 = 12;
+const REQ_GROUP_COMMIT: u8 = 13;
+const REQ_GROUP_SEND: u8 = 14;
+const REQ_GROUP_SYNC: u8 = 15;
+const REQ_GROUP_LEAVE: u8 = 16;
 
 /// A successful reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +232,28 @@ pub enum Reply {
         /// The name.
         name: String,
     },
+    /// KeyPackages stored; one-time KeyPackages now in stock (refill when low).
+    KeyPackagesStored {
+        /// One-time stock after this publish.
+        one_time_remaining: u32,
+    },
+    /// A KeyPackage (a one-time one is now deleted on the relay). The identity is the relay's
+    /// claim: the client checks the KeyPackage's signature key against the contact's key.
+    KeyPackage {
+        /// The owner's identity key, per the relay.
+        identity: [u8; 32],
+        /// The KeyPackage (MLSMessage bytes), unparsed.
+        key_package: Vec<u8>,
+    },
+    /// The commit was applied: the group is now at `epoch`.
+    CommitAccepted {
+        /// The group's new epoch.
+        epoch: u64,
+    },
+    /// Commits from the group's log.
+    GroupCommits(GroupCommits),
+    /// No longer a member on the relay: no more mail for this group.
+    LeftGroup,
 }
 
 const REP_WELCOME: u8 = 1;
@@ -200,6 +266,11 @@ const REP_ACKED: u8 = 7;
 const REP_PONG: u8 = 8;
 const REP_NAME: u8 = 9;
 const REP_PQ_PREKEYS_STORED: u8 = 10;
+const REP_KEY_PACKAGES_STORED: u8 = 11;
+const REP_KEY_PACKAGE: u8 = 12;
+const REP_COMMIT_ACCEPTED: u8 = 13;
+const REP_GROUP_COMMITS: u8 = 14;
+const REP_LEFT_GROUP: u8 = 15;
 
 /// Anything the relay sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -388,6 +459,38 @@ impl Request {
                 out.push(REQ_WHOIS);
                 out.extend_from_slice(identity);
             }
+            Request::PublishKeyPackages {
+                last_resort,
+                one_time,
+            } => {
+                out.push(REQ_PUBLISH_KEY_PACKAGES);
+                group::put_key_packages(&mut out, last_resort.as_deref(), one_time);
+            }
+            Request::FetchKeyPackage { name } => {
+                out.push(REQ_FETCH_KEY_PACKAGE);
+                put_name(&mut out, name);
+            }
+            Request::GroupCommit(commit) => {
+                out.push(REQ_GROUP_COMMIT);
+                commit.put(&mut out);
+            }
+            Request::GroupSend { group_id, envelope } => {
+                out.push(REQ_GROUP_SEND);
+                group_id.put(&mut out);
+                out.extend_from_slice(envelope);
+            }
+            Request::GroupSync {
+                group_id,
+                after_epoch,
+            } => {
+                out.push(REQ_GROUP_SYNC);
+                group_id.put(&mut out);
+                out.extend_from_slice(&after_epoch.to_be_bytes());
+            }
+            Request::GroupLeave { group_id } => {
+                out.push(REQ_GROUP_LEAVE);
+                group_id.put(&mut out);
+            }
         }
         out
     }
@@ -501,6 +604,28 @@ impl Request {
             REQ_PING => Request::Ping,
             REQ_WHOIS => Request::WhoIs {
                 identity: r.array()?,
+            },
+            REQ_PUBLISH_KEY_PACKAGES => {
+                let (last_resort, one_time) = group::read_key_packages(r)?;
+                Request::PublishKeyPackages {
+                    last_resort,
+                    one_time,
+                }
+            }
+            REQ_FETCH_KEY_PACKAGE => Request::FetchKeyPackage {
+                name: read_name(r)?,
+            },
+            REQ_GROUP_COMMIT => Request::GroupCommit(GroupCommit::read(r)?),
+            REQ_GROUP_SEND => Request::GroupSend {
+                group_id: GroupId::read(r)?,
+                envelope: group::read_group_envelope(r)?,
+            },
+            REQ_GROUP_SYNC => Request::GroupSync {
+                group_id: GroupId::read(r)?,
+                after_epoch: r.u64()?,
+            },
+            REQ_GROUP_LEAVE => Request::GroupLeave {
+                group_id: GroupId::read(r)?,
             },
             other => {
                 return Err(DecodeError::InvalidField {
@@ -641,6 +766,26 @@ fn encode_reply(out: &mut Vec<u8>, reply: &Reply) {
             out.push(REP_NAME);
             put_name(out, name);
         }
+        Reply::KeyPackagesStored { one_time_remaining } => {
+            out.push(REP_KEY_PACKAGES_STORED);
+            out.extend_from_slice(&one_time_remaining.to_be_bytes());
+        }
+        Reply::KeyPackage {
+            identity,
+            key_package,
+        } => {
+            out.push(REP_KEY_PACKAGE);
+            group::put_fetched_key_package(out, identity, key_package);
+        }
+        Reply::CommitAccepted { epoch } => {
+            out.push(REP_COMMIT_ACCEPTED);
+            out.extend_from_slice(&epoch.to_be_bytes());
+        }
+        Reply::GroupCommits(commits) => {
+            out.push(REP_GROUP_COMMITS);
+            commits.put(out);
+        }
+        Reply::LeftGroup => out.push(REP_LEFT_GROUP),
     }
 }
 
@@ -672,6 +817,19 @@ fn decode_reply(r: &mut Reader<'_>) -> Result<Reply, DecodeError> {
         REP_NAME => Reply::Name {
             name: registered_name(read_name(r)?, "name of an identity")?,
         },
+        REP_KEY_PACKAGES_STORED => Reply::KeyPackagesStored {
+            one_time_remaining: r.u32()?,
+        },
+        REP_KEY_PACKAGE => {
+            let (identity, key_package) = group::read_fetched_key_package(r)?;
+            Reply::KeyPackage {
+                identity,
+                key_package,
+            }
+        }
+        REP_COMMIT_ACCEPTED => Reply::CommitAccepted { epoch: r.u64()? },
+        REP_GROUP_COMMITS => Reply::GroupCommits(GroupCommits::read(r)?),
+        REP_LEFT_GROUP => Reply::LeftGroup,
         other => {
             return Err(DecodeError::InvalidField {
                 what: "reply type",

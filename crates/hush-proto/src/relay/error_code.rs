@@ -38,6 +38,12 @@ pub enum ErrorCode {
     StorageFull,
     /// This identity already has the most connections the relay allows.
     TooManyConnections,
+    /// The group has moved past the commit's epoch: another commit won. Sync and retry.
+    StaleEpoch,
+    /// The connected identity is not a member of that group (on the relay's list).
+    NotGroupMember,
+    /// No group with that id on the relay.
+    UnknownGroup,
     /// A code this build does not know.
     Other(u16),
 }
@@ -63,6 +69,9 @@ impl ErrorCode {
             ErrorCode::NotRegistered => 15,
             ErrorCode::StorageFull => 16,
             ErrorCode::TooManyConnections => 17,
+            ErrorCode::StaleEpoch => 18,
+            ErrorCode::NotGroupMember => 19,
+            ErrorCode::UnknownGroup => 20,
             ErrorCode::Other(code) => code,
         }
     }
@@ -87,6 +96,9 @@ impl ErrorCode {
             15 => ErrorCode::NotRegistered,
             16 => ErrorCode::StorageFull,
             17 => ErrorCode::TooManyConnections,
+            18 => ErrorCode::StaleEpoch,
+            19 => ErrorCode::NotGroupMember,
+            20 => ErrorCode::UnknownGroup,
             other => ErrorCode::Other(other),
         }
     }
@@ -111,6 +123,9 @@ impl ErrorCode {
             ErrorCode::NotRegistered => "not_registered",
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::StaleEpoch => "stale_epoch",
+            ErrorCode::NotGroupMember => "not_group_member",
+            ErrorCode::UnknownGroup => "unknown_group",
             ErrorCode::Other(_) => "other",
         }
     }

@@ -53,7 +53,66 @@ fn samples() -> Vec<Request> {
         },
         Request::Ping,
         Request::WhoIs { identity: [4; 32] },
+        Request::PublishKeyPackages {
+            last_resort: Some(vec![7; 300]),
+            one_time: vec![vec![8; 290], vec![9; 1]],
+        },
+        Request::PublishKeyPackages {
+            last_resort: None,
+            one_time: vec![],
+        },
+        Request::FetchKeyPackage { name: "carol".into() },
+        Request::GroupCommit(GroupCommit {
+            group_id: gid(),
+            epoch: 7,
+            added: vec![[1; 32], [2; 32]],
+            removed: vec![[3; 32]],
+            commit: vec![1, 4, 5, 6],
+            welcome: Some(vec![1, 5, 9, 9]),
+        }),
+        Request::GroupCommit(GroupCommit {
+            group_id: gid(),
+            epoch: 0,
+            added: vec![],
+            removed: vec![],
+            commit: vec![1, 4, 0],
+            welcome: None,
+        }),
+        Request::GroupSend {
+            group_id: gid(),
+            envelope: vec![1, 3, 7],
+        },
+        Request::GroupSync {
+            group_id: gid(),
+            after_epoch: 3,
+        },
+        Request::GroupLeave { group_id: gid() },
     ]
+}
+
+fn gid() -> GroupId {
+    GroupId::new(vec![0xab; 16]).unwrap()
+}
+
+#[test]
+fn group_ids_are_1_to_32_bytes_and_oversized_group_fields_are_refused() {
+    assert!(GroupId::new(vec![]).is_err());
+    assert!(GroupId::new(vec![1; 33]).is_err());
+    assert!(GroupId::new(vec![1; 32]).is_ok());
+    // A KeyPackage over the limit, or too many, is refused by the decoder.
+    let too_big = Request::PublishKeyPackages {
+        last_resort: Some(vec![1; group::MAX_KEY_PACKAGE_LEN + 1]),
+        one_time: vec![],
+    };
+    assert!(Request::decode(&too_big.encode(1)).is_err());
+    let mut bytes = Request::PublishKeyPackages {
+        last_resort: None,
+        one_time: vec![],
+    }
+    .encode(1);
+    let n = bytes.len();
+    bytes[n - 2..].copy_from_slice(&((group::MAX_KEY_PACKAGES_PER_PUBLISH + 1) as u16).to_be_bytes());
+    assert!(Request::decode(&bytes).is_err());
 }
 
 #[test]
@@ -115,6 +174,34 @@ fn server_messages_round_trip() {
         Reply::Name {
             name: "dave".into(),
         },
+        Reply::KeyPackagesStored {
+            one_time_remaining: 9,
+        },
+        Reply::KeyPackage {
+            identity: [7; 32],
+            key_package: vec![1, 2, 3],
+        },
+        Reply::CommitAccepted { epoch: 8 },
+        Reply::GroupCommits(GroupCommits {
+            current_epoch: 9,
+            commits: vec![
+                LoggedCommit {
+                    epoch: 7,
+                    sender: [1; 32],
+                    commit: vec![1, 4, 1],
+                },
+                LoggedCommit {
+                    epoch: 8,
+                    sender: [2; 32],
+                    commit: vec![1, 4, 2, 2],
+                },
+            ],
+        }),
+        Reply::GroupCommits(GroupCommits {
+            current_epoch: 0,
+            commits: vec![],
+        }),
+        Reply::LeftGroup,
     ];
     let mut messages: Vec<ServerMessage> = replies
         .into_iter()
@@ -148,17 +235,20 @@ fn error_codes_have_their_documented_wire_values() {
         (15, ErrorCode::NotRegistered, "not_registered"),
         (16, ErrorCode::StorageFull, "storage_full"),
         (17, ErrorCode::TooManyConnections, "too_many_connections"),
+        (18, ErrorCode::StaleEpoch, "stale_epoch"),
+        (19, ErrorCode::NotGroupMember, "not_group_member"),
+        (20, ErrorCode::UnknownGroup, "unknown_group"),
     ];
     for (wire, code, label) in documented {
         assert_eq!(code.to_u16(), wire);
         assert_eq!(ErrorCode::from_u16(wire), code);
         assert_eq!(code.label(), label);
     }
-    for wire in 1..=17 {
+    for wire in 1..=20 {
         assert_eq!(ErrorCode::from_u16(wire).to_u16(), wire);
         assert_ne!(ErrorCode::from_u16(wire), ErrorCode::Other(wire));
     }
-    assert_eq!(ErrorCode::from_u16(18), ErrorCode::Other(18));
+    assert_eq!(ErrorCode::from_u16(21), ErrorCode::Other(21));
 }
 
 #[test]
