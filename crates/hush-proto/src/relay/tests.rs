@@ -61,7 +61,9 @@ fn samples() -> Vec<Request> {
             last_resort: None,
             one_time: vec![],
         },
-        Request::FetchKeyPackage { name: "carol".into() },
+        Request::FetchKeyPackage {
+            name: "carol".into(),
+        },
         Request::GroupCommit(GroupCommit {
             group_id: gid(),
             epoch: 7,
@@ -111,7 +113,8 @@ fn group_ids_are_1_to_32_bytes_and_oversized_group_fields_are_refused() {
     }
     .encode(1);
     let n = bytes.len();
-    bytes[n - 2..].copy_from_slice(&((group::MAX_KEY_PACKAGES_PER_PUBLISH + 1) as u16).to_be_bytes());
+    bytes[n - 2..]
+        .copy_from_slice(&((group::MAX_KEY_PACKAGES_PER_PUBLISH + 1) as u16).to_be_bytes());
     assert!(Request::decode(&bytes).is_err());
 }
 

@@ -389,7 +389,7 @@ fn sync_returns_logged_commits_within_bounds() {
             commit, max_log, ..
         } = &mut op
         {
-            commit.commit = vec![1, 4, epoch as u8].repeat(10_000);
+            commit.commit = [1, 4, epoch as u8].repeat(10_000);
             *max_log = 4;
         }
         assert_eq!(accepted(one(&store, op)).0, epoch + 1);
