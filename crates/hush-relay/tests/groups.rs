@@ -230,10 +230,30 @@ async fn three_members_create_send_race_sync_leave() {
 #[tokio::test]
 async fn a_full_mailbox_does_not_block_the_group() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start_with(dir.path(), Some("mailbox_max_messages = 1\n"), true).await;
+    let config = "mailbox_max_messages = 1\nmax_group_members = 3\n";
+    let relay = Relay::start_with(dir.path(), Some(config), true).await;
     let mut alice = User::new(&relay, "alice").await;
     let mut bob = User::new(&relay, "bob").await;
     let carol = User::new(&relay, "carol").await;
+    let dave = User::new(&relay, "dave").await;
+    // A new group starts at epoch 0; a commit must be framed as one.
+    assert_eq!(
+        code(alice.conn.request(&commit(5, &[bob.addr()], &[], 0)).await),
+        ErrorCode::UnknownGroup
+    );
+    let Request::GroupCommit(mut not_a_commit) = commit(0, &[], &[], 0) else {
+        unreachable!()
+    };
+    not_a_commit.commit = vec![1, 3, 0];
+    assert_eq!(
+        code(
+            alice
+                .conn
+                .request(&Request::GroupCommit(not_a_commit))
+                .await
+        ),
+        ErrorCode::Malformed
+    );
     assert_eq!(
         alice
             .conn
@@ -257,5 +277,10 @@ async fn a_full_mailbox_does_not_block_the_group() {
         })
         .await;
     assert_eq!(m.get("hush_group_fan_out_total"), 3);
+    // A fourth member is beyond max_group_members = 3.
+    assert_eq!(
+        code(alice.conn.request(&commit(1, &[dave.addr()], &[], 1)).await),
+        ErrorCode::GroupFull
+    );
     drop(carol);
 }
