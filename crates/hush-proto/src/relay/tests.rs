@@ -126,11 +126,13 @@ fn requests_round_trip_and_truncations_fail() {
             Request::decode(&bytes).unwrap(),
             (i as u64 + 10, req.clone())
         );
-        // Send's envelope runs to the end, so only its fixed part must be complete.
-        let fixed = if matches!(req, Request::Send { .. }) {
-            bytes.len() - 3
-        } else {
-            bytes.len()
+        // An envelope or Welcome that runs to the end may be cut (a shorter one decodes): only
+        // the fixed part before it must be complete.
+        let fixed = match &req {
+            Request::Send { .. } => bytes.len() - 3,
+            Request::GroupSend { envelope, .. } => bytes.len() - envelope.len(),
+            Request::GroupCommit(c) => bytes.len() - c.welcome.as_ref().map_or(0, Vec::len),
+            _ => bytes.len(),
         };
         for cut in 0..fixed {
             assert!(Request::decode(&bytes[..cut]).is_err(), "{req:?} cut {cut}");
