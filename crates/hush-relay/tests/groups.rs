@@ -284,3 +284,35 @@ async fn a_full_mailbox_does_not_block_the_group() {
     );
     drop(carol);
 }
+
+/// Group sends and commits take tokens from the same per-connection send limit as 1:1 sends,
+/// one each however many members they reach.
+#[tokio::test]
+async fn group_requests_share_the_send_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "send_rate = 0.001\nsend_burst = 3.0\n";
+    let relay = Relay::start_with(dir.path(), Some(config), true).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let bob = User::new(&relay, "bob").await;
+    send(&mut alice.conn, bob.addr(), envelope(b"1:1")).await;
+    assert_eq!(
+        alice
+            .conn
+            .request(&commit(0, &[bob.addr()], &[], 0))
+            .await
+            .unwrap(),
+        Reply::CommitAccepted { epoch: 1 }
+    );
+    assert!(matches!(
+        alice.conn.request(&group_send(vec![1, 3, 1])).await,
+        Ok(Reply::Stored { .. })
+    ));
+    assert_eq!(
+        code(alice.conn.request(&group_send(vec![1, 3, 2])).await),
+        ErrorCode::RateLimited
+    );
+    assert_eq!(
+        code(alice.conn.request(&commit(1, &[], &[], 1)).await),
+        ErrorCode::RateLimited
+    );
+}
