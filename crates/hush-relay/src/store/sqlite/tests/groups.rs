@@ -613,3 +613,51 @@ fn version_3_database_migrates_to_4_keeping_its_data() {
     drop(store);
     check_counters(&dir);
 }
+
+/// Rough store-level cost of a fan-out (not a benchmark: run by hand on a quiet machine,
+/// `cargo test -p hush-relay --lib fan_out_cost -- --ignored --nocapture`): one 256-byte
+/// message to a 100-member group, in batches as the group-commit writer makes them.
+#[test]
+#[ignore = "timing; run by hand"]
+fn fan_out_cost() {
+    let (_dir, store) = open();
+    let members: Vec<IdentityBytes> = (0..100u8)
+        .map(|n| {
+            let id = ident(n.wrapping_add(10));
+            one(&store, register(&format!("m{n}"), id));
+            id
+        })
+        .collect();
+    let creator = members[0];
+    let mut op = commit_op(creator, 0, &members[1..], &[], 0);
+    if let WriteOp::GroupCommit { quota, .. } = &mut op {
+        quota.max_messages = u32::MAX;
+    }
+    accepted(one(&store, op));
+    let mut message = vec![1, 3];
+    message.resize(256, 0x5a);
+    for batch in [1usize, 16] {
+        let rounds = 400 / batch;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            let ops: Vec<WriteOp> = (0..batch)
+                .map(|_| {
+                    let mut op = send_op(creator, &message, 7_000);
+                    if let WriteOp::GroupSend { quota, .. } = &mut op {
+                        quota.max_messages = u32::MAX;
+                    }
+                    op
+                })
+                .collect();
+            store.apply(&ops).unwrap();
+        }
+        let elapsed = started.elapsed();
+        let sends = (rounds * batch) as f64;
+        println!(
+            "batch {batch}: {:.0} group sends/s, {:.0} member deliveries/s ({:.2} ms per send)",
+            sends / elapsed.as_secs_f64(),
+            sends * 99.0 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / sends
+        );
+    }
+}
