@@ -316,3 +316,47 @@ async fn group_requests_share_the_send_rate_limit() {
         ErrorCode::RateLimited
     );
 }
+
+/// Once a user's fetch budget (shared by bundles and KeyPackages) is spent, fetches get its
+/// last-resort KeyPackage and its one-time stock stays for later.
+#[tokio::test]
+async fn a_spent_fetch_budget_serves_the_last_resort_key_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "per_user_fetch_rate = 0.001\nper_user_fetch_burst = 2.0\n";
+    let relay = Relay::start_with(dir.path(), Some(config), true).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let mut bob = User::new(&relay, "bob").await;
+    let one_time: Vec<Vec<u8>> = (1..=5u8).map(|n| vec![n; 100]).collect();
+    assert_eq!(
+        bob.conn
+            .request(&Request::PublishKeyPackages {
+                last_resort: Some(vec![9; 100]),
+                one_time,
+            })
+            .await
+            .unwrap(),
+        Reply::KeyPackagesStored {
+            one_time_remaining: 5
+        }
+    );
+    let fetch = Request::FetchKeyPackage { name: "bob".into() };
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        match alice.conn.request(&fetch).await.unwrap() {
+            Reply::KeyPackage { key_package, .. } => got.push(key_package[0]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The first fetch starts the budget, the second spends it: then only the last-resort one.
+    assert_eq!(got, vec![1, 2, 9, 9]);
+    // A bundle fetch draws on the same budget: no one-time prekey either.
+    let Reply::Bundle(bundle) = alice
+        .conn
+        .request(&Request::FetchBundle { name: "bob".into() })
+        .await
+        .unwrap()
+    else {
+        panic!("no bundle");
+    };
+    assert!(bundle.one_time_prekey.is_none());
+}
