@@ -623,3 +623,32 @@ fn a_last_resort_key_package_survives_its_use_and_a_one_time_one_does_not() {
     .unwrap_err();
     assert!(matches!(err, GroupError::KeyPackage(_)), "{err:?}");
 }
+
+#[test]
+fn mls_signatures_are_plain_identity_signatures_in_a_disjoint_domain() {
+    use openmls_traits::signatures::Signer as _;
+    // The signer is the identity key: what it signs verifies under the member's IK.
+    let u = User::new("alice");
+    let payload = b"\x13MLS 1.0 LeafNodeTBS\x05hello";
+    let sig: [u8; 64] = u.signer().sign(payload).unwrap().try_into().unwrap();
+    assert!(u.key.public_key().verify(payload, &sig));
+    // Every other identity-key signature in hush starts with "hush-" (PROTOCOL §13.1)…
+    for ctx in [
+        hush_proto::relay::AUTH_CONTEXT,
+        hush_proto::relay::REGISTER_CONTEXT,
+        hush_proto::pq::PQ_PREKEY_SIG_CONTEXT,
+    ] {
+        assert!(ctx.starts_with(b"hush-"), "{ctx:?}");
+    }
+    // …while MLS SignContent starts with its label's length byte, then "MLS 1.0 ".
+    for label in ["LeafNodeTBS", "GroupInfoTBS", "KeyPackageTBS", "FramedContentTBS"] {
+        let l = format!("MLS 1.0 {label}");
+        assert!((0x13..=0x18).contains(&l.len()), "{l}");
+    }
+    // A KeyPackage's leaf carries exactly the identity key.
+    let kp = engine::verify_key_package(&u.p, &u.id(), &u.kp()).unwrap();
+    assert_eq!(
+        kp.leaf_node().signature_key().as_slice(),
+        u.key.public_key().as_bytes()
+    );
+}
