@@ -641,7 +641,12 @@ fn mls_signatures_are_plain_identity_signatures_in_a_disjoint_domain() {
         assert!(ctx.starts_with(b"hush-"), "{ctx:?}");
     }
     // …while MLS SignContent starts with its label's length byte, then "MLS 1.0 ".
-    for label in ["LeafNodeTBS", "GroupInfoTBS", "KeyPackageTBS", "FramedContentTBS"] {
+    for label in [
+        "LeafNodeTBS",
+        "GroupInfoTBS",
+        "KeyPackageTBS",
+        "FramedContentTBS",
+    ] {
         let l = format!("MLS 1.0 {label}");
         assert!((0x13..=0x18).contains(&l.len()), "{l}");
     }

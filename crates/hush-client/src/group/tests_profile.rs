@@ -216,3 +216,54 @@ fn nothing_about_a_group_is_in_clear_in_the_database_or_its_wal() {
         }
     }
 }
+
+impl ProfileUser {
+    /// Every row of the key-value table, to compare byte for byte.
+    fn kv_dump(&self) -> Vec<(Vec<u8>, i64, Vec<u8>)> {
+        let conn = rusqlite::Connection::open(self.dir.path().join(DATABASE_FILE)).unwrap();
+        let mut stmt = conn.prepare("SELECT k, gen, v FROM kv ORDER BY k").unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+}
+
+#[test]
+fn refused_messages_write_nothing_even_if_the_transaction_is_committed() {
+    let (mut a, mut b) = pair();
+    let m = a.with(|p, s, _| engine::encrypt(p, s, &GID, b"one").unwrap());
+    b.with(|p, _, _| engine::process(p, &GID, &env(&m)).unwrap());
+    let before = b.kv_dump();
+    let mut tampered = m.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    for bad in [&m, &tampered] {
+        // Committing the transaction after the error must change nothing at all.
+        let err = b.with(|p, _, _| engine::process(p, &GID, &env(bad)).unwrap_err());
+        assert!(
+            matches!(err, GroupError::Replay | GroupError::Invalid(_)),
+            "{err:?}"
+        );
+        assert_eq!(b.kv_dump(), before);
+    }
+    // A removed member's profile learns it, and refuses to send.
+    let bob = b.id().identity;
+    let out = a.with(|p, s, _| {
+        let out = engine::remove_members(p, s, &GID, &[bob]).unwrap();
+        engine::merge_own_commit(p, &GID).unwrap();
+        out
+    });
+    let next = a.with(|p, s, _| engine::encrypt(p, s, &GID, b"bob is gone").unwrap());
+    match b.with(|p, _, _| engine::process(p, &GID, &env(&out.commit)).unwrap()) {
+        Incoming::Commit {
+            we_were_removed, ..
+        } => assert!(we_were_removed),
+        other => panic!("{other:?}"),
+    }
+    b.reopen();
+    let err = b.with(|p, _, _| engine::process(p, &GID, &env(&next)).unwrap_err());
+    assert_eq!(err, GroupError::NotAMember);
+    let err = b.with(|p, s, _| engine::encrypt(p, s, &GID, b"x").unwrap_err());
+    assert_eq!(err, GroupError::NotAMember);
+}
