@@ -657,3 +657,83 @@ fn mls_signatures_are_plain_identity_signatures_in_a_disjoint_domain() {
         u.key.public_key().as_bytes()
     );
 }
+
+#[test]
+fn a_self_update_rotates_our_leaf_and_everyone_follows() {
+    let (a, b, c) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let gid = group_of(&a, &[&b, &c]);
+    let out = engine::self_update(&b.p, &b.signer(), &gid).unwrap();
+    assert!(out.added.is_empty() && out.removed.is_empty() && out.welcome.is_none());
+    engine::merge_own_commit(&b.p, &gid).unwrap();
+    for u in [&a, &c] {
+        match u.recv(&gid, &out.commit).unwrap() {
+            Incoming::Commit { committer, .. } => assert_eq!(committer, b.id()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_converged(&gid, &[&a, &b, &c]);
+    // The member list (names and identity keys) is unchanged.
+    assert_eq!(engine::members(&a.p, &gid).unwrap().len(), 3);
+    let m = b.send(&gid, "fresh keys");
+    assert_eq!(a.read(&gid, &m), (b.id(), "fresh keys".into()));
+}
+
+#[test]
+fn a_key_package_without_hush_capabilities_is_refused() {
+    let (a, carol) = (User::new("alice"), User::new("carol"));
+    let gid = group_of(&a, &[]);
+    let bundle = KeyPackage::builder()
+        .build(
+            CIPHERSUITE,
+            &carol.p,
+            &carol.signer(),
+            carol.id().credential_with_key(),
+        )
+        .unwrap();
+    let kp = MlsMessageOut::from(bundle.key_package().clone())
+        .to_bytes()
+        .unwrap();
+    let err = engine::add_members(&a.p, &a.signer(), &gid, &[(carol.id(), kp)]).unwrap_err();
+    assert!(matches!(err, GroupError::KeyPackage(_)), "{err:?}");
+}
+
+#[test]
+fn garbage_and_mutations_never_panic_and_never_change_state() {
+    use rand_core::RngCore;
+    let (a, b, c) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let gid = group_of(&a, &[&b]);
+    let hello = a.send(&gid, "hello");
+    let commit = engine::add_members(&a.p, &a.signer(), &gid, &[c.candidate()]).unwrap();
+    engine::discard_own_commit(&a.p, &gid).unwrap();
+    let samples = [
+        hello,
+        engine::leave(&a.p, &a.signer(), &gid).unwrap(),
+        commit.commit,
+    ];
+    let before = b.snapshot();
+    let mut rng = OsRng;
+    for round in 0..600 {
+        let mut bytes = samples[round % samples.len()].clone();
+        match round % 3 {
+            0 => {
+                let i = 2 + (rng.next_u32() as usize) % (bytes.len() - 2);
+                bytes[i] ^= (rng.next_u32() as u8) | 1; // always a change
+            }
+            1 => bytes.truncate(2 + (rng.next_u32() as usize) % (bytes.len() - 2)),
+            _ => {
+                let mut tail = vec![0u8; (rng.next_u32() % 64) as usize];
+                rng.fill_bytes(&mut tail);
+                bytes.truncate(2);
+                bytes.extend(tail);
+            }
+        }
+        let Ok(env) = GroupEnvelope::from_bytes(&bytes) else {
+            continue;
+        };
+        let _ = engine::group_id_of(&env);
+        assert!(engine::process(&b.p, &gid, &env).is_err(), "round {round}");
+        let _ = engine::join(&c.p, &GroupEnvelope::Welcome(env.mls_bytes().to_vec()));
+        let _ = engine::verify_key_package(&b.p, &a.id(), env.mls_bytes());
+        assert_eq!(b.snapshot(), before, "round {round}");
+    }
+}
