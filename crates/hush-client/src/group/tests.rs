@@ -737,3 +737,58 @@ fn garbage_and_mutations_never_panic_and_never_change_state() {
         assert_eq!(b.snapshot(), before, "round {round}");
     }
 }
+
+#[test]
+fn a_welcome_is_refused_if_a_member_or_the_group_breaks_hush_rules() {
+    use openmls::prelude::{MlsGroup, MlsGroupCreateConfig};
+    let bob = User::new("bob");
+    // A creator whose credential is not a valid relay name.
+    let bad = User::new("x");
+    let bad_id = MemberId {
+        name: "Not A Name!".into(),
+        identity: bad.id().identity,
+    };
+    let mut g = MlsGroup::new(
+        &bad.p,
+        &bad.signer(),
+        &config::create_config("Trap").unwrap(),
+        bad_id.credential_with_key(),
+    )
+    .unwrap();
+    let kp = engine::verify_key_package(&bad.p, &bob.id(), &bob.kp()).unwrap();
+    let (_, welcome, _) = g.add_members(&bad.p, &bad.signer(), &[kp]).unwrap();
+    let err =
+        engine::join(&bob.p, &GroupEnvelope::Welcome(welcome.to_bytes().unwrap())).unwrap_err();
+    assert!(
+        matches!(&err, GroupError::Invalid(m) if m.contains("relay name")),
+        "{err:?}"
+    );
+    assert_eq!(
+        engine::epoch(&bob.p, g.group_id().as_slice()).unwrap_err(),
+        GroupError::UnknownGroup
+    );
+
+    // A group made without hush's configuration (no name extension, plaintext handshakes).
+    let bob = User::new("bob");
+    let other = User::new("other");
+    let cfg = MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .capabilities(config::capabilities())
+        .use_ratchet_tree_extension(true)
+        .build();
+    let mut g = MlsGroup::new(
+        &other.p,
+        &other.signer(),
+        &cfg,
+        other.id().credential_with_key(),
+    )
+    .unwrap();
+    let kp = engine::verify_key_package(&other.p, &bob.id(), &bob.kp()).unwrap();
+    let (_, welcome, _) = g.add_members(&other.p, &other.signer(), &[kp]).unwrap();
+    let bytes = GroupEnvelope::Welcome(welcome.to_bytes().unwrap());
+    let err = engine::join(&bob.p, &bytes).unwrap_err();
+    assert!(
+        matches!(&err, GroupError::Invalid(m) if m.contains("name extension")),
+        "{err:?}"
+    );
+}
