@@ -364,6 +364,66 @@ pub fn leave<P: OpenMlsProvider>(
     envelope(&out, GroupEnvelope::Message)
 }
 
+/// A group kept loaded across calls, for a caller that sends or receives many messages in a
+/// row (loading a group from storage costs more than encrypting one message). openmls writes
+/// every change through to the provider's storage as it goes, so the two stay equal; but if
+/// the transaction under the provider is dropped, or any call returns `Storage` or
+/// `Internal`, drop this and load it again.
+pub struct LoadedGroup {
+    group: MlsGroup,
+}
+
+impl LoadedGroup {
+    /// Load group `group_id` from the provider's storage.
+    pub fn load<P: OpenMlsProvider>(p: &P, group_id: &[u8]) -> Result<Self, GroupError> {
+        Ok(Self {
+            group: load(p, group_id)?,
+        })
+    }
+
+    /// The group's current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.epoch().as_u64()
+    }
+
+    /// [`encrypt`] without reloading.
+    pub fn encrypt<P: OpenMlsProvider>(
+        &mut self,
+        p: &P,
+        signer: &IdentitySigner,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, GroupError> {
+        encrypt_in(p, signer, &mut self.group, plaintext)
+    }
+
+    /// [`process`] without reloading.
+    pub fn process<P: OpenMlsProvider>(
+        &mut self,
+        p: &P,
+        env: &GroupEnvelope,
+    ) -> Result<Incoming, GroupError> {
+        super::process::process_loaded(p, &mut self.group, env)
+    }
+}
+
+fn encrypt_in<P: OpenMlsProvider>(
+    p: &P,
+    signer: &IdentitySigner,
+    group: &mut MlsGroup,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, GroupError> {
+    if !group.is_active() {
+        return Err(GroupError::NotAMember);
+    }
+    if group.pending_commit().is_some() {
+        return Err(GroupError::PendingCommit);
+    }
+    let out = group
+        .create_message(p, signer, plaintext)
+        .map_err(internal)?;
+    envelope(&out, GroupEnvelope::Message)
+}
+
 /// Encrypt an application message for the group, as `GroupEnvelope::Message` bytes.
 pub fn encrypt<P: OpenMlsProvider>(
     p: &P,
@@ -371,11 +431,7 @@ pub fn encrypt<P: OpenMlsProvider>(
     group_id: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, GroupError> {
-    let mut group = load_ready(p, group_id)?;
-    let out = group
-        .create_message(p, signer, plaintext)
-        .map_err(internal)?;
-    envelope(&out, GroupEnvelope::Message)
+    encrypt_in(p, signer, &mut load(p, group_id)?, plaintext)
 }
 
 /// Join a group from a Welcome envelope. Refused unless it decrypts with one of our
