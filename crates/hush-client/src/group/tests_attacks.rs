@@ -339,3 +339,21 @@ fn a_welcome_is_refused_if_a_member_or_the_group_breaks_hush_rules() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_relay_made_group_is_only_exposed_by_its_keys() {
+    // The relay holds bob's published KeyPackage and builds a group of its own, its creator
+    // named "alice" under a key of the relay's choosing.
+    let (alice, bob, relay) = (User::new("alice"), User::new("bob"), User::new("x"));
+    let fake_alice = MemberId {
+        name: "alice".into(),
+        identity: relay.id().identity,
+    };
+    engine::create_group(&relay.p, &relay.signer(), &fake_alice, GID, "Family").unwrap();
+    let out = engine::add_members(&relay.p, &relay.signer(), &GID, &[bob.candidate()]).unwrap();
+    let joined = bob.join(&out.welcome.unwrap());
+    // Every MLS check passes; the names look right; only the key differs from the contact's.
+    assert_eq!(joined.inviter.name, "alice");
+    assert_ne!(joined.inviter.identity, alice.id().identity);
+    assert!(joined.members.iter().all(|m| m != &alice.id()));
+}
