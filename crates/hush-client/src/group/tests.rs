@@ -500,3 +500,23 @@ fn a_loaded_group_stays_equal_to_its_storage() {
     assert_eq!(b.read(&gid, &m).1, "after");
     assert_converged(&gid, &[&a, &b, &c]);
 }
+
+#[test]
+fn our_own_commit_coming_back_is_a_replay_and_is_merged_by_comparison() {
+    let (a, b, c) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let gid = group_of(&a, &[&b]);
+    let out = engine::add_members(&a.p, &a.signer(), &gid, &[c.candidate()]).unwrap();
+    // As after a crash: the relay's copy of our pending commit cannot be processed by us…
+    let before = a.snapshot();
+    assert_eq!(a.recv(&gid, &out.commit).unwrap_err(), GroupError::Replay);
+    assert_eq!(a.snapshot(), before);
+    // …the client recognises its bytes and merges.
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    b.recv(&gid, &out.commit).unwrap();
+    c.join(&out.welcome.unwrap());
+    assert_converged(&gid, &[&a, &b, &c]);
+    assert!(matches!(
+        a.recv(&gid, &out.commit).unwrap_err(),
+        GroupError::TooOld { .. }
+    ));
+}
