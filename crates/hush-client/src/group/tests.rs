@@ -520,3 +520,19 @@ fn our_own_commit_coming_back_is_a_replay_and_is_merged_by_comparison() {
         GroupError::TooOld { .. }
     ));
 }
+
+#[test]
+fn a_joined_member_adds_with_the_same_configuration() {
+    let (a, b, c) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let gid = group_of(&a, &[&b]);
+    // Bob joined from a Welcome; his Welcome for carol must carry the tree and the name too.
+    let out = engine::add_members(&b.p, &b.signer(), &gid, &[c.candidate()]).unwrap();
+    engine::merge_own_commit(&b.p, &gid).unwrap();
+    a.recv(&gid, &out.commit).unwrap();
+    let joined = c.join(&out.welcome.unwrap());
+    assert_eq!(joined.inviter, b.id());
+    assert_eq!(joined.name, "Book club");
+    assert_converged(&gid, &[&a, &b, &c]);
+    let m = c.send(&gid, "hi");
+    assert_eq!(a.read(&gid, &m).1, "hi");
+}
