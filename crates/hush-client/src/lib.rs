@@ -10,3 +10,4 @@ pub use client::{
     default_profile_dir, Client, ClientError, Contact, DeliveryState, EmitError, Event,
     HistoryEntry,
 };
+pub mod group;
