@@ -8,6 +8,6 @@ pub mod store;
 
 pub use client::{
     default_profile_dir, Client, ClientError, Contact, DeliveryState, EmitError, Event,
-    HistoryEntry,
+    GroupChange, GroupInfo, GroupMember, HistoryEntry, MemberState,
 };
 pub mod group;

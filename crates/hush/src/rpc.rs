@@ -357,6 +357,7 @@ fn event_notification(event: &Event) -> Value {
             ("delivered", json!({ "contact": contact, "ids": ids }))
         }
         Event::KeyChanged { contact } => ("key_changed", json!({ "contact": contact })),
+        Event::Group { group, change } => ("group", crate::cli_group::change_json(group, change)),
         Event::Rejected { contact, reason } => {
             ("rejected", json!({ "contact": contact, "reason": reason }))
         }

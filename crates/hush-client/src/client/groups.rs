@@ -120,6 +120,7 @@ pub struct GroupInfo {
 
 /// Something that changed in a group: shown as a system line.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GroupChange {
     /// We joined, invited by `inviter` (a contact under its known key).
     Joined {
