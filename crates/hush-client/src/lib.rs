@@ -4,6 +4,7 @@
 //! ([`store`]), and the messaging logic ([`client`]) that commits state before it acts.
 
 pub mod client;
+pub mod group;
 pub mod store;
 
 pub use client::{
