@@ -11,4 +11,3 @@ pub use client::{
     default_profile_dir, Client, ClientError, Contact, DeliveryState, EmitError, Event,
     GroupChange, GroupInfo, GroupMember, HistoryEntry, MemberState,
 };
-pub mod group;

@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use super::groups::{relay_group_id, GroupChange};
 use super::keypackages::group_err;
 use super::*;
-use crate::group::{self, CommitOut, GroupError, HushProvider, Incoming, MemberId};
+use crate::group::{
+    engine as group, CommitOut, GroupError, HushProvider, IdentitySigner, Incoming, MemberId,
+};
 
 /// Builds after a `StaleEpoch` before giving up.
 pub const COMMIT_RETRIES: usize = 3;
@@ -78,7 +80,7 @@ fn still_members(
 fn build(
     op: &CommitOp,
     provider: &HushProvider<'_>,
-    signer: &group::IdentitySigner<'_>,
+    signer: &IdentitySigner<'_>,
     group_id: &[u8],
 ) -> Result<Option<CommitOut>, GroupError> {
     match op {
@@ -120,7 +122,7 @@ impl Client {
             let (out, pending) = {
                 let tx = self.store.tx()?;
                 let provider = HushProvider::new(&tx);
-                let signer = group::IdentitySigner::new(&self.identity);
+                let signer = IdentitySigner::new(&self.identity);
                 let Some(out) = build(&op, &provider, &signer, group_id).map_err(group_err)? else {
                     return Ok(None);
                 };
@@ -359,8 +361,8 @@ impl Client {
         synced: bool,
         delivery: Option<&str>,
     ) -> Result<Result<Vec<Event>, String>, ClientError> {
-        let mls = match hush_proto::group::GroupEnvelope::from_bytes(envelope) {
-            Ok(hush_proto::group::GroupEnvelope::Commit(mls)) => mls,
+        let env = match hush_proto::group::GroupEnvelope::from_bytes(envelope) {
+            Ok(env @ hush_proto::group::GroupEnvelope::Commit(_)) => env,
             Ok(_) => return Ok(Err("not a commit where a commit belongs".into())),
             Err(e) => return Ok(Err(format!("malformed group envelope: {e}"))),
         };
@@ -370,8 +372,7 @@ impl Client {
             return Ok(Err("a commit for a group we are not in".into()));
         };
         let provider = HushProvider::new(&tx);
-        let signer = group::IdentitySigner::new(&self.identity);
-        let incoming = match group::process(&provider, &signer, group_id, &mls) {
+        let incoming = match group::process(&provider, group_id, &env) {
             Ok(i) => i,
             Err(GroupError::FutureEpoch { have, got }) => {
                 return Ok(Err(format!("{FUTURE_EPOCH} (have {have}, got {got})")))

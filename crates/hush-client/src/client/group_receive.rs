@@ -14,7 +14,7 @@ use super::groups::{
 };
 use super::receive::delivery_fingerprint;
 use super::*;
-use crate::group::{self, GroupError, HushProvider, Incoming};
+use crate::group::{engine as group, GroupError, HushProvider, Incoming};
 
 /// What to do once a group delivery is committed and acked.
 pub(super) enum FollowUp {
@@ -58,10 +58,10 @@ impl Client {
                 ))
             }
         };
-        if let GroupEnvelope::Welcome(mls) = &envelope {
-            return self.accept_welcome(mls, &fingerprint);
+        if let GroupEnvelope::Welcome(_) = &envelope {
+            return self.accept_welcome(&envelope, &fingerprint);
         }
-        let group_id = match group::group_id_of(envelope.mls_bytes()) {
+        let group_id = match group::group_id_of(&envelope) {
             Ok(id) => id,
             Err(e) => {
                 return Ok((
@@ -113,7 +113,7 @@ impl Client {
                 GroupEnvelope::Commit(_) => self
                     .apply_commit(&group_id, &delivery.envelope, false, Some(&fingerprint))?
                     .map(|e| (e, FollowUp::None)),
-                _ => self.apply_message(&group_id, envelope.mls_bytes(), &fingerprint)?,
+                _ => self.apply_message(&group_id, &envelope, &fingerprint)?,
             };
             match outcome {
                 Ok((more, follow)) => {
@@ -169,7 +169,7 @@ impl Client {
     fn apply_message(
         &mut self,
         group_id: &[u8],
-        mls: &[u8],
+        envelope: &GroupEnvelope,
         fingerprint: &str,
     ) -> Result<Result<(Vec<Event>, FollowUp), String>, ClientError> {
         let me = self.member_id();
@@ -178,8 +178,7 @@ impl Client {
             return Ok(Err("group mail for a group we are not in".into()));
         };
         let provider = HushProvider::new(&tx);
-        let signer = group::IdentitySigner::new(&self.identity);
-        let incoming = match group::process(&provider, &signer, group_id, mls) {
+        let incoming = match group::process(&provider, group_id, envelope) {
             Ok(i) => i,
             Err(GroupError::FutureEpoch { have, got }) => {
                 return Ok(Err(format!("{FUTURE_EPOCH} (have {have}, got {got})")))
@@ -282,13 +281,13 @@ impl Client {
     /// as MLS checked) is a contact under its trusted key; otherwise nothing is kept.
     fn accept_welcome(
         &mut self,
-        mls: &[u8],
+        welcome: &GroupEnvelope,
         fingerprint: &str,
     ) -> Result<(Vec<Event>, FollowUp), ClientError> {
         let me = self.member_id();
         let tx = self.store.tx()?;
         let provider = HushProvider::new(&tx);
-        let joined = match group::join(&provider, mls) {
+        let joined = match group::join(&provider, welcome) {
             Ok(j) => j,
             Err(e) => {
                 drop(provider);

@@ -5,7 +5,7 @@
 use super::groups::history_key;
 use super::keypackages::group_err;
 use super::*;
-use crate::group::{self, HushProvider};
+use crate::group::{engine as group, HushProvider, IdentitySigner};
 
 impl Client {
     /// [`Client::send_text_reporting`] for `#NAME`: first settle our pending commit and catch
@@ -84,7 +84,7 @@ impl Client {
         let padded = content.to_padded_bytes()?;
         let tx = self.store.tx()?;
         let provider = HushProvider::new(&tx);
-        let signer = group::IdentitySigner::new(&self.identity);
+        let signer = IdentitySigner::new(&self.identity);
         let members = group::members(&provider, &id_bytes).map_err(group_err)?;
         if members.len() < 2 {
             return Err(ClientError::Invalid(format!(

@@ -11,7 +11,7 @@ use hush_proto::relay::GroupId;
 
 use super::keypackages::group_err;
 use super::*;
-use crate::group::{self, HushProvider, MemberId};
+use crate::group::{engine as group, HushProvider, IdentitySigner, MemberId};
 
 /// Local group records, keyed by local name.
 pub(super) const NS_GROUP: &str = "group";
@@ -240,7 +240,7 @@ impl Client {
                 )));
             }
             let provider = HushProvider::new(&tx);
-            let signer = group::IdentitySigner::new(&self.identity);
+            let signer = IdentitySigner::new(&self.identity);
             group::create_group(&provider, &signer, &me, id, name).map_err(group_err)?;
             drop(provider);
             Self::put_group(
@@ -389,7 +389,7 @@ impl Client {
             self.resolve_pending(&id, &mut events).await?;
             let tx = self.store.tx()?;
             let provider = HushProvider::new(&tx);
-            let signer = group::IdentitySigner::new(&self.identity);
+            let signer = IdentitySigner::new(&self.identity);
             let proposal = group::leave(&provider, &signer, &id).map_err(group_err)?;
             drop(provider);
             record.leaving = Some(proposal);

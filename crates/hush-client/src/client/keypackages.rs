@@ -8,7 +8,7 @@
 //! KeyPackage we cannot join with.
 
 use super::*;
-use crate::group::{self, HushProvider, IdentitySigner, MemberId};
+use crate::group::{engine as group, HushProvider, IdentitySigner, MemberId};
 
 /// One-time KeyPackages published per refill (one `PublishKeyPackages` request).
 pub const KEY_PACKAGE_BATCH: usize = 20;
@@ -118,6 +118,6 @@ impl Client {
 }
 
 /// A group engine error, in the client's terms.
-pub(super) fn group_err(e: group::GroupError) -> ClientError {
+pub(super) fn group_err(e: crate::group::GroupError) -> ClientError {
     ClientError::Group(e.to_string())
 }
