@@ -71,6 +71,15 @@ pub struct Config {
     /// in the database.
     /// When they run out, bundles carry the identity's last-resort PQ prekey instead.
     pub max_one_time_pq_prekeys: u32,
+    /// One-time MLS KeyPackages kept per identity (about 300 bytes each); a publish beyond it
+    /// is refused. When they run out, fetches get the identity's last-resort KeyPackage.
+    pub max_one_time_key_packages: u32,
+    /// Most members a group may have on the relay: a commit growing it further is refused.
+    /// Bounds the work of one fan-out (one mailbox row per member).
+    pub max_group_members: u32,
+    /// Commits kept per group for `GroupSync` (besides the message TTL): a member offline for
+    /// more commits than this re-joins instead of catching up.
+    pub group_log_max_commits: u32,
     /// Frames queued for one connection's socket; a slow reader stops being fed and its
     /// messages wait in the mailbox.
     pub outbound_queue: usize,
@@ -119,6 +128,9 @@ impl Default for Config {
             expiry_interval_secs: 600,
             max_one_time_prekeys: 500,
             max_one_time_pq_prekeys: 200,
+            max_one_time_key_packages: 100,
+            max_group_members: 1000,
+            group_log_max_commits: 256,
             outbound_queue: 128,
             outbound_queue_bytes: 1024 * 1024,
             live_queue: 256,

@@ -27,6 +27,8 @@ use crate::presence::{LiveQueue, Presence, QueueBounds};
 use crate::store::{IdentityBytes, Store, WriteOp, WriteResult};
 use crate::writer::Writer;
 
+mod group;
+
 /// Most queued frames written with one system call.
 const WRITE_BATCH: usize = 64;
 
@@ -502,12 +504,7 @@ impl Session<'_> {
                     return Err(err(ErrorCode::InvalidName, "invalid name"));
                 }
                 let now = Instant::now();
-                let limited = self
-                    .shared
-                    .fetches_per_user
-                    .lock()
-                    .map(|mut buckets| buckets.get_mut(&name).is_some_and(|b| !b.try_take(now)))
-                    .unwrap_or(false);
+                let limited = self.fetch_budget_spent(&name, now);
                 // A spent per-user budget protects the one-time prekeys, not the user: the
                 // bundle is still served, with the signed prekey only, so a flood of fetches
                 // cannot stop anyone from starting a session.
@@ -525,18 +522,7 @@ impl Session<'_> {
                                 .bundles_without_one_time
                                 .fetch_add(1, Ordering::Relaxed);
                         }
-                        if let Ok(mut buckets) = self.shared.fetches_per_user.lock() {
-                            let config = &self.shared.config;
-                            buckets.entry(name).or_insert_with(|| {
-                                let mut bucket = TokenBucket::new(
-                                    config.per_user_fetch_rate,
-                                    config.per_user_fetch_burst,
-                                    now,
-                                );
-                                bucket.try_take(now);
-                                bucket
-                            });
-                        }
+                        self.note_fetched(name, now);
                         Ok(Reply::Bundle(bundle))
                     }
                     WriteResult::UnknownUser => Err(err(ErrorCode::UnknownUser, "no such user")),
@@ -616,6 +602,18 @@ impl Session<'_> {
                 }
                 Ok(Reply::Subscribed)
             }
+            Request::PublishKeyPackages {
+                last_resort,
+                one_time,
+            } => self.publish_key_packages(last_resort, one_time).await,
+            Request::FetchKeyPackage { name } => self.fetch_key_package(name).await,
+            Request::GroupCommit(commit) => self.group_commit(commit).await,
+            Request::GroupSend { group_id, envelope } => self.group_send(group_id, envelope).await,
+            Request::GroupSync {
+                group_id,
+                after_epoch,
+            } => self.group_sync(group_id, after_epoch).await,
+            Request::GroupLeave { group_id } => self.group_leave(group_id).await,
             Request::Ack { ids } => match self
                 .write(WriteOp::Ack {
                     recipient: self.id_bytes,
@@ -712,6 +710,29 @@ impl Session<'_> {
                 "register a name before publishing prekeys",
             )),
             _ => Err(err(ErrorCode::Internal, "unexpected storage result")),
+        }
+    }
+
+    /// Whether the per-user fetch budget of `name` (bundles and KeyPackages together) is spent.
+    fn fetch_budget_spent(&self, name: &str, now: Instant) -> bool {
+        self.shared
+            .fetches_per_user
+            .lock()
+            .map(|mut buckets| buckets.get_mut(name).is_some_and(|b| !b.try_take(now)))
+            .unwrap_or(false)
+    }
+
+    /// Start the fetch budget of `name` after a successful fetch (only names that exist get
+    /// a bucket, so unknown names cannot grow the map).
+    fn note_fetched(&self, name: String, now: Instant) {
+        if let Ok(mut buckets) = self.shared.fetches_per_user.lock() {
+            let config = &self.shared.config;
+            buckets.entry(name).or_insert_with(|| {
+                let mut bucket =
+                    TokenBucket::new(config.per_user_fetch_rate, config.per_user_fetch_burst, now);
+                bucket.try_take(now);
+                bucket
+            });
         }
     }
 

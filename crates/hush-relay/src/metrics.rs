@@ -40,6 +40,12 @@ pub struct Metrics {
     pub queued_bytes: AtomicU64,
     /// Bundles served without a one-time prekey because that user's fetch budget was spent.
     pub bundles_without_one_time: AtomicU64,
+    /// Group messages (application messages and proposals) stored once for fan-out.
+    pub group_messages_stored: AtomicU64,
+    /// Mailbox rows made by group fan-out (messages, commits, Welcomes): one per recipient.
+    pub group_fan_out: AtomicU64,
+    /// Group recipients skipped because their mailbox was full (the others still got it).
+    pub group_skipped_full: AtomicU64,
     /// The configured global storage quota (for alerting on `hush_mailbox_bytes` against it).
     pub storage_max_bytes: AtomicU64,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
@@ -64,7 +70,7 @@ impl Metrics {
     /// Render the Prometheus text exposition.
     pub fn render(&self, store: &dyn Store) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64, &str); 12] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 15] = [
             (
                 "hush_connections_open",
                 "gauge",
@@ -132,6 +138,24 @@ impl Metrics {
                 "Bundles served without a one-time prekey (that user's fetch budget was spent).",
             ),
             (
+                "hush_group_messages_stored_total",
+                "counter",
+                &self.group_messages_stored,
+                "Group messages stored once for fan-out.",
+            ),
+            (
+                "hush_group_fan_out_total",
+                "counter",
+                &self.group_fan_out,
+                "Mailbox rows made by group fan-out (messages, commits, Welcomes).",
+            ),
+            (
+                "hush_group_skipped_full_total",
+                "counter",
+                &self.group_skipped_full,
+                "Group recipients skipped because their mailbox was full.",
+            ),
+            (
                 "hush_storage_max_bytes",
                 "gauge",
                 &self.storage_max_bytes,
@@ -172,6 +196,18 @@ impl Metrics {
                     "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
                 );
             }
+        }
+        if let Ok(groups) = store.group_stats() {
+            let _ = writeln!(
+                out,
+                "# HELP hush_groups Groups on the relay.\n# TYPE hush_groups gauge\nhush_groups {}",
+                groups.groups
+            );
+            let _ = writeln!(
+                out,
+                "# HELP hush_group_members Memberships over all groups.\n# TYPE hush_group_members gauge\nhush_group_members {}",
+                groups.members
+            );
         }
         let _ = writeln!(out, "# HELP hush_rejects_total Requests refused or connections closed, by reason.\n# TYPE hush_rejects_total counter");
         if let Ok(rejects) = self.rejects.lock() {

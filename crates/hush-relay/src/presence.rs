@@ -166,6 +166,19 @@ impl Presence {
         }
     }
 
+    /// Like [`Self::notify`], building the message only if `recipient` is subscribed: a group
+    /// fan-out copies the envelope for online members only (offline ones read it from the
+    /// stored blob when they connect).
+    pub fn notify_with(&self, recipient: &IdentityBytes, make: impl FnOnce() -> StoredMessage) {
+        let queue = match self.subscribers.lock() {
+            Ok(subs) => subs.get(recipient).cloned(),
+            Err(_) => return,
+        };
+        if let Some(queue) = queue {
+            queue.push(Arc::new(make()));
+        }
+    }
+
     /// A message was committed for `recipient`: wake its subscription. Called by the single
     /// group-commit writer in commit order, so each queue sees ids in increasing order.
     pub fn notify(&self, recipient: &IdentityBytes, message: Arc<StoredMessage>) {

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::store::{Store, StoreError, StoredMessage, WriteOp, WriteResult};
+use crate::store::{FanOut, IdentityBytes, Store, StoreError, StoredMessage, WriteOp, WriteResult};
 
 /// Capacity of the write queue; handlers wait (backpressure) when it is full.
 pub const WRITE_QUEUE: usize = 65_536;
@@ -137,6 +137,54 @@ fn after_commit(op: WriteOp, result: &WriteResult, presence: &Presence, metrics:
             });
             presence.notify(&recipient, message);
         }
+        (
+            WriteOp::GroupSend {
+                sender,
+                envelope,
+                received_at_ms,
+                ..
+            },
+            WriteResult::GroupStored { fan_out, .. },
+        ) => {
+            if !fan_out.delivered.is_empty() {
+                metrics
+                    .group_messages_stored
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            wake_fan_out(
+                fan_out,
+                sender,
+                received_at_ms,
+                &envelope,
+                presence,
+                metrics,
+            );
+        }
+        (
+            WriteOp::GroupCommit {
+                commit,
+                sender,
+                received_at_ms,
+                ..
+            },
+            WriteResult::CommitAccepted {
+                commit: to_members,
+                welcome: to_added,
+                ..
+            },
+        ) => {
+            wake_fan_out(
+                to_members,
+                sender,
+                received_at_ms,
+                &commit.commit,
+                presence,
+                metrics,
+            );
+            if let Some(welcome) = &commit.welcome {
+                wake_fan_out(to_added, sender, received_at_ms, welcome, presence, metrics);
+            }
+        }
         (_, WriteResult::Acked(n)) => {
             metrics
                 .envelopes_acked
@@ -146,5 +194,31 @@ fn after_commit(op: WriteOp, result: &WriteResult, presence: &Presence, metrics:
             metrics.envelopes_expired.fetch_add(*n, Ordering::Relaxed);
         }
         _ => {}
+    }
+}
+
+/// Count a committed group fan-out and wake every recipient that is online, each with its own
+/// mailbox id; the envelope is copied only for those.
+fn wake_fan_out(
+    fan_out: &FanOut,
+    sender: IdentityBytes,
+    received_at_ms: u64,
+    envelope: &[u8],
+    presence: &Presence,
+    metrics: &Metrics,
+) {
+    metrics
+        .group_fan_out
+        .fetch_add(fan_out.delivered.len() as u64, Ordering::Relaxed);
+    metrics
+        .group_skipped_full
+        .fetch_add(u64::from(fan_out.skipped_full), Ordering::Relaxed);
+    for (recipient, id) in &fan_out.delivered {
+        presence.notify_with(recipient, || StoredMessage {
+            id: *id,
+            sender,
+            received_at_ms,
+            envelope: envelope.to_vec(),
+        });
     }
 }

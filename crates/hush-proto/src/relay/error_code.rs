@@ -44,6 +44,8 @@ pub enum ErrorCode {
     NotGroupMember,
     /// No group with that id on the relay.
     UnknownGroup,
+    /// The commit would grow the group beyond the relay's member limit.
+    GroupFull,
     /// A code this build does not know.
     Other(u16),
 }
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::StaleEpoch => 18,
             ErrorCode::NotGroupMember => 19,
             ErrorCode::UnknownGroup => 20,
+            ErrorCode::GroupFull => 21,
             ErrorCode::Other(code) => code,
         }
     }
@@ -99,6 +102,7 @@ impl ErrorCode {
             18 => ErrorCode::StaleEpoch,
             19 => ErrorCode::NotGroupMember,
             20 => ErrorCode::UnknownGroup,
+            21 => ErrorCode::GroupFull,
             other => ErrorCode::Other(other),
         }
     }
@@ -126,6 +130,7 @@ impl ErrorCode {
             ErrorCode::StaleEpoch => "stale_epoch",
             ErrorCode::NotGroupMember => "not_group_member",
             ErrorCode::UnknownGroup => "unknown_group",
+            ErrorCode::GroupFull => "group_full",
             ErrorCode::Other(_) => "other",
         }
     }

@@ -238,17 +238,18 @@ fn error_codes_have_their_documented_wire_values() {
         (18, ErrorCode::StaleEpoch, "stale_epoch"),
         (19, ErrorCode::NotGroupMember, "not_group_member"),
         (20, ErrorCode::UnknownGroup, "unknown_group"),
+        (21, ErrorCode::GroupFull, "group_full"),
     ];
     for (wire, code, label) in documented {
         assert_eq!(code.to_u16(), wire);
         assert_eq!(ErrorCode::from_u16(wire), code);
         assert_eq!(code.label(), label);
     }
-    for wire in 1..=20 {
+    for wire in 1..=21 {
         assert_eq!(ErrorCode::from_u16(wire).to_u16(), wire);
         assert_ne!(ErrorCode::from_u16(wire), ErrorCode::Other(wire));
     }
-    assert_eq!(ErrorCode::from_u16(21), ErrorCode::Other(21));
+    assert_eq!(ErrorCode::from_u16(22), ErrorCode::Other(22));
 }
 
 #[test]

@@ -10,6 +10,7 @@
 pub mod sqlite;
 
 use hush_proto::pq::PqPrekey;
+use hush_proto::relay::{GroupCommit, GroupCommits, GroupId};
 use hush_proto::{OneTimePrekey, PrekeyBundle, SignedPrekey};
 
 /// An identity key as the relay stores it: the raw 32-byte Ed25519 public key.
@@ -89,6 +90,60 @@ pub enum WriteOp {
         /// Message ids to delete; ids not in this mailbox are ignored.
         ids: Vec<MessageId>,
     },
+    /// Store MLS KeyPackages (opaque): replace the last-resort one if given, add one-time ones.
+    PublishKeyPackages {
+        /// The publishing identity.
+        identity: IdentityBytes,
+        /// The new last-resort KeyPackage.
+        last_resort: Option<Vec<u8>>,
+        /// One-time KeyPackages to add.
+        one_time: Vec<Vec<u8>>,
+        /// Most one-time KeyPackages kept per identity; a publish beyond it is refused.
+        max_stock: u32,
+    },
+    /// Pop the oldest one-time KeyPackage of `name` (in the batch transaction, so no two
+    /// fetches get the same one), else serve its last-resort one.
+    FetchKeyPackage {
+        /// The username.
+        name: String,
+        /// False when that user's fetch budget is spent: only the last-resort one is served.
+        pop_one_time: bool,
+    },
+    /// Apply a commit if the group is at its epoch (compare-and-set), fan it and its Welcome out.
+    GroupCommit {
+        /// The commit as received.
+        commit: GroupCommit,
+        /// The authenticated committer.
+        sender: IdentityBytes,
+        /// Relay clock when received (ms since the Unix epoch).
+        received_at_ms: u64,
+        /// Mailbox and storage quotas, as for [`WriteOp::Enqueue`].
+        quota: GroupQuota,
+        /// Most members a group may have after the commit.
+        max_members: u32,
+        /// Most commits kept in the group's log.
+        max_log: u32,
+    },
+    /// Store a group message once and reference it from every other member's mailbox.
+    GroupSend {
+        /// The group.
+        group_id: GroupId,
+        /// The authenticated sender (must be a member).
+        sender: IdentityBytes,
+        /// The group envelope.
+        envelope: Vec<u8>,
+        /// Relay clock when received (ms since the Unix epoch).
+        received_at_ms: u64,
+        /// Mailbox and storage quotas.
+        quota: GroupQuota,
+    },
+    /// Remove `identity` from the group's member list (its own request).
+    GroupLeave {
+        /// The group.
+        group_id: GroupId,
+        /// The leaving identity.
+        identity: IdentityBytes,
+    },
     /// Delete messages received before `before_ms` (TTL expiry), and the prekeys of
     /// identities that hold no name (published before registration was required, or left by a
     /// freed name), so keys nobody can be reached at do not stay served or stored for ever.
@@ -96,6 +151,32 @@ pub enum WriteOp {
         /// Cut-off (ms since the Unix epoch).
         before_ms: u64,
     },
+}
+
+/// The quotas a group fan-out is checked against (see `WriteOp::Enqueue` for their meaning).
+/// A group message counts once toward `max_total_bytes` and the sender's share (it is stored
+/// once), and in full toward each recipient's `max_messages` and `max_bytes` (what that
+/// recipient has to download). A recipient whose mailbox is full is skipped, not the send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupQuota {
+    /// Most messages in one mailbox.
+    pub max_messages: u32,
+    /// Most envelope bytes in one mailbox.
+    pub max_bytes: u64,
+    /// Most bytes stored in all mailboxes together.
+    pub max_total_bytes: u64,
+    /// Most bytes stored from one sender.
+    pub max_sender_bytes: u64,
+}
+
+/// Mailbox rows a fan-out created: who gets which message id (for live delivery), and how many
+/// recipients were skipped because their mailbox was full.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FanOut {
+    /// (recipient, mailbox message id).
+    pub delivered: Vec<(IdentityBytes, MessageId)>,
+    /// Recipients skipped: mailbox over its message or byte quota.
+    pub skipped_full: u32,
 }
 
 /// The result of one [`WriteOp`], in the same order as the ops.
@@ -140,6 +221,49 @@ pub enum WriteResult {
     SenderQuota,
     /// Ack deleted this many messages.
     Acked(u32),
+    /// KeyPackages stored; this many one-time ones are now in stock.
+    KeyPackagesStored {
+        /// One-time KeyPackages remaining for this identity.
+        one_time_remaining: u32,
+    },
+    /// A KeyPackage was served (a one-time one is now deleted).
+    KeyPackage {
+        /// Its owner.
+        identity: IdentityBytes,
+        /// The KeyPackage bytes.
+        key_package: Vec<u8>,
+    },
+    /// The user's fetch budget is spent and it has no last-resort KeyPackage.
+    KeyPackageBudgetSpent,
+    /// The commit was applied.
+    CommitAccepted {
+        /// The group's new epoch.
+        epoch: u64,
+        /// Mailbox rows holding the commit (members before it, except the committer).
+        commit: FanOut,
+        /// Mailbox rows holding the Welcome (added members).
+        welcome: FanOut,
+    },
+    /// The group is not at the commit's epoch (another commit won).
+    StaleEpoch {
+        /// The group's epoch now.
+        current: u64,
+    },
+    /// The identity is not on the group's member list.
+    NotGroupMember,
+    /// No such group (or a commit for a new group at an epoch other than 0).
+    UnknownGroup,
+    /// The commit would grow the group beyond its member limit.
+    GroupFull,
+    /// A group message was stored once under this blob id and referenced from each mailbox.
+    GroupStored {
+        /// The stored group message's id (0 when there was nobody to deliver to).
+        id: u64,
+        /// Mailbox rows holding it.
+        fan_out: FanOut,
+    },
+    /// The identity left the group.
+    LeftGroup,
     /// Expiry deleted this many messages (prekeys of nameless identities are not counted).
     Expired(u64),
 }
@@ -178,6 +302,26 @@ pub struct PrekeyStock {
     pub pq_last_resort: u64,
 }
 
+/// Groups held by the relay, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Groups.
+    pub groups: u64,
+    /// Memberships over all groups.
+    pub members: u64,
+}
+
+/// The answer to a group sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncResult {
+    /// Logged commits, oldest first.
+    Commits(GroupCommits),
+    /// The asker is not a member.
+    NotGroupMember,
+    /// No such group.
+    UnknownGroup,
+}
+
 /// A storage failure (I/O, corruption). Clients get a generic internal error; the relay logs it.
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
@@ -207,4 +351,17 @@ pub trait Store: Send + Sync + 'static {
     fn totals(&self) -> Result<StoreTotals, StoreError>;
     /// Prekeys in stock over all identities.
     fn prekey_stock(&self) -> Result<PrekeyStock, StoreError>;
+    /// Groups and memberships over all groups.
+    fn group_stats(&self) -> Result<GroupStats, StoreError>;
+    /// For a member of `group_id`: logged commits made in epochs `after_epoch ..`, oldest
+    /// first, at most `max_commits` and together at most `max_bytes` of commit envelope plus
+    /// per-commit overhead (at least one if any), and the group's current epoch.
+    fn group_sync(
+        &self,
+        group_id: &GroupId,
+        member: &IdentityBytes,
+        after_epoch: u64,
+        max_commits: usize,
+        max_bytes: usize,
+    ) -> Result<SyncResult, StoreError>;
 }

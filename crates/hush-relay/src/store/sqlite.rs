@@ -18,20 +18,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use hush_proto::relay::GroupId;
+
 use super::{
-    IdentityBytes, MessageId, PrekeyStock, Store, StoreError, StoreTotals, StoredMessage, WriteOp,
-    WriteResult,
+    GroupQuota, GroupStats, IdentityBytes, MessageId, PrekeyStock, Store, StoreError, StoreTotals,
+    StoredMessage, SyncResult, WriteOp, WriteResult,
 };
 
+mod groups;
+mod keypackages;
 mod prekeys;
 mod schema;
+mod usage;
 
+use keypackages::{fetch_key_package, publish_key_packages};
 use prekeys::{
     delete_nameless_prekeys, delete_prekeys_of, fetch_bundle, prekey_stock, publish_pq_prekeys,
     publish_prekeys,
 };
 pub use schema::SCHEMA_VERSION;
 use schema::{check_header, create_schema};
+use usage::UsageDeltas;
 
 /// Page cache of the writer connection, in KiB (SQLite's negative `cache_size` unit).
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
@@ -213,8 +220,12 @@ impl Store for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, sender, received_at_ms, envelope FROM messages
-             WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            // A group message's bytes live once in `group_blobs`; a missing blob reads as
+            // NULL, which fails the row rather than delivering an empty envelope.
+            "SELECT m.id, m.sender, m.received_at_ms,
+                    CASE WHEN m.blob IS NULL THEN m.envelope ELSE b.envelope END
+             FROM messages AS m LEFT JOIN group_blobs AS b ON b.id = m.blob
+             WHERE m.recipient = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![recipient.as_slice(), after, limit], |row| {
             Ok((
@@ -277,6 +288,30 @@ impl Store for SqliteStore {
     fn prekey_stock(&self) -> Result<PrekeyStock, StoreError> {
         let conn = self.reader()?;
         prekey_stock(&conn)
+    }
+
+    fn group_stats(&self) -> Result<GroupStats, StoreError> {
+        let conn = self.reader()?;
+        groups::group_stats(&conn)
+    }
+
+    fn group_sync(
+        &self,
+        group_id: &GroupId,
+        member: &IdentityBytes,
+        after_epoch: u64,
+        max_commits: usize,
+        max_bytes: usize,
+    ) -> Result<SyncResult, StoreError> {
+        let mut conn = self.reader()?;
+        groups::group_sync(
+            &mut conn,
+            group_id,
+            member,
+            after_epoch,
+            max_commits,
+            max_bytes,
+        )
     }
 }
 
@@ -343,6 +378,48 @@ fn apply_op(
                 max_sender_bytes: *max_sender_bytes,
             },
         ),
+        WriteOp::PublishKeyPackages {
+            identity,
+            last_resort,
+            one_time,
+            max_stock,
+        } => publish_key_packages(conn, identity, last_resort.as_deref(), one_time, *max_stock),
+        WriteOp::FetchKeyPackage { name, pop_one_time } => {
+            fetch_key_package(conn, name, *pop_one_time)
+        }
+        WriteOp::GroupCommit {
+            commit,
+            sender,
+            received_at_ms,
+            quota,
+            max_members,
+            max_log,
+        } => groups::group_commit(
+            conn,
+            usage,
+            commit,
+            sender,
+            *received_at_ms,
+            quota,
+            *max_members,
+            *max_log,
+        ),
+        WriteOp::GroupSend {
+            group_id,
+            sender,
+            envelope,
+            received_at_ms,
+            quota,
+        } => groups::group_send(
+            conn,
+            usage,
+            group_id,
+            sender,
+            envelope,
+            *received_at_ms,
+            quota,
+        ),
+        WriteOp::GroupLeave { group_id, identity } => groups::group_leave(conn, group_id, identity),
         WriteOp::Ack { recipient, ids } => ack(conn, usage, recipient, ids),
         WriteOp::Expire { before_ms } => expire(conn, usage, *before_ms),
     }
@@ -391,6 +468,17 @@ struct Quota {
     max_bytes: u64,
     max_total_bytes: u64,
     max_sender_bytes: u64,
+}
+
+impl From<&GroupQuota> for Quota {
+    fn from(q: &GroupQuota) -> Self {
+        Self {
+            max_messages: q.max_messages,
+            max_bytes: q.max_bytes,
+            max_total_bytes: q.max_total_bytes,
+            max_sender_bytes: q.max_sender_bytes,
+        }
+    }
 }
 
 /// Above this share of the storage quota (in tenths), only light senders may store more.
@@ -474,21 +562,28 @@ fn ack(
 ) -> Result<WriteResult, StoreError> {
     let mut delete = conn.prepare_cached(
         "DELETE FROM messages WHERE id = ?1 AND recipient = ?2
-         RETURNING length(envelope), sender",
+         RETURNING length(envelope), sender, blob",
     )?;
     let mut deleted: i64 = 0;
     let mut bytes: i64 = 0;
+    let mut shared: u32 = 0;
     for &id in ids {
         // No stored id exceeds i64::MAX, so such an id is simply not in this mailbox.
         let Ok(id) = i64::try_from(id) else {
             continue;
         };
-        let row: Option<(i64, Vec<u8>)> = delete
+        let row: Option<(i64, Vec<u8>, Option<i64>)> = delete
             .query_row(params![id, recipient.as_slice()], |row| {
-                Ok((row.get(0)?, row.get(1)?))
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .optional()?;
-        if let Some((len, sender)) = row {
+        if let Some((_, _, Some(blob))) = row {
+            // A group message: this mailbox counted the shared bytes; the blob goes with its
+            // last reference.
+            let len = groups::release_blob(conn, usage, blob)?;
+            usage.add_mailbox(conn, recipient.as_slice(), -1, -len)?;
+            shared = shared.saturating_add(1);
+        } else if let Some((len, sender, None)) = row {
             deleted = deleted.saturating_add(1);
             bytes = bytes.saturating_add(len);
             usage.add_sender(conn, &sender, -len)?;
@@ -498,7 +593,9 @@ fn ack(
         usage.add(conn, recipient.as_slice(), -deleted, -bytes)?;
     }
     Ok(WriteResult::Acked(
-        u32::try_from(deleted).unwrap_or(u32::MAX),
+        u32::try_from(deleted)
+            .unwrap_or(u32::MAX)
+            .saturating_add(shared),
     ))
 }
 
@@ -510,17 +607,22 @@ fn expire(
 ) -> Result<WriteResult, StoreError> {
     delete_nameless_prekeys(conn)?;
     let before = saturating_i64(before_ms);
+    groups::expire_group_log(conn, before)?;
     let mut per_mailbox = Vec::new();
     {
+        // (recipient, rows, own bytes, shared group-message bytes)
         let mut stmt = conn.prepare_cached(
-            "SELECT recipient, count(*), sum(length(envelope)) FROM messages
-             WHERE received_at_ms < ?1 GROUP BY recipient",
+            "SELECT m.recipient, count(*), sum(length(m.envelope)),
+                    sum(coalesce(length(b.envelope), 0))
+             FROM messages AS m LEFT JOIN group_blobs AS b ON b.id = m.blob
+             WHERE m.received_at_ms < ?1 GROUP BY m.recipient",
         )?;
         let rows = stmt.query_map(params![before], |row| {
             Ok((
                 row.get::<_, Vec<u8>>(0)?,
                 row.get::<_, i64>(1)?,
                 row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
             ))
         })?;
         for row in rows {
@@ -528,13 +630,14 @@ fn expire(
         }
     }
     if per_mailbox.is_empty() {
+        groups::expire_blobs(conn, usage, before)?;
         return Ok(WriteResult::Expired(0));
     }
     let mut per_sender = Vec::new();
     {
         let mut stmt = conn.prepare_cached(
             "SELECT sender, sum(length(envelope)) FROM messages
-             WHERE received_at_ms < ?1 GROUP BY sender",
+             WHERE received_at_ms < ?1 AND blob IS NULL GROUP BY sender",
         )?;
         let rows = stmt.query_map(params![before], |row| {
             Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?))
@@ -547,13 +650,15 @@ fn expire(
         .prepare_cached("DELETE FROM messages WHERE received_at_ms < ?1")?
         .execute(params![before])?;
     let mut counted: i64 = 0;
-    for (recipient, messages, bytes) in &per_mailbox {
+    for (recipient, messages, bytes, shared) in &per_mailbox {
         counted = counted.saturating_add(*messages);
         usage.add(conn, recipient, -*messages, -*bytes)?;
+        usage.add_mailbox(conn, recipient, 0, -*shared)?;
     }
     for (sender, bytes) in &per_sender {
         usage.add_sender(conn, sender, -*bytes)?;
     }
+    groups::expire_blobs(conn, usage, before)?;
     let deleted = u64::try_from(deleted).map_err(|_| too_large())?;
     if u64::try_from(counted).ok() != Some(deleted) {
         return Err(StoreError(format!(
@@ -561,168 +666,6 @@ fn expire(
         )));
     }
     Ok(WriteResult::Expired(deleted))
-}
-
-/// Mailbox counters as changed by the ops of one batch: read once per mailbox, kept in memory,
-/// written once by [`UsageDeltas::flush`] before the batch commits.
-#[derive(Default)]
-struct UsageDeltas {
-    /// recipient -> counters as stored before the batch, and the change so far.
-    mailboxes: std::collections::HashMap<Vec<u8>, (Counters, Counters)>,
-    /// Total bytes in all mailboxes before the batch (read on first use).
-    stored_total_bytes: Option<i64>,
-    /// Change of the total bytes so far in this batch.
-    total_bytes_delta: i64,
-    /// sender -> envelope bytes stored before the batch, and the change so far.
-    senders: std::collections::HashMap<Vec<u8>, (i64, i64)>,
-}
-
-/// (messages, bytes).
-type Counters = (i64, i64);
-
-impl UsageDeltas {
-    fn entry(
-        &mut self,
-        conn: &Connection,
-        recipient: &[u8],
-    ) -> Result<&mut (Counters, Counters), StoreError> {
-        if !self.mailboxes.contains_key(recipient) {
-            let stored: Option<(i64, i64)> = conn
-                .prepare_cached("SELECT messages, bytes FROM mailbox_usage WHERE recipient = ?1")?
-                .query_row(params![recipient], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            self.mailboxes
-                .insert(recipient.to_vec(), (stored.unwrap_or((0, 0)), (0, 0)));
-        }
-        self.mailboxes
-            .get_mut(recipient)
-            .ok_or_else(|| StoreError("mailbox usage cache".to_owned()))
-    }
-
-    /// The mailbox's counters including this batch's changes so far.
-    fn current(&mut self, conn: &Connection, recipient: &[u8]) -> Result<(i64, i64), StoreError> {
-        let ((m, b), (dm, db)) = *self.entry(conn, recipient)?;
-        Ok((m.saturating_add(dm), b.saturating_add(db)))
-    }
-
-    fn add(
-        &mut self,
-        conn: &Connection,
-        recipient: &[u8],
-        messages: i64,
-        bytes: i64,
-    ) -> Result<(), StoreError> {
-        let (_, delta) = self.entry(conn, recipient)?;
-        delta.0 = delta.0.saturating_add(messages);
-        delta.1 = delta.1.saturating_add(bytes);
-        self.total_bytes_delta = self.total_bytes_delta.saturating_add(bytes);
-        Ok(())
-    }
-
-    fn sender_entry(
-        &mut self,
-        conn: &Connection,
-        sender: &[u8],
-    ) -> Result<&mut (i64, i64), StoreError> {
-        if !self.senders.contains_key(sender) {
-            let stored: Option<i64> = conn
-                .prepare_cached("SELECT bytes FROM sender_usage WHERE sender = ?1")?
-                .query_row(params![sender], |row| row.get(0))
-                .optional()?;
-            self.senders
-                .insert(sender.to_vec(), (stored.unwrap_or(0), 0));
-        }
-        self.senders
-            .get_mut(sender)
-            .ok_or_else(|| StoreError("sender usage cache".to_owned()))
-    }
-
-    /// Envelope bytes `sender` has stored, including this batch's changes so far.
-    fn sender_bytes(&mut self, conn: &Connection, sender: &[u8]) -> Result<i64, StoreError> {
-        let (stored, delta) = *self.sender_entry(conn, sender)?;
-        Ok(stored.saturating_add(delta))
-    }
-
-    fn add_sender(
-        &mut self,
-        conn: &Connection,
-        sender: &[u8],
-        bytes: i64,
-    ) -> Result<(), StoreError> {
-        let (_, delta) = self.sender_entry(conn, sender)?;
-        *delta = delta.saturating_add(bytes);
-        Ok(())
-    }
-
-    /// Bytes in all mailboxes including this batch's changes so far.
-    fn total_bytes(&mut self, conn: &Connection) -> Result<i64, StoreError> {
-        let stored = match self.stored_total_bytes {
-            Some(bytes) => bytes,
-            None => {
-                let bytes: i64 = conn
-                    .prepare_cached("SELECT bytes FROM mailbox_totals WHERE singleton = 0")?
-                    .query_row([], |row| row.get(0))?;
-                self.stored_total_bytes = Some(bytes);
-                bytes
-            }
-        };
-        Ok(stored.saturating_add(self.total_bytes_delta))
-    }
-
-    /// Write every changed mailbox's counters and the totals. A counter driven below zero
-    /// violates a CHECK constraint, failing the batch instead of hiding the inconsistency.
-    fn flush(self, conn: &Connection) -> Result<(), StoreError> {
-        for (sender, (stored, delta)) in self.senders {
-            if delta == 0 {
-                continue;
-            }
-            let bytes = stored.saturating_add(delta);
-            if bytes == 0 {
-                conn.prepare_cached("DELETE FROM sender_usage WHERE sender = ?1")?
-                    .execute(params![sender])?;
-            } else {
-                conn.prepare_cached(
-                    "INSERT INTO sender_usage (sender, bytes) VALUES (?1, ?2)
-                     ON CONFLICT (sender) DO UPDATE SET bytes = excluded.bytes",
-                )?
-                .execute(params![sender, bytes])?;
-            }
-        }
-        let (mut total_messages, mut total_bytes) = (0i64, 0i64);
-        for (recipient, ((m, b), (dm, db))) in self.mailboxes {
-            if dm == 0 && db == 0 {
-                continue;
-            }
-            total_messages = total_messages.saturating_add(dm);
-            total_bytes = total_bytes.saturating_add(db);
-            let (messages, bytes) = (m.saturating_add(dm), b.saturating_add(db));
-            if messages == 0 && bytes == 0 {
-                // Empty mailboxes need no row.
-                conn.prepare_cached("DELETE FROM mailbox_usage WHERE recipient = ?1")?
-                    .execute(params![recipient])?;
-            } else {
-                conn.prepare_cached(
-                    "INSERT INTO mailbox_usage (recipient, messages, bytes) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (recipient) DO UPDATE SET
-                         messages = excluded.messages, bytes = excluded.bytes",
-                )?
-                .execute(params![recipient, messages, bytes])?;
-            }
-        }
-        if total_messages == 0 && total_bytes == 0 {
-            return Ok(());
-        }
-        let updated = conn
-            .prepare_cached(
-                "UPDATE mailbox_totals SET messages = messages + ?1, bytes = bytes + ?2
-                 WHERE singleton = 0",
-            )?
-            .execute(params![total_messages, total_bytes])?;
-        if updated != 1 {
-            return Err(StoreError("mailbox_totals row is missing".to_owned()));
-        }
-        Ok(())
-    }
 }
 
 /// A fixed-size blob read from disk, or an error naming what was malformed (not its bytes).

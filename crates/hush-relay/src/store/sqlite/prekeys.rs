@@ -306,20 +306,22 @@ fn pq_one_time_stock(conn: &Connection, identity: &IdentityBytes) -> Result<u64,
     non_negative(count, "one-time PQ prekey count")
 }
 
-/// Delete every prekey of `identity`, classical and PQ (its name was freed).
+/// Delete every prekey and KeyPackage of `identity` (its name was freed).
 pub(super) fn delete_prekeys_of(conn: &Connection, identity: &[u8]) -> Result<(), StoreError> {
     // Classical one-time prekeys go with their signed prekey (ON DELETE CASCADE).
     for table in [
         "DELETE FROM signed_prekeys WHERE identity = ?1",
         "DELETE FROM pq_last_resort_prekeys WHERE identity = ?1",
         "DELETE FROM pq_one_time_prekeys WHERE identity = ?1",
+        "DELETE FROM key_packages_last_resort WHERE identity = ?1",
+        "DELETE FROM key_packages_one_time WHERE identity = ?1",
     ] {
         conn.prepare_cached(table)?.execute(params![identity])?;
     }
     Ok(())
 }
 
-/// Delete the prekeys of identities that hold no name: nobody can fetch them by name, and
+/// Delete the prekeys and KeyPackages of identities that hold no name: nobody can fetch them by name, and
 /// keeping them would let anyone store keys for free. (PQ prekeys also go with the user row by
 /// ON DELETE CASCADE; this sweep catches any left while foreign keys were off.)
 pub(super) fn delete_nameless_prekeys(conn: &Connection) -> Result<(), StoreError> {
@@ -327,6 +329,8 @@ pub(super) fn delete_nameless_prekeys(conn: &Connection) -> Result<(), StoreErro
         "DELETE FROM signed_prekeys WHERE identity NOT IN (SELECT identity FROM users)",
         "DELETE FROM pq_last_resort_prekeys WHERE identity NOT IN (SELECT identity FROM users)",
         "DELETE FROM pq_one_time_prekeys WHERE identity NOT IN (SELECT identity FROM users)",
+        "DELETE FROM key_packages_last_resort WHERE identity NOT IN (SELECT identity FROM users)",
+        "DELETE FROM key_packages_one_time WHERE identity NOT IN (SELECT identity FROM users)",
     ] {
         conn.prepare_cached(table)?.execute([])?;
     }

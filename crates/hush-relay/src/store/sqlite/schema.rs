@@ -1,6 +1,6 @@
 //! The relay database's schema and its explicit, versioned migrations (`PRAGMA user_version`):
-//! version 1 had mailboxes and prekeys, version 2 added per-sender byte counters, version 3 adds
-//! the PQ prekeys of profile `hush-v2`. A database is migrated forward one step at a time, in
+//! version 1 had mailboxes and prekeys, version 2 added per-sender byte counters, version 3 added
+//! the PQ prekeys of profile `hush-v2`, version 4 adds MLS KeyPackages and groups. A database is migrated forward one step at a time, in
 //! the same immediate transaction that checks its version, so a crash mid-migration leaves the
 //! old version intact.
 
@@ -10,7 +10,7 @@ use super::StoreError;
 
 /// The schema version this code reads and writes (`PRAGMA user_version`). A database with a
 /// newer version is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of a hush relay database ("hush" in ASCII), so the relay refuses to
 /// adopt some other application's SQLite file.
@@ -84,7 +84,7 @@ INSERT INTO sender_usage (sender, bytes)
 /// cascades) updates it in its own transaction; filled here from the classical one-time prekeys
 /// already stored. Writers must upsert rather than `INSERT OR REPLACE` (a REPLACE deletes
 /// without firing delete triggers).
-const PQ_PREKEYS: &str = "
+pub(super) const PQ_PREKEYS: &str = "
 CREATE TABLE pq_last_resort_prekeys (
     identity          BLOB    NOT NULL PRIMARY KEY CHECK (length(identity) = 32)
                               REFERENCES users (identity) ON DELETE CASCADE,
@@ -125,6 +125,80 @@ CREATE TRIGGER pq_last_resort_prekey_added AFTER INSERT ON pq_last_resort_prekey
 END;
 CREATE TRIGGER pq_last_resort_prekey_removed AFTER DELETE ON pq_last_resort_prekeys BEGIN
     UPDATE prekey_totals SET pq_last_resort = pq_last_resort - 1 WHERE singleton = 0;
+END;
+";
+
+/// Version 4: MLS KeyPackages and the relay as MLS delivery service. Nothing to fill from older
+/// data: a version-3 relay stored neither. Existing mail keeps `blob` NULL.
+///
+/// - KeyPackages (opaque bytes) go with the name, like PQ prekeys: one last-resort KeyPackage
+///   per identity, replaced on publish, and a capped stock of one-time ones, popped oldest first.
+/// - `groups` holds each group's epoch (the compare-and-set target of commits), `group_members`
+///   the identities mail is fanned out to, `group_commits` a log of accepted commits for
+///   `GroupSync` (kept for the message TTL, at most a configured number per group).
+/// - A group message, commit or Welcome is stored once in `group_blobs` and each recipient's
+///   mailbox row references it (`messages.blob`, with an empty `envelope`); `refs` counts those
+///   rows, and the store deletes the blob with its last reference (ack or expiry). No foreign
+///   key: its check on every blob delete would scan `messages`, which has no index on `blob`.
+/// - `group_totals` (groups, members) for the metrics, kept by triggers like `prekey_totals`.
+pub(super) const GROUPS: &str = "
+CREATE TABLE key_packages_last_resort (
+    identity    BLOB NOT NULL PRIMARY KEY CHECK (length(identity) = 32)
+                     REFERENCES users (identity) ON DELETE CASCADE,
+    key_package BLOB NOT NULL CHECK (length(key_package) BETWEEN 1 AND 2048)
+);
+CREATE TABLE key_packages_one_time (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    identity    BLOB NOT NULL CHECK (length(identity) = 32)
+                     REFERENCES users (identity) ON DELETE CASCADE,
+    key_package BLOB NOT NULL CHECK (length(key_package) BETWEEN 1 AND 2048)
+);
+CREATE INDEX key_packages_by_identity ON key_packages_one_time (identity, id);
+CREATE TABLE groups (
+    group_id      BLOB    NOT NULL PRIMARY KEY CHECK (length(group_id) BETWEEN 1 AND 32),
+    epoch         INTEGER NOT NULL CHECK (epoch >= 0),
+    created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE group_members (
+    group_id BLOB NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+    identity BLOB NOT NULL CHECK (length(identity) = 32),
+    PRIMARY KEY (group_id, identity)
+) WITHOUT ROWID;
+CREATE TABLE group_commits (
+    group_id       BLOB    NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+    epoch          INTEGER NOT NULL CHECK (epoch >= 0),
+    sender         BLOB    NOT NULL CHECK (length(sender) = 32),
+    envelope       BLOB    NOT NULL,
+    received_at_ms INTEGER NOT NULL CHECK (received_at_ms >= 0),
+    UNIQUE (group_id, epoch)
+);
+CREATE INDEX group_commits_by_age ON group_commits (received_at_ms);
+CREATE TABLE group_blobs (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender         BLOB    NOT NULL CHECK (length(sender) = 32),
+    received_at_ms INTEGER NOT NULL CHECK (received_at_ms >= 0),
+    refs           INTEGER NOT NULL CHECK (refs >= 0),
+    envelope       BLOB    NOT NULL
+);
+CREATE INDEX group_blobs_by_age ON group_blobs (received_at_ms);
+ALTER TABLE messages ADD COLUMN blob INTEGER;
+CREATE TABLE group_totals (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 0),
+    groups    INTEGER NOT NULL CHECK (groups >= 0),
+    members   INTEGER NOT NULL CHECK (members >= 0)
+);
+INSERT INTO group_totals (singleton, groups, members) VALUES (0, 0, 0);
+CREATE TRIGGER group_added AFTER INSERT ON groups BEGIN
+    UPDATE group_totals SET groups = groups + 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER group_removed AFTER DELETE ON groups BEGIN
+    UPDATE group_totals SET groups = groups - 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER group_member_added AFTER INSERT ON group_members BEGIN
+    UPDATE group_totals SET members = members + 1 WHERE singleton = 0;
+END;
+CREATE TRIGGER group_member_removed AFTER DELETE ON group_members BEGIN
+    UPDATE group_totals SET members = members - 1 WHERE singleton = 0;
 END;
 ";
 
@@ -184,6 +258,10 @@ pub(super) fn create_schema(conn: &Connection) -> Result<(), StoreError> {
         if version == 2 {
             conn.execute_batch(PQ_PREKEYS)?;
             version = 3;
+        }
+        if version == 3 {
+            conn.execute_batch(GROUPS)?;
+            version = 4;
         }
         if version != SCHEMA_VERSION {
             return Err(StoreError(format!(

@@ -7,6 +7,8 @@ use hush_proto::{OneTimePrekey, PrekeyBundle, SignedPrekey, X25519PublicKey};
 use std::sync::Arc;
 use tempfile::TempDir;
 
+mod groups;
+mod keypackages;
 mod prekeys;
 
 const MAX_MESSAGES: u32 = 100;
@@ -93,10 +95,13 @@ fn check_counters(dir: &TempDir) {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    // A mailbox counts a group message's shared bytes in full.
     let actual: Vec<(Vec<u8>, i64, i64)> = raw
         .prepare(
-            "SELECT recipient, count(*), sum(length(envelope)) FROM messages
-             GROUP BY recipient ORDER BY recipient",
+            "SELECT m.recipient, count(*),
+                    sum(length(m.envelope) + coalesce(length(b.envelope), 0))
+             FROM messages AS m LEFT JOIN group_blobs AS b ON b.id = m.blob
+             GROUP BY m.recipient ORDER BY m.recipient",
         )
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -110,10 +115,49 @@ fn check_counters(dir: &TempDir) {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
-    let sums = actual
-        .iter()
-        .fold((0, 0), |(m, b), (_, dm, db)| (m + dm, b + db));
-    assert_eq!(totals, sums);
+    // The totals count bytes as stored: a group message once.
+    let stored: (i64, i64) = raw
+        .query_row(
+            "SELECT (SELECT count(*) FROM messages),
+                    (SELECT coalesce(sum(length(envelope)), 0) FROM messages)
+                  + (SELECT coalesce(sum(length(envelope)), 0) FROM group_blobs)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(totals, stored);
+    // Every blob's reference count is the number of mailbox rows pointing at it, never 0.
+    let bad_refs: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM group_blobs AS b
+             WHERE b.refs != (SELECT count(*) FROM messages WHERE blob = b.id) OR b.refs = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bad_refs, 0);
+    let dangling: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM messages
+             WHERE blob IS NOT NULL AND blob NOT IN (SELECT id FROM group_blobs)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dangling, 0);
+    let group_totals: (i64, i64) = raw
+        .query_row("SELECT groups, members FROM group_totals", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let group_rows: (i64, i64) = raw
+        .query_row(
+            "SELECT (SELECT count(*) FROM groups), (SELECT count(*) FROM group_members)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(group_totals, group_rows);
     let per_sender = |sql: &str| -> Vec<(Vec<u8>, i64)> {
         raw.prepare(sql)
             .unwrap()
@@ -125,8 +169,10 @@ fn check_counters(dir: &TempDir) {
     assert_eq!(
         per_sender("SELECT sender, bytes FROM sender_usage ORDER BY sender"),
         per_sender(
-            "SELECT sender, sum(length(envelope)) FROM messages
-             GROUP BY sender HAVING sum(length(envelope)) > 0 ORDER BY sender"
+            "SELECT sender, sum(len) FROM (
+                 SELECT sender, length(envelope) AS len FROM messages WHERE blob IS NULL
+                 UNION ALL SELECT sender, length(envelope) AS len FROM group_blobs)
+             GROUP BY sender HAVING sum(len) > 0 ORDER BY sender"
         )
     );
 }

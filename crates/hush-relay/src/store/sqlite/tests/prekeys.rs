@@ -204,6 +204,10 @@ fn version_1_databases_get_sender_counters_from_their_messages() {
         "DROP TABLE sender_usage; DROP TABLE pq_one_time_prekeys;
          DROP TABLE pq_last_resort_prekeys; DROP TABLE prekey_totals;
          DROP TRIGGER one_time_prekey_added; DROP TRIGGER one_time_prekey_removed;
+         DROP TABLE key_packages_last_resort; DROP TABLE key_packages_one_time;
+         DROP TABLE group_members; DROP TABLE group_commits; DROP TABLE groups;
+         DROP TABLE group_blobs; DROP TABLE group_totals;
+         ALTER TABLE messages DROP COLUMN blob;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -273,7 +277,7 @@ pub(super) fn check_prekey_totals(dir: &TempDir) {
     assert_eq!(stock, counted);
 }
 
-fn rows(dir: &TempDir, table: &str) -> i64 {
+pub(super) fn rows(dir: &TempDir, table: &str) -> i64 {
     Connection::open(dir.path().join("relay.db"))
         .unwrap()
         .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
@@ -518,7 +522,7 @@ fn version_2_database_migrates_to_3_keeping_its_data() {
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, SCHEMA_VERSION);
     // The metrics' totals start from the prekeys already stored.
     assert_eq!(store.prekey_stock().unwrap().one_time, 1);
     assert_eq!(store.identity_of("alice").unwrap(), Some(alice));
