@@ -258,9 +258,9 @@ impl Client {
                 }
             };
             let reply = self.sync_request(group_id, epoch).await?;
-            let full = reply.commits.len() >= hush_proto::relay::group::MAX_COMMITS_PER_SYNC;
+            // A reply holds at most so many commits (or bytes): ask again until current.
             let applied = self.apply_logged(group_id, &reply.commits, events)?;
-            if !full || applied == 0 {
+            if applied == 0 || epoch + applied as u64 >= reply.current_epoch {
                 return Ok(());
             }
         }
