@@ -242,7 +242,6 @@ impl Client {
             let provider = HushProvider::new(&tx);
             let signer = IdentitySigner::new(&self.identity);
             group::create_group(&provider, &signer, &me, id, name).map_err(group_err)?;
-            drop(provider);
             Self::put_group(
                 &tx,
                 &GroupRecord {
@@ -391,7 +390,6 @@ impl Client {
             let provider = HushProvider::new(&tx);
             let signer = IdentitySigner::new(&self.identity);
             let proposal = group::leave(&provider, &signer, &id).map_err(group_err)?;
-            drop(provider);
             record.leaving = Some(proposal);
             record.gone = Some("left".into());
             Self::put_group(&tx, &record)?;
@@ -423,7 +421,6 @@ impl Client {
         let provider = HushProvider::new(&tx);
         // Gone already if a commit removed us meanwhile.
         let _ = group::delete_group(&provider, &id);
-        drop(provider);
         record.leaving = None;
         Self::put_group(&tx, &record)?;
         tx.delete(super::group_commit::NS_GROUP_PENDING, &record.id)?;
@@ -481,7 +478,6 @@ impl Client {
             group::epoch_authenticator(&provider, &id).map_err(group_err)?,
         ));
         let members = group::members(&provider, &id).map_err(group_err)?;
-        drop(provider);
         for m in members {
             let state = member_state(&me, &tx, &m)?;
             info.members.push(GroupMember {
