@@ -291,5 +291,10 @@ async fn concurrent_commits_settle_on_one_epoch_and_an_offline_member_catches_up
     let a = state(alice, "team").await;
     assert_eq!(a.0, 11);
     assert_eq!(state(carol, "team").await, a);
+    // Bob caught up through syncs before each of his sends: the mailbox copies of those
+    // commits are acked silently (no rejection), and he is in the same state.
+    let got = recv(bob).await;
+    assert!(!got.iter().any(|l| l["event"] == "rejected"), "{got:?}");
+    assert_eq!(state(bob, "team").await, a);
     relay.shutdown().await;
 }
