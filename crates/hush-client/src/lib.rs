@@ -9,5 +9,5 @@ pub mod store;
 
 pub use client::{
     default_profile_dir, Client, ClientError, Contact, DeliveryState, EmitError, Event,
-    HistoryEntry,
+    GroupChange, GroupInfo, GroupMember, HistoryEntry, MemberState,
 };

@@ -293,6 +293,7 @@ impl App {
             verified: contact.verified,
             key_changed: false,
             failure: None,
+            group: None,
         };
         self.pending.entry(name.clone()).or_default().push(entry);
         self.clear_input();

@@ -257,14 +257,17 @@ impl Net {
         for event in events {
             match &event {
                 Event::Message(m) => {
-                    changed.insert(m.contact.clone());
+                    // Group messages are not shown in the TUI yet (`hush recv`, `history '#NAME'`).
+                    if m.group.is_none() {
+                        changed.insert(m.contact.clone());
+                    }
                 }
                 Event::Delivered { contact, .. }
                 | Event::KeyChanged { contact }
                 | Event::Failed { contact, .. } => {
                     changed.insert(contact.clone());
                 }
-                Event::Rejected { .. } => {}
+                Event::Rejected { .. } | Event::Group { .. } => {}
             }
             self.emit(NetEvent::Received(event));
         }

@@ -517,6 +517,7 @@ mod tests {
             verified: false,
             key_changed: false,
             failure: None,
+            group: None,
         }
     }
 
