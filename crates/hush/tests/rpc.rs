@@ -678,7 +678,7 @@ async fn groups_create_send_members_and_remove() {
         .error(
             4,
             "group.add",
-            json!({"name": "team", "members": []}),
+            json!({"group": "team", "members": []}),
             -32602,
         )
         .await;
@@ -686,13 +686,13 @@ async fn groups_create_send_members_and_remove() {
         .error(
             5,
             "group.create",
-            json!({"name": "team", "member": ["bob"]}),
+            json!({"group": "team", "member": ["bob"]}),
             -32602,
         )
         .await;
     alice.error(6, "group.nope", json!({}), -32601).await;
     let e = alice
-        .error(7, "group.members", json!({"name": "team"}), -32000)
+        .error(7, "group.members", json!({"group": "team"}), -32000)
         .await;
     assert_eq!(e["data"]["kind"], "invalid", "{e}");
 
@@ -700,7 +700,7 @@ async fn groups_create_send_members_and_remove() {
         .result(
             8,
             "group.create",
-            json!({"name": "#team", "members": ["bob"]}),
+            json!({"group": "#team", "members": ["bob"]}),
         )
         .await;
     assert_eq!(created["group"], "team");
@@ -757,7 +757,7 @@ async fn groups_create_send_members_and_remove() {
         .collect();
     assert_eq!(texts, ["hello team", "hi all"], "{history}");
     let members = bob
-        .result(5, "group.members", json!({"name": "team"}))
+        .result(5, "group.members", json!({"group": "team"}))
         .await;
     assert_eq!(members["epoch"], created["epoch"], "{members}");
     assert_eq!(
@@ -771,7 +771,7 @@ async fn groups_create_send_members_and_remove() {
         .result(
             10,
             "group.add",
-            json!({"name": "team", "members": ["carol"]}),
+            json!({"group": "team", "members": ["carol"]}),
         )
         .await;
     let mut seen = Vec::new();
@@ -794,7 +794,7 @@ async fn groups_create_send_members_and_remove() {
         .as_str()
         .is_some_and(|f| !f.is_empty()));
     let members = bob
-        .result(6, "group.members", json!({"name": "team"}))
+        .result(6, "group.members", json!({"group": "team"}))
         .await;
     let carol_state = members["members"]
         .as_array()
@@ -809,7 +809,7 @@ async fn groups_create_send_members_and_remove() {
         .result(
             11,
             "group.remove",
-            json!({"name": "team", "members": ["bob"]}),
+            json!({"group": "team", "members": ["bob"]}),
         )
         .await;
     assert!(
@@ -839,7 +839,7 @@ async fn groups_create_send_members_and_remove() {
     let left = alice.result(12, "group.list", json!({})).await;
     assert_eq!(left[0]["member"], true);
     let gone = alice
-        .result(13, "group.leave", json!({"name": "team"}))
+        .result(13, "group.leave", json!({"group": "team"}))
         .await;
     assert_eq!(gone["member"], false, "{gone}");
     assert!(alice.finish().await.success());
