@@ -8,7 +8,7 @@ use hush_client::{DeliveryState, GroupChange, GroupInfo, HistoryEntry, MemberSta
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
-use super::app::{now_ms, App, Popup};
+use super::app::{now_ms, App};
 use super::keys;
 use super::net::NetCommand;
 use crate::sanitize;
@@ -275,6 +275,7 @@ fn fingerprint(key_hex: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::app::Popup;
     use crate::tui::net::NetEvent;
     use crate::tui::test_support::contact;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
