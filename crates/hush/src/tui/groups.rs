@@ -410,6 +410,25 @@ mod tests {
     }
 
     #[test]
+    fn a_group_named_on_the_command_line_is_opened_once_groups_arrive() {
+        let mut app = App::new("me", Some("#team".into()));
+        let out = app.on_net_event(NetEvent::Contacts(vec![contact("alice", 0)]));
+        assert!(
+            !out.iter().any(|c| matches!(c, NetCommand::Add { .. })),
+            "a group is never added as a contact: {out:?}"
+        );
+        let out = app.on_net_event(NetEvent::Groups(vec![team(&[])]));
+        assert_eq!(app.selected.as_deref(), Some("#team"));
+        assert!(out.contains(&NetCommand::LoadHistory {
+            name: "#team".into()
+        }));
+        let mut app = App::new("me", Some("#nope".into()));
+        app.on_net_event(NetEvent::Contacts(Vec::new()));
+        app.on_net_event(NetEvent::Groups(vec![team(&[])]));
+        assert!(app.notice.as_ref().is_some_and(|n| n.error));
+    }
+
+    #[test]
     fn members_popup_shows_each_state_and_a_change_elsewhere_is_a_notice() {
         let mut app = App::new("me", None);
         app.size = (100, 30);
