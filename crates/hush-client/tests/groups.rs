@@ -112,3 +112,74 @@ async fn refused_group_mail_is_a_visible_event_and_blocks_nothing() {
     assert_eq!(a.epoch_authenticator, b.epoch_authenticator);
     assert_eq!(a.epoch, Some(1));
 }
+
+/// A member can make the relay accept garbage as a group's next commit (the relay cannot check
+/// MLS). Every member refuses the same bytes, so every member skips that log entry: the next
+/// honest commit still goes through, and the group goes on (it used to be frozen for good:
+/// every commit got StaleEpoch behind the garbage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_commit_the_relay_accepted_is_skipped_and_the_group_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay = relay(&relay_dir).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+    let mut carol = init(tmp.path(), "carol", &relay).await;
+    for (client, others) in [
+        (&mut alice, ["bob", "carol"]),
+        (&mut bob, ["alice", "carol"]),
+        (&mut carol, ["alice", "bob"]),
+    ] {
+        for other in others {
+            client.add_contact(other).await.unwrap();
+        }
+    }
+    alice
+        .group_create("team", &["bob".into(), "carol".into()])
+        .await
+        .unwrap();
+    recv(&mut bob).await;
+    recv(&mut carol).await;
+
+    // What the relay does when carol commits garbage for the current epoch: log it as that
+    // epoch's winner and move on (written straight into its database here).
+    let group_id = hex::decode(&bob.group_info("team").unwrap().id).unwrap();
+    let db = rusqlite::Connection::open(relay_dir.join(hush_relay::server::DATABASE_FILE)).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let epoch: i64 = db
+        .query_row(
+            "SELECT epoch FROM groups WHERE group_id = ?1",
+            [&group_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute(
+        "INSERT INTO group_commits (group_id, epoch, sender, envelope, received_at_ms)
+         VALUES (?1, ?2, ?3, ?4, 0)",
+        rusqlite::params![
+            group_id,
+            epoch,
+            carol.identity_key().as_bytes().as_slice(),
+            GroupEnvelope::Commit(vec![0xff; 40]).to_bytes()
+        ],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE groups SET epoch = epoch + 1 WHERE group_id = ?1",
+        [&group_id],
+    )
+    .unwrap();
+    drop(db);
+
+    // alice removes carol: her first try is stale, she syncs, skips the garbage, and wins.
+    alice.group_remove("team", &["carol".into()]).await.unwrap();
+    alice.send_text("#team", "after the garbage").await.unwrap();
+    let events = recv(&mut bob).await;
+    assert_eq!(texts(&events), ["after the garbage"], "{events:?}");
+    let a = alice.group_info("team").unwrap();
+    let b = bob.group_info("team").unwrap();
+    assert_eq!(a.epoch, b.epoch);
+    assert_eq!(a.epoch_authenticator, b.epoch_authenticator);
+    // bob can commit too (his position is past the garbage as well).
+    bob.group_remove("team", &["alice".into()]).await.unwrap();
+}

@@ -63,6 +63,12 @@ pub(super) fn commit_hash(envelope: &[u8]) -> String {
     hex::encode(Sha256::digest(envelope))
 }
 
+/// Where in the relay's commit log this member is: the record's position, or the MLS epoch
+/// if that is later (a joiner starts from its MLS epoch; see [`GroupRecord::relay_epoch`]).
+fn relay_position(record_epoch: u64, provider: &HushProvider<'_>, group_id: &[u8]) -> u64 {
+    group::epoch(provider, group_id).map_or(record_epoch, |mls| mls.max(record_epoch))
+}
+
 /// The members of `ids` still in the group.
 fn still_members(
     provider: &HushProvider<'_>,
@@ -123,11 +129,13 @@ impl Client {
                 let tx = self.store.tx()?;
                 let provider = HushProvider::new(&tx);
                 let signer = IdentitySigner::new(&self.identity);
+                let record_epoch = Self::group_by_id(&tx, group_id)?.map_or(0, |r| r.relay_epoch);
+                let position = relay_position(record_epoch, &provider, group_id);
                 let Some(out) = build(&op, &provider, &signer, group_id).map_err(group_err)? else {
                     return Ok(None);
                 };
                 let pending = PendingCommit {
-                    epoch: out.epoch,
+                    epoch: position,
                     added: out.added.clone(),
                     removed: out.removed.clone(),
                     commit: out.commit.clone(),
@@ -180,8 +188,8 @@ impl Client {
             welcome: pending.welcome.clone(),
         });
         match self.request(&request).await {
-            Ok(Reply::CommitAccepted { .. }) => {
-                self.settle_pending(group_id, true)?;
+            Ok(Reply::CommitAccepted { epoch }) => {
+                self.settle_pending(group_id, true, Some(epoch))?;
                 Ok(true)
             }
             Ok(_) => Err(ClientError::Network(NetError::UnexpectedReply)),
@@ -192,14 +200,14 @@ impl Client {
                     .commits
                     .iter()
                     .any(|c| c.epoch == pending.epoch && c.commit == pending.commit);
-                self.settle_pending(group_id, ours)?;
+                self.settle_pending(group_id, ours, ours.then_some(pending.epoch + 1))?;
                 self.apply_logged(group_id, &reply.commits, events)?;
                 self.catch_up(group_id, events).await?;
                 Ok(ours)
             }
             Err(ClientError::Relay(e)) => {
                 // Refused for good (not a member, unknown group, too large): drop it.
-                self.settle_pending(group_id, false)?;
+                self.settle_pending(group_id, false, None)?;
                 Err(ClientError::Relay(e))
             }
             // Unknown outcome: the record stays, and the next operation sends it again.
@@ -208,11 +216,22 @@ impl Client {
     }
 
     /// Merge (won) or discard (lost) our pending commit, and forget the record.
-    fn settle_pending(&mut self, group_id: &[u8], won: bool) -> Result<(), ClientError> {
+    fn settle_pending(
+        &mut self,
+        group_id: &[u8],
+        won: bool,
+        position: Option<u64>,
+    ) -> Result<(), ClientError> {
         let tx = self.store.tx()?;
         let provider = HushProvider::new(&tx);
         if won {
             group::merge_own_commit(&provider, group_id).map_err(group_err)?;
+            if let (Some(position), Some(mut record)) =
+                (position, Self::group_by_id(&tx, group_id)?)
+            {
+                record.relay_epoch = record.relay_epoch.max(position);
+                Self::put_group(&tx, &record)?;
+            }
         } else {
             // Nothing to discard if a commit of another member was merged meanwhile.
             let _ = group::discard_own_commit(&provider, group_id);
@@ -246,21 +265,45 @@ impl Client {
         events: &mut Vec<Event>,
     ) -> Result<(), ClientError> {
         for _ in 0..SYNC_ROUNDS_MAX {
-            let epoch = {
-                let tx = self.store.tx()?;
-                let provider = HushProvider::new(&tx);
-                match group::epoch(&provider, group_id) {
-                    Ok(e) => e,
-                    // Removed by a commit just applied: nothing more to fetch.
-                    Err(_) => return Ok(()),
-                }
+            let Some(position) = self.position(group_id)? else {
+                // Removed by a commit just applied: nothing more to fetch.
+                return Ok(());
             };
-            let reply = self.sync_request(group_id, epoch).await?;
+            let reply = self.sync_request(group_id, position).await?;
             // A reply holds at most so many commits (or bytes): ask again until current.
-            let applied = self.apply_logged(group_id, &reply.commits, events)?;
-            if applied == 0 || epoch + applied as u64 >= reply.current_epoch {
+            let walked = self.apply_logged(group_id, &reply.commits, events)?;
+            if walked == 0 || position + walked as u64 >= reply.current_epoch {
                 return Ok(());
             }
+        }
+        Ok(())
+    }
+
+    /// Our position in the group's commit log, or `None` if we are no longer in the group.
+    fn position(&mut self, group_id: &[u8]) -> Result<Option<u64>, ClientError> {
+        let tx = self.store.tx()?;
+        let provider = HushProvider::new(&tx);
+        let Some(record) = Self::group_by_id(&tx, group_id)? else {
+            return Ok(None);
+        };
+        if group::epoch(&provider, group_id).is_err() {
+            return Ok(None);
+        }
+        Ok(Some(relay_position(
+            record.relay_epoch,
+            &provider,
+            group_id,
+        )))
+    }
+
+    /// Move our log position past `logged_epoch` without applying anything (a commit applied
+    /// before, or one every member refuses).
+    fn pass_position(&mut self, group_id: &[u8], logged_epoch: u64) -> Result<(), ClientError> {
+        let tx = self.store.tx()?;
+        if let Some(mut record) = Self::group_by_id(&tx, group_id)? {
+            record.relay_epoch = record.relay_epoch.max(logged_epoch + 1);
+            Self::put_group(&tx, &record)?;
+            tx.commit()?;
         }
         Ok(())
     }
@@ -272,15 +315,10 @@ impl Client {
         commits: &[hush_proto::relay::LoggedCommit],
         events: &mut Vec<Event>,
     ) -> Result<usize, ClientError> {
-        let mut applied = 0;
+        let mut walked = 0;
         for logged in commits {
-            let epoch = {
-                let tx = self.store.tx()?;
-                let provider = HushProvider::new(&tx);
-                match group::epoch(&provider, group_id) {
-                    Ok(e) => e,
-                    Err(_) => break,
-                }
+            let Some(epoch) = self.position(group_id)? else {
+                break;
             };
             if logged.epoch < epoch {
                 continue;
@@ -296,21 +334,35 @@ impl Client {
                 });
                 break;
             }
-            match self.apply_commit(group_id, &logged.commit, true, None)? {
-                Ok(more) => {
-                    events.extend(more);
-                    applied += 1;
-                }
-                Err(reason) => {
+            walked += 1;
+            if self.applied_before(&logged.commit)?.is_some() {
+                // Applied already (from the mailbox): only our position moves.
+                self.pass_position(group_id, logged.epoch)?;
+                continue;
+            }
+            match self.apply_commit(group_id, &logged.commit, Some(logged.epoch), None)? {
+                Ok(more) => events.extend(more),
+                Err(reason) if reason.starts_with(FUTURE_EPOCH) => {
+                    // A valid commit we cannot reach: we missed one the others applied.
                     events.push(Event::Rejected {
                         contact: None,
-                        reason,
+                        reason: format!("{reason}; this group cannot catch up (ask a member to remove and re-add you)"),
                     });
                     break;
                 }
+                Err(reason) => {
+                    // Every member refuses the same bytes the same way, so every member skips
+                    // this entry and the log goes on: a garbage commit the relay accepted (it
+                    // cannot check MLS) does not freeze the group.
+                    self.pass_position(group_id, logged.epoch)?;
+                    events.push(Event::Rejected {
+                        contact: None,
+                        reason: format!("skipped an invalid commit in the group's log: {reason}"),
+                    });
+                }
             }
         }
-        Ok(applied)
+        Ok(walked)
     }
 
     /// Whether this commit envelope was applied before; `Some(true)` if through a sync only
@@ -356,9 +408,10 @@ impl Client {
         &mut self,
         group_id: &[u8],
         envelope: &[u8],
-        synced: bool,
+        logged_at: Option<u64>,
         delivery: Option<&str>,
     ) -> Result<Result<Vec<Event>, String>, ClientError> {
+        let synced = logged_at.is_some();
         let env = match hush_proto::group::GroupEnvelope::from_bytes(envelope) {
             Ok(env @ hush_proto::group::GroupEnvelope::Commit(_)) => env,
             Ok(_) => return Ok(Err("not a commit where a commit belongs".into())),
@@ -370,6 +423,7 @@ impl Client {
             return Ok(Err("a commit for a group we are not in".into()));
         };
         let provider = HushProvider::new(&tx);
+        let position_before = relay_position(record.relay_epoch, &provider, group_id);
         let incoming = match group::process(&provider, group_id, &env) {
             Ok(i) => i,
             Err(GroupError::FutureEpoch { have, got }) => {
@@ -430,6 +484,9 @@ impl Client {
                 },
             });
         }
+        // The commit took one place in the relay's log: the one it was logged at, or (from the
+        // mailbox, which the relay fills in log order) the next one.
+        record.relay_epoch = logged_at.unwrap_or(position_before) + 1;
         Self::put_group(&tx, &record)?;
         Self::note_applied(&tx, envelope, synced)?;
         if let Some(fingerprint) = delivery {

@@ -111,7 +111,7 @@ impl Client {
             }
             let outcome = match &envelope {
                 GroupEnvelope::Commit(_) => self
-                    .apply_commit(&group_id, &delivery.envelope, false, Some(&fingerprint))?
+                    .apply_commit(&group_id, &delivery.envelope, None, Some(&fingerprint))?
                     .map(|e| (e, FollowUp::None)),
                 _ => self.apply_message(&group_id, &envelope, &fingerprint)?,
             };
@@ -348,6 +348,7 @@ impl Client {
             gone: None,
             unread: existing.as_ref().map_or(0, |r| r.unread),
             leaving: None,
+            relay_epoch: 0,
         };
         Self::put_group(&tx, &record)?;
         let mut events = vec![Event::Group {

@@ -38,6 +38,12 @@ pub(super) struct GroupRecord {
     /// `leave` can be finished after a lost connection).
     #[serde(default)]
     pub leaving: Option<Vec<u8>>,
+    /// The relay's commit-log position we have reached: the epoch we name in `GroupCommit`
+    /// and `GroupSync`. Usually the MLS epoch, but it runs ahead of it by every logged commit
+    /// we skipped as invalid (garbage a member made the relay accept), so such a commit cannot
+    /// freeze the group. 0 until known: then the MLS epoch is the best guess.
+    #[serde(default)]
+    pub relay_epoch: u64,
 }
 
 impl GroupRecord {
@@ -249,6 +255,7 @@ impl Client {
                     gone: None,
                     unread: 0,
                     leaving: None,
+                    relay_epoch: 0,
                 },
             )?;
             tx.commit()?;
@@ -616,6 +623,7 @@ mod tests {
             gone: None,
             unread: 0,
             leaving: None,
+            relay_epoch: 0,
         }
     }
 
