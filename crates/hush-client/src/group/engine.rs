@@ -10,7 +10,7 @@
 use hush_proto::GroupEnvelope;
 use openmls::prelude::{
     ExtensionType, GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, Lifetime,
-    Member, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProtocolVersion,
+    Member, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, Proposal, ProtocolVersion,
     StagedWelcome,
 };
 use openmls_traits::OpenMlsProvider;
@@ -212,8 +212,6 @@ pub fn add_members<P: OpenMlsProvider>(
     let current = members_of(&group)?;
     let mut kps = Vec::with_capacity(candidates.len());
     let mut added: Vec<MemberId> = Vec::with_capacity(candidates.len());
-    // Every commit of ours also covers the proposals we stored (a member's leave): its
-    // CommitOut lists them.
     for (expected, bytes) in candidates {
         let kp = verify_key_package(p, expected, bytes)?;
         if current
@@ -230,11 +228,8 @@ pub fn add_members<P: OpenMlsProvider>(
         added.push(expected.clone());
     }
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .add_members(p, signer, &kps)
-        .map_err(|e| GroupError::Invalid(e.to_string()))?;
-    // The commit also covers any proposals we had stored (e.g. a member's leave).
-    pending_out(&group, epoch, &commit, Some(&welcome))
+    let (commit, welcome) = build_commit(p, signer, &mut group, kps, Vec::new(), false)?;
+    pending_out(&group, epoch, &commit, welcome.as_ref())
 }
 
 /// Remove the members with these identity keys (not ourselves: use [`leave`]).
@@ -264,9 +259,7 @@ pub fn remove_members<P: OpenMlsProvider>(
         }
     }
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .remove_members(p, signer, &indices)
-        .map_err(|e| GroupError::Invalid(e.to_string()))?;
+    let (commit, welcome) = build_commit(p, signer, &mut group, Vec::new(), indices, false)?;
     pending_out(&group, epoch, &commit, welcome.as_ref())
 }
 
@@ -281,9 +274,7 @@ pub fn commit_pending_proposals<P: OpenMlsProvider>(
         return Ok(None);
     }
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .commit_to_pending_proposals(p, signer)
-        .map_err(|e| GroupError::Invalid(e.to_string()))?;
+    let (commit, welcome) = build_commit(p, signer, &mut group, Vec::new(), Vec::new(), false)?;
     pending_out(&group, epoch, &commit, welcome.as_ref()).map(Some)
 }
 
@@ -296,11 +287,57 @@ pub fn self_update<P: OpenMlsProvider>(
 ) -> Result<CommitOut, GroupError> {
     let mut group = load_ready(p, group_id)?;
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .self_update(p, signer, LeafNodeParameters::default())
-        .map_err(|e| GroupError::Invalid(e.to_string()))?
-        .into_messages();
+    let (commit, welcome) = build_commit(p, signer, &mut group, Vec::new(), Vec::new(), true)?;
     pending_out(&group, epoch, &commit, welcome.as_ref())
+}
+
+/// Build and stage (pending) a commit of ours: these adds and removes, plus a Remove **by
+/// value** for every leave proposal we stored. openmls's default would put stored proposals in
+/// by reference, and a member who never received the proposal (sent to only some members, or
+/// skipped by the relay) could not process the commit: one leave could freeze the group
+/// (review finding 1). The proposal store is emptied when the commit is merged (ours, or the
+/// one the relay took instead).
+fn build_commit<P: OpenMlsProvider>(
+    p: &P,
+    signer: &IdentitySigner,
+    group: &mut MlsGroup,
+    adds: Vec<KeyPackage>,
+    mut removes: Vec<LeafNodeIndex>,
+    self_update: bool,
+) -> Result<(MlsMessageOut, Option<MlsMessageOut>), GroupError> {
+    let own = group.own_leaf_index();
+    for qp in group.pending_proposals() {
+        // process() stores nothing but a member's own leave.
+        if let Proposal::Remove(r) = qp.proposal() {
+            if r.removed() == own {
+                return Err(GroupError::Invalid(
+                    "we asked to leave: another member must commit it".into(),
+                ));
+            }
+            if !removes.contains(&r.removed()) {
+                removes.push(r.removed());
+            }
+        }
+    }
+    let mut builder = group
+        .commit_builder()
+        .consume_proposal_store(false)
+        .propose_removals(removes)
+        .propose_adds(adds);
+    if self_update {
+        builder = builder
+            .leaf_node_parameters(LeafNodeParameters::default())
+            .force_self_update(true);
+    }
+    let bundle = builder
+        .load_psks(p.storage())
+        .map_err(|e| GroupError::Invalid(e.to_string()))?
+        .build(p.rand(), p.crypto(), signer, |_| true)
+        .map_err(|e| GroupError::Invalid(e.to_string()))?
+        .stage_commit(p)
+        .map_err(|e| GroupError::Invalid(e.to_string()))?;
+    let (commit, welcome, _) = bundle.into_messages();
+    Ok((commit, welcome))
 }
 
 /// The [`CommitOut`] of the commit now pending in `group`, made in `epoch`.

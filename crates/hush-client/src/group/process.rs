@@ -9,8 +9,8 @@ use hush_proto::GroupEnvelope;
 use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::{
     ContentType, Credential, LeafNodeIndex, MlsGroup, MlsGroupStateError, MlsMessageIn,
-    ProcessMessageError, ProcessedMessageContent, Proposal, ProtocolMessage, Sender,
-    ValidationError,
+    ProcessMessageError, ProcessedMessageContent, Proposal, ProposalOrRefType, ProtocolMessage,
+    Sender, ValidationError,
 };
 use openmls_traits::OpenMlsProvider;
 use tls_codec::Deserialize as _;
@@ -271,6 +271,14 @@ fn process_in<P: OpenMlsProvider>(
                 if !matches!(qp.proposal(), Proposal::Add(_) | Proposal::Remove(_)) {
                     return Err(GroupError::Invalid(
                         "commit carries a proposal hush does not use".into(),
+                    ));
+                }
+                // Whether we hold a referenced proposal depends on which mail reached us;
+                // refusing every reference makes all members decide alike (review finding 1).
+                if qp.proposal_or_ref_type() != ProposalOrRefType::Proposal {
+                    return Err(GroupError::Invalid(
+                        "commit carries a proposal by reference; hush commits carry them inline"
+                            .into(),
                     ));
                 }
             }

@@ -9,6 +9,7 @@ use rand_core::OsRng;
 use super::config::{self, CIPHERSUITE};
 use super::engine;
 use super::tests::{assert_converged, group_of, User, GID};
+use super::Incoming;
 use super::{GroupError, MemberId};
 
 #[test]
@@ -443,4 +444,89 @@ fn a_credential_whose_key_is_not_the_leaf_key_is_refused() {
     let mut want = b"carol\0".to_vec();
     want.extend_from_slice(&carol.id().identity);
     assert_eq!(carol.id().credential_identity(), want);
+}
+
+#[test]
+fn a_leave_proposal_known_to_one_member_is_committed_by_value_and_everyone_follows() {
+    // Review finding 1: a member sends its leave proposal to alice only (by 1:1 mail, or the
+    // relay skips the others). Alice's commits must carry the Remove inline, or bob (who never
+    // saw the proposal) could not process them and the group would freeze.
+    let (a, b, c, d, e) = (
+        User::new("alice"),
+        User::new("bob"),
+        User::new("carol"),
+        User::new("dave"),
+        User::new("erin"),
+    );
+    let gid = group_of(&a, &[&b, &c, &d]);
+    // An add commit covers the stored leave.
+    let bye = engine::leave(&c.p, &c.signer(), &gid).unwrap();
+    assert!(matches!(
+        a.recv(&gid, &bye).unwrap(),
+        Incoming::Proposal { .. }
+    ));
+    let out = engine::add_members(&a.p, &a.signer(), &gid, &[e.candidate()]).unwrap();
+    assert_eq!(out.removed, vec![c.id().identity]);
+    assert_eq!(out.added, vec![e.id().identity]);
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    for u in [&b, &d] {
+        match u.recv(&gid, &out.commit).unwrap() {
+            Incoming::Commit { removed, added, .. } => {
+                assert_eq!(removed, vec![c.id()]);
+                assert_eq!(added, vec![e.id()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    e.join(&out.welcome.unwrap());
+    // commit_pending_proposals, likewise.
+    let bye = engine::leave(&d.p, &d.signer(), &gid).unwrap();
+    assert!(matches!(
+        a.recv(&gid, &bye).unwrap(),
+        Incoming::Proposal { .. }
+    ));
+    let out = engine::commit_pending_proposals(&a.p, &a.signer(), &gid)
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.removed, vec![d.id().identity]);
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    for u in [&b, &e] {
+        assert!(matches!(
+            u.recv(&gid, &out.commit).unwrap(),
+            Incoming::Commit { .. }
+        ));
+    }
+    match d.recv(&gid, &out.commit).unwrap() {
+        Incoming::Commit {
+            we_were_removed, ..
+        } => assert!(we_were_removed),
+        other => panic!("{other:?}"),
+    }
+    assert_converged(&gid, &[&a, &b, &e]);
+    assert_eq!(engine::members(&b.p, &gid).unwrap().len(), 3);
+    // The store is empty afterwards.
+    assert!(engine::commit_pending_proposals(&a.p, &a.signer(), &gid)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_commit_carrying_a_proposal_by_reference_is_refused_even_by_those_who_hold_it() {
+    use openmls::prelude::{GroupId, MlsGroup};
+    use openmls_traits::OpenMlsProvider as _;
+    let (a, b, c) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let gid = group_of(&a, &[&b, &c]);
+    let bye = engine::leave(&c.p, &c.signer(), &gid).unwrap();
+    a.recv(&gid, &bye).unwrap();
+    b.recv(&gid, &bye).unwrap();
+    // openmls's own default: the stored proposal goes in by reference.
+    let mut g = MlsGroup::load(a.p.storage(), &GroupId::from_slice(&gid))
+        .unwrap()
+        .unwrap();
+    let (commit, _, _) = g.commit_to_pending_proposals(&a.p, &a.signer()).unwrap();
+    let env = GroupEnvelope::Commit(commit.to_bytes().unwrap()).to_bytes();
+    // Whether a member holds the proposal depends on what mail reached it: everyone refuses
+    // alike, so no member's view depends on it.
+    let err = b.recv(&gid, &env).unwrap_err();
+    assert!(matches!(err, GroupError::Invalid(_)), "{err:?}");
 }
