@@ -477,6 +477,28 @@ pub fn encrypt<P: OpenMlsProvider>(
 /// openmls consumes the KeyPackage's keys (kept if last-resort) in the provider's storage:
 /// on error the caller drops its transaction.
 pub fn join<P: OpenMlsProvider>(p: &P, welcome: &GroupEnvelope) -> Result<Joined, GroupError> {
+    join_in(p, welcome, None)
+}
+
+/// [`join`] for a group we were in before (we left, were removed, deleted it) and knew up to
+/// epoch `last_epoch`: a Welcome to an epoch at or before it is refused (`Invalid`) before
+/// anything is written. The relay keeps every Welcome and can replay the one that first added
+/// us (through a last-resort KeyPackage, whose keys stay), which would "rejoin" us at a stale
+/// epoch whose members (some since removed) could read what we send. A real re-add is a Welcome
+/// to a later epoch. The client keeps `last_epoch` for every group it deleted.
+pub fn join_after<P: OpenMlsProvider>(
+    p: &P,
+    welcome: &GroupEnvelope,
+    last_epoch: u64,
+) -> Result<Joined, GroupError> {
+    join_in(p, welcome, Some(last_epoch))
+}
+
+fn join_in<P: OpenMlsProvider>(
+    p: &P,
+    welcome: &GroupEnvelope,
+    last_epoch: Option<u64>,
+) -> Result<Joined, GroupError> {
     let GroupEnvelope::Welcome(bytes) = welcome else {
         return Err(GroupError::Invalid("not a Welcome envelope".into()));
     };
@@ -506,6 +528,15 @@ pub fn join<P: OpenMlsProvider>(p: &P, welcome: &GroupEnvelope) -> Result<Joined
     let group_id = staged.group_context().group_id().as_slice().to_vec();
     if group_id.len() != GROUP_ID_LEN {
         return Err(GroupError::Invalid("group id is not 16 bytes".into()));
+    }
+    let welcome_epoch = staged.group_context().epoch().as_u64();
+    if let Some(last) = last_epoch {
+        if welcome_epoch <= last {
+            return Err(GroupError::Invalid(format!(
+                "a Welcome to epoch {welcome_epoch} of a group we knew up to epoch {last} \
+                 (replayed)"
+            )));
+        }
     }
     let name = config::group_name(staged.group_context().extensions())?;
     let members = staged
