@@ -123,6 +123,36 @@ pub fn new_key_package<P: OpenMlsProvider>(
         .map_err(internal)
 }
 
+/// Delete the private keys of one of our KeyPackages (the MLSMessage bytes
+/// [`new_key_package`] returned): a last-resort one some time after it was replaced, a one-time
+/// one that expired unused. Its lifetime is not checked (an expired one must go too). Returns
+/// whether we still held it. A Welcome to it can no longer be joined.
+pub fn forget_key_package<P: OpenMlsProvider>(p: &P, bytes: &[u8]) -> Result<bool, GroupError> {
+    use openmls::prelude::{KeyPackageBundle, KeyPackageRef};
+    use openmls_traits::storage::StorageProvider as _;
+    use tls_codec::Serialize as _;
+    let msg = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|e| GroupError::KeyPackage(format!("malformed: {e}")))?;
+    let MlsMessageBodyIn::KeyPackage(kp) = msg.extract() else {
+        return Err(GroupError::KeyPackage("not a KeyPackage".into()));
+    };
+    let kp_bytes = kp.tls_serialize_detached().map_err(internal)?;
+    let hash_ref =
+        openmls::ciphersuite::hash_ref::make_key_package_ref(&kp_bytes, CIPHERSUITE, p.crypto())
+            .map_err(internal)?;
+    let held = p
+        .storage()
+        .key_package::<KeyPackageRef, KeyPackageBundle>(&hash_ref)
+        .map_err(|e| GroupError::Storage(e.to_string()))?
+        .is_some();
+    if held {
+        p.storage()
+            .delete_key_package(&hash_ref)
+            .map_err(|e| GroupError::Storage(e.to_string()))?;
+    }
+    Ok(held)
+}
+
 /// Create group `group_id` named `name` with us as its only member (epoch 0).
 pub fn create_group<P: OpenMlsProvider>(
     p: &P,

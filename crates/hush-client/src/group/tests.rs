@@ -571,3 +571,25 @@ fn a_replayed_welcome_does_not_rejoin_a_group_we_deleted() {
     assert!(joined.epoch > last);
     assert_converged(&gid, &[&a, &b]);
 }
+
+#[test]
+fn a_forgotten_key_package_cannot_be_joined_through() {
+    // Review finding 7: a replaced last-resort KeyPackage's keys are deleted after a grace
+    // period; a Welcome to it (e.g. replayed by the relay) then finds no key.
+    let (a, b) = (User::new("alice"), User::new("bob"));
+    let gid = group_of(&a, &[]);
+    let old = engine::new_key_package(&b.p, &b.signer(), &b.id(), true).unwrap();
+    let new = engine::new_key_package(&b.p, &b.signer(), &b.id(), true).unwrap();
+    let out = engine::add_members(&a.p, &a.signer(), &gid, &[(b.id(), old.clone())]).unwrap();
+    engine::discard_own_commit(&a.p, &gid).unwrap();
+    assert!(engine::forget_key_package(&b.p, &old).unwrap());
+    assert!(!engine::forget_key_package(&b.p, &old).unwrap());
+    let welcome = GroupEnvelope::from_bytes(&out.welcome.unwrap()).unwrap();
+    let err = engine::join(&b.p, &welcome).unwrap_err();
+    assert!(matches!(err, GroupError::KeyPackage(_)), "{err:?}");
+    // The current one still works.
+    let out = engine::add_members(&a.p, &a.signer(), &gid, &[(b.id(), new)]).unwrap();
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    b.join(&out.welcome.unwrap());
+    assert!(engine::forget_key_package(&b.p, b"garbage").is_err());
+}
