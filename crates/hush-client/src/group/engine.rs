@@ -434,8 +434,9 @@ pub fn leave<P: OpenMlsProvider>(
 /// A group kept loaded across calls, for a caller that sends or receives many messages in a
 /// row (loading a group from storage costs more than encrypting one message). openmls writes
 /// every change through to the provider's storage as it goes, so the two stay equal; but if
-/// the transaction under the provider is dropped, or any call returns `Storage` or
-/// `Internal`, drop this and load it again.
+/// the transaction under the provider is dropped, or any call returns an error (openmls may
+/// have moved the in-memory ratchet before hush's own checks refused), drop this and load it
+/// again.
 pub struct LoadedGroup {
     group: MlsGroup,
 }
