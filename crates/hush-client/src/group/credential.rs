@@ -1,6 +1,7 @@
 //! The identity binding: a member's MLS credential is a BasicCredential whose identity is its
-//! UTF-8 relay username, and its leaf signature key is exactly its Ed25519 identity public key
-//! (the key safety numbers cover), so verifying a contact once covers it in every group. MLS
+//! UTF-8 relay username, a 0x00 byte and its 32-byte Ed25519 identity public key, and its leaf
+//! signature key is exactly that key (the key safety numbers cover), so verifying a contact once
+//! covers it in every group, and two credentials are equal only if their keys are. MLS
 //! signs with `SignWithLabel` ("MLS 1.0 " + label), which no hush signature can collide with
 //! (docs/PROTOCOL.md §13).
 
@@ -40,8 +41,10 @@ impl MemberId {
         })
     }
 
-    /// Read a member back from a leaf (or KeyPackage leaf): a Basic credential holding a valid
-    /// relay name, and a valid 32-byte Ed25519 signature key. Anything else is refused.
+    /// Read a member back from a leaf (or KeyPackage leaf): a Basic credential whose identity
+    /// is `name ‖ 0x00 ‖ key` ([`Self::credential_identity`]) with a valid relay name, and a leaf
+    /// signature key equal to that key and a valid Ed25519 point. Anything else is refused, so
+    /// wherever hush compares credentials it compares keys too (PROTOCOL §13.1).
     pub fn from_leaf(credential: &Credential, signature_key: &[u8]) -> Result<Self, GroupError> {
         if credential.credential_type() != CredentialType::Basic {
             return Err(GroupError::Invalid(
@@ -50,21 +53,63 @@ impl MemberId {
         }
         let basic = BasicCredential::try_from(credential.clone())
             .map_err(|e| GroupError::Invalid(format!("credential: {e}")))?;
-        let name = std::str::from_utf8(basic.identity())
-            .map_err(|_| GroupError::Invalid("credential name is not UTF-8".into()))?;
-        let identity: [u8; 32] = signature_key
-            .try_into()
-            .map_err(|_| GroupError::Invalid("signature key is not 32 bytes".into()))?;
-        Self::new(name, identity)
+        let (name, key) = split_identity(basic.identity())?;
+        if key.as_slice() != signature_key {
+            return Err(GroupError::Invalid(
+                "the credential's key is not the leaf signature key".into(),
+            ));
+        }
+        Self::new(name, *key)
+    }
+
+    /// The member a credential names (name and key from its identity alone), for a leaf whose
+    /// signature key we no longer see (a past epoch's sender); its leaf was checked with
+    /// [`Self::from_leaf`] when it entered the tree.
+    pub(crate) fn from_credential(credential: &Credential) -> Result<Self, GroupError> {
+        if credential.credential_type() != CredentialType::Basic {
+            return Err(GroupError::Invalid(
+                "credential is not a Basic credential".into(),
+            ));
+        }
+        let basic = BasicCredential::try_from(credential.clone())
+            .map_err(|e| GroupError::Invalid(format!("credential: {e}")))?;
+        let (name, key) = split_identity(basic.identity())?;
+        Self::new(name, *key)
+    }
+
+    /// The BasicCredential identity of this member: the UTF-8 name, one 0x00 byte, then the
+    /// 32-byte identity key (a relay name never holds 0x00, so the layout is unambiguous).
+    pub fn credential_identity(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.name.len() + 1 + 32);
+        out.extend_from_slice(self.name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(&self.identity);
+        out
     }
 
     /// The credential and signature key our own leaves carry.
     pub(crate) fn credential_with_key(&self) -> CredentialWithKey {
         CredentialWithKey {
-            credential: BasicCredential::new(self.name.as_bytes().to_vec()).into(),
+            credential: BasicCredential::new(self.credential_identity()).into(),
             signature_key: self.identity.to_vec().into(),
         }
     }
+}
+
+/// Split a BasicCredential identity into its name and key (see
+/// [`MemberId::credential_identity`]).
+fn split_identity(identity: &[u8]) -> Result<(&str, &[u8; 32]), GroupError> {
+    let bad = || GroupError::Invalid("credential is not `name ‖ 0x00 ‖ 32-byte key`".into());
+    let cut = identity.len().checked_sub(33).ok_or_else(bad)?;
+    let (name, rest) = identity.split_at(cut);
+    let (sep, key) = rest.split_first().ok_or_else(bad)?;
+    if *sep != 0 {
+        return Err(bad());
+    }
+    let key: &[u8; 32] = key.try_into().map_err(|_| bad())?;
+    let name = std::str::from_utf8(name)
+        .map_err(|_| GroupError::Invalid("credential name is not UTF-8".into()))?;
+    Ok((name, key))
 }
 
 /// Signs MLS structures with the identity key. openmls prefixes every payload with its

@@ -10,7 +10,7 @@
 use hush_proto::GroupEnvelope;
 use openmls::prelude::{
     ExtensionType, GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, Lifetime,
-    Member, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProtocolVersion,
+    Member, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, Proposal, ProtocolVersion,
     StagedWelcome,
 };
 use openmls_traits::OpenMlsProvider;
@@ -123,6 +123,36 @@ pub fn new_key_package<P: OpenMlsProvider>(
         .map_err(internal)
 }
 
+/// Delete the private keys of one of our KeyPackages (the MLSMessage bytes
+/// [`new_key_package`] returned): a last-resort one some time after it was replaced, a one-time
+/// one that expired unused. Its lifetime is not checked (an expired one must go too). Returns
+/// whether we still held it. A Welcome to it can no longer be joined.
+pub fn forget_key_package<P: OpenMlsProvider>(p: &P, bytes: &[u8]) -> Result<bool, GroupError> {
+    use openmls::prelude::{KeyPackageBundle, KeyPackageRef};
+    use openmls_traits::storage::StorageProvider as _;
+    use tls_codec::Serialize as _;
+    let msg = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|e| GroupError::KeyPackage(format!("malformed: {e}")))?;
+    let MlsMessageBodyIn::KeyPackage(kp) = msg.extract() else {
+        return Err(GroupError::KeyPackage("not a KeyPackage".into()));
+    };
+    let kp_bytes = kp.tls_serialize_detached().map_err(internal)?;
+    let hash_ref =
+        openmls::ciphersuite::hash_ref::make_key_package_ref(&kp_bytes, CIPHERSUITE, p.crypto())
+            .map_err(internal)?;
+    let held = p
+        .storage()
+        .key_package::<KeyPackageRef, KeyPackageBundle>(&hash_ref)
+        .map_err(|e| GroupError::Storage(e.to_string()))?
+        .is_some();
+    if held {
+        p.storage()
+            .delete_key_package(&hash_ref)
+            .map_err(|e| GroupError::Storage(e.to_string()))?;
+    }
+    Ok(held)
+}
+
 /// Create group `group_id` named `name` with us as its only member (epoch 0).
 pub fn create_group<P: OpenMlsProvider>(
     p: &P,
@@ -212,8 +242,6 @@ pub fn add_members<P: OpenMlsProvider>(
     let current = members_of(&group)?;
     let mut kps = Vec::with_capacity(candidates.len());
     let mut added: Vec<MemberId> = Vec::with_capacity(candidates.len());
-    // Every commit of ours also covers the proposals we stored (a member's leave): its
-    // CommitOut lists them.
     for (expected, bytes) in candidates {
         let kp = verify_key_package(p, expected, bytes)?;
         if current
@@ -230,11 +258,8 @@ pub fn add_members<P: OpenMlsProvider>(
         added.push(expected.clone());
     }
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .add_members(p, signer, &kps)
-        .map_err(|e| GroupError::Invalid(e.to_string()))?;
-    // The commit also covers any proposals we had stored (e.g. a member's leave).
-    pending_out(&group, epoch, &commit, Some(&welcome))
+    let (commit, welcome) = build_commit(p, signer, &mut group, kps, Vec::new(), false)?;
+    pending_out(&group, epoch, &commit, welcome.as_ref())
 }
 
 /// Remove the members with these identity keys (not ourselves: use [`leave`]).
@@ -264,9 +289,7 @@ pub fn remove_members<P: OpenMlsProvider>(
         }
     }
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .remove_members(p, signer, &indices)
-        .map_err(|e| GroupError::Invalid(e.to_string()))?;
+    let (commit, welcome) = build_commit(p, signer, &mut group, Vec::new(), indices, false)?;
     pending_out(&group, epoch, &commit, welcome.as_ref())
 }
 
@@ -281,9 +304,7 @@ pub fn commit_pending_proposals<P: OpenMlsProvider>(
         return Ok(None);
     }
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .commit_to_pending_proposals(p, signer)
-        .map_err(|e| GroupError::Invalid(e.to_string()))?;
+    let (commit, welcome) = build_commit(p, signer, &mut group, Vec::new(), Vec::new(), false)?;
     pending_out(&group, epoch, &commit, welcome.as_ref()).map(Some)
 }
 
@@ -296,11 +317,57 @@ pub fn self_update<P: OpenMlsProvider>(
 ) -> Result<CommitOut, GroupError> {
     let mut group = load_ready(p, group_id)?;
     let epoch = group.epoch().as_u64();
-    let (commit, welcome, _) = group
-        .self_update(p, signer, LeafNodeParameters::default())
-        .map_err(|e| GroupError::Invalid(e.to_string()))?
-        .into_messages();
+    let (commit, welcome) = build_commit(p, signer, &mut group, Vec::new(), Vec::new(), true)?;
     pending_out(&group, epoch, &commit, welcome.as_ref())
+}
+
+/// Build and stage (pending) a commit of ours: these adds and removes, plus a Remove **by
+/// value** for every leave proposal we stored. openmls's default would put stored proposals in
+/// by reference, and a member who never received the proposal (sent to only some members, or
+/// skipped by the relay) could not process the commit: one leave could freeze the group
+/// (review finding 1). The proposal store is emptied when the commit is merged (ours, or the
+/// one the relay took instead).
+fn build_commit<P: OpenMlsProvider>(
+    p: &P,
+    signer: &IdentitySigner,
+    group: &mut MlsGroup,
+    adds: Vec<KeyPackage>,
+    mut removes: Vec<LeafNodeIndex>,
+    self_update: bool,
+) -> Result<(MlsMessageOut, Option<MlsMessageOut>), GroupError> {
+    let own = group.own_leaf_index();
+    for qp in group.pending_proposals() {
+        // process() stores nothing but a member's own leave.
+        if let Proposal::Remove(r) = qp.proposal() {
+            if r.removed() == own {
+                return Err(GroupError::Invalid(
+                    "we asked to leave: another member must commit it".into(),
+                ));
+            }
+            if !removes.contains(&r.removed()) {
+                removes.push(r.removed());
+            }
+        }
+    }
+    let mut builder = group
+        .commit_builder()
+        .consume_proposal_store(false)
+        .propose_removals(removes)
+        .propose_adds(adds);
+    if self_update {
+        builder = builder
+            .leaf_node_parameters(LeafNodeParameters::default())
+            .force_self_update(true);
+    }
+    let bundle = builder
+        .load_psks(p.storage())
+        .map_err(|e| GroupError::Invalid(e.to_string()))?
+        .build(p.rand(), p.crypto(), signer, |_| true)
+        .map_err(|e| GroupError::Invalid(e.to_string()))?
+        .stage_commit(p)
+        .map_err(|e| GroupError::Invalid(e.to_string()))?;
+    let (commit, welcome, _) = bundle.into_messages();
+    Ok((commit, welcome))
 }
 
 /// The [`CommitOut`] of the commit now pending in `group`, made in `epoch`.
@@ -367,8 +434,9 @@ pub fn leave<P: OpenMlsProvider>(
 /// A group kept loaded across calls, for a caller that sends or receives many messages in a
 /// row (loading a group from storage costs more than encrypting one message). openmls writes
 /// every change through to the provider's storage as it goes, so the two stay equal; but if
-/// the transaction under the provider is dropped, or any call returns `Storage` or
-/// `Internal`, drop this and load it again.
+/// the transaction under the provider is dropped, or any call returns an error (openmls may
+/// have moved the in-memory ratchet before hush's own checks refused), drop this and load it
+/// again.
 pub struct LoadedGroup {
     group: MlsGroup,
 }
@@ -440,6 +508,28 @@ pub fn encrypt<P: OpenMlsProvider>(
 /// openmls consumes the KeyPackage's keys (kept if last-resort) in the provider's storage:
 /// on error the caller drops its transaction.
 pub fn join<P: OpenMlsProvider>(p: &P, welcome: &GroupEnvelope) -> Result<Joined, GroupError> {
+    join_in(p, welcome, None)
+}
+
+/// [`join`] for a group we were in before (we left, were removed, deleted it) and knew up to
+/// epoch `last_epoch`: a Welcome to an epoch at or before it is refused (`Invalid`) before
+/// anything is written. The relay keeps every Welcome and can replay the one that first added
+/// us (through a last-resort KeyPackage, whose keys stay), which would "rejoin" us at a stale
+/// epoch whose members (some since removed) could read what we send. A real re-add is a Welcome
+/// to a later epoch. The client keeps `last_epoch` for every group it deleted.
+pub fn join_after<P: OpenMlsProvider>(
+    p: &P,
+    welcome: &GroupEnvelope,
+    last_epoch: u64,
+) -> Result<Joined, GroupError> {
+    join_in(p, welcome, Some(last_epoch))
+}
+
+fn join_in<P: OpenMlsProvider>(
+    p: &P,
+    welcome: &GroupEnvelope,
+    last_epoch: Option<u64>,
+) -> Result<Joined, GroupError> {
     let GroupEnvelope::Welcome(bytes) = welcome else {
         return Err(GroupError::Invalid("not a Welcome envelope".into()));
     };
@@ -469,6 +559,15 @@ pub fn join<P: OpenMlsProvider>(p: &P, welcome: &GroupEnvelope) -> Result<Joined
     let group_id = staged.group_context().group_id().as_slice().to_vec();
     if group_id.len() != GROUP_ID_LEN {
         return Err(GroupError::Invalid("group id is not 16 bytes".into()));
+    }
+    let welcome_epoch = staged.group_context().epoch().as_u64();
+    if let Some(last) = last_epoch {
+        if welcome_epoch <= last {
+            return Err(GroupError::Invalid(format!(
+                "a Welcome to epoch {welcome_epoch} of a group we knew up to epoch {last} \
+                 (replayed)"
+            )));
+        }
     }
     let name = config::group_name(staged.group_context().extensions())?;
     let members = staged

@@ -9,8 +9,8 @@ use hush_proto::GroupEnvelope;
 use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::{
     ContentType, Credential, LeafNodeIndex, MlsGroup, MlsGroupStateError, MlsMessageIn,
-    ProcessMessageError, ProcessedMessageContent, Proposal, ProtocolMessage, Sender,
-    ValidationError,
+    ProcessMessageError, ProcessedMessageContent, Proposal, ProposalOrRefType, ProtocolMessage,
+    Sender, ValidationError,
 };
 use openmls_traits::OpenMlsProvider;
 use tls_codec::Deserialize as _;
@@ -155,16 +155,19 @@ fn map_process_error<E: std::fmt::Display>(
     }
 }
 
-/// The sender of an application message. In the current epoch it is the member at its leaf;
-/// from a past epoch, the member now at that leaf if it holds the same credential (leaf keys
-/// never change in a hush group: commits that change one are refused).
+/// The sender of an application message: the (name, key) its credential names, which must be
+/// the member at its leaf now. A message from a past epoch was verified under that epoch's
+/// leaf; if the leaf has changed hands since (removed, and someone added in its place, even
+/// under the same name), the key differs and the message is refused: its sender is no longer
+/// known to us (review finding 5).
 fn resolve_sender(
     group: &MlsGroup,
     index: LeafNodeIndex,
     credential: &Credential,
 ) -> Result<MemberId, GroupError> {
-    match group.member_at(index) {
-        Some(m) if &m.credential == credential => member_id(&m),
+    let then = MemberId::from_credential(credential)?;
+    match group.member_at(index).map(|m| member_id(&m)) {
+        Some(Ok(now)) if now == then => Ok(now),
         _ => Err(GroupError::Invalid(
             "the sender has left the group since; its key is no longer known".into(),
         )),
@@ -268,6 +271,14 @@ fn process_in<P: OpenMlsProvider>(
                 if !matches!(qp.proposal(), Proposal::Add(_) | Proposal::Remove(_)) {
                     return Err(GroupError::Invalid(
                         "commit carries a proposal hush does not use".into(),
+                    ));
+                }
+                // Whether we hold a referenced proposal depends on which mail reached us;
+                // refusing every reference makes all members decide alike (review finding 1).
+                if qp.proposal_or_ref_type() != ProposalOrRefType::Proposal {
+                    return Err(GroupError::Invalid(
+                        "commit carries a proposal by reference; hush commits carry them inline"
+                            .into(),
                     ));
                 }
             }

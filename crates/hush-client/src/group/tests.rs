@@ -536,3 +536,60 @@ fn a_joined_member_adds_with_the_same_configuration() {
     let m = c.send(&gid, "hi");
     assert_eq!(a.read(&gid, &m).1, "hi");
 }
+
+#[test]
+fn a_replayed_welcome_does_not_rejoin_a_group_we_deleted() {
+    // Review finding 7: the relay replays the Welcome that first added bob through his
+    // last-resort KeyPackage, after bob was removed and deleted the group.
+    let (a, b) = (User::new("alice"), User::new("bob"));
+    let gid = group_of(&a, &[]);
+    let lr = engine::new_key_package(&b.p, &b.signer(), &b.id(), true).unwrap();
+    let first = engine::add_members(&a.p, &a.signer(), &gid, &[(b.id(), lr.clone())]).unwrap();
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    let first = GroupEnvelope::from_bytes(&first.welcome.unwrap()).unwrap();
+    engine::join(&b.p, &first).unwrap();
+    let out = engine::remove_members(&a.p, &a.signer(), &gid, &[b.id().identity]).unwrap();
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    b.recv(&gid, &out.commit).unwrap();
+    let last = b.epoch(&gid);
+    engine::delete_group(&b.p, &gid).unwrap();
+    // Refused before anything is written.
+    let err = engine::join_after(&b.p, &first, last).unwrap_err();
+    assert!(matches!(err, GroupError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        engine::epoch(&b.p, &gid).unwrap_err(),
+        GroupError::UnknownGroup
+    );
+    // (Plain join cannot tell: the client must pass the last epoch it knew.)
+    assert_eq!(engine::join(&b.p, &first).unwrap().epoch, 1);
+    engine::delete_group(&b.p, &gid).unwrap();
+    // A real re-add is a Welcome to a later epoch.
+    let again = engine::add_members(&a.p, &a.signer(), &gid, &[(b.id(), lr)]).unwrap();
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    let again = GroupEnvelope::from_bytes(&again.welcome.unwrap()).unwrap();
+    let joined = engine::join_after(&b.p, &again, last).unwrap();
+    assert!(joined.epoch > last);
+    assert_converged(&gid, &[&a, &b]);
+}
+
+#[test]
+fn a_forgotten_key_package_cannot_be_joined_through() {
+    // Review finding 7: a replaced last-resort KeyPackage's keys are deleted after a grace
+    // period; a Welcome to it (e.g. replayed by the relay) then finds no key.
+    let (a, b) = (User::new("alice"), User::new("bob"));
+    let gid = group_of(&a, &[]);
+    let old = engine::new_key_package(&b.p, &b.signer(), &b.id(), true).unwrap();
+    let new = engine::new_key_package(&b.p, &b.signer(), &b.id(), true).unwrap();
+    let out = engine::add_members(&a.p, &a.signer(), &gid, &[(b.id(), old.clone())]).unwrap();
+    engine::discard_own_commit(&a.p, &gid).unwrap();
+    assert!(engine::forget_key_package(&b.p, &old).unwrap());
+    assert!(!engine::forget_key_package(&b.p, &old).unwrap());
+    let welcome = GroupEnvelope::from_bytes(&out.welcome.unwrap()).unwrap();
+    let err = engine::join(&b.p, &welcome).unwrap_err();
+    assert!(matches!(err, GroupError::KeyPackage(_)), "{err:?}");
+    // The current one still works.
+    let out = engine::add_members(&a.p, &a.signer(), &gid, &[(b.id(), new)]).unwrap();
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    b.join(&out.welcome.unwrap());
+    assert!(engine::forget_key_package(&b.p, b"garbage").is_err());
+}

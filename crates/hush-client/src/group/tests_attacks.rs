@@ -9,6 +9,7 @@ use rand_core::OsRng;
 use super::config::{self, CIPHERSUITE};
 use super::engine;
 use super::tests::{assert_converged, group_of, User, GID};
+use super::Incoming;
 use super::{GroupError, MemberId};
 
 #[test]
@@ -356,4 +357,176 @@ fn a_relay_made_group_is_only_exposed_by_its_keys() {
     assert_eq!(joined.inviter.name, "alice");
     assert_ne!(joined.inviter.identity, alice.id().identity);
     assert!(joined.members.iter().all(|m| m != &alice.id()));
+}
+
+#[test]
+fn a_past_epoch_message_from_a_replaced_leaf_is_not_attributed_to_the_new_member() {
+    use openmls::prelude::{GroupId, MlsGroup};
+    use openmls_traits::OpenMlsProvider as _;
+    // Review finding 5: mallory adds a fake "bob" (her own key), holds back a message it
+    // signed, then replaces it by the real bob at the same leaf and releases the message.
+    let (m, a, bob, fake) = (
+        User::new("mallory"),
+        User::new("alice"),
+        User::new("bob"),
+        User::new("bob"),
+    );
+    let gid = group_of(&m, &[&a]);
+    let add_fake = engine::add_members(&m.p, &m.signer(), &gid, &[fake.candidate()]).unwrap();
+    engine::merge_own_commit(&m.p, &gid).unwrap();
+    a.recv(&gid, &add_fake.commit).unwrap();
+    fake.join(&add_fake.welcome.unwrap());
+    let leaf_of = |who: &MemberId| {
+        let g = MlsGroup::load(a.p.storage(), &GroupId::from_slice(&gid))
+            .unwrap()
+            .unwrap();
+        let index = g
+            .members()
+            .find(|x| x.signature_key.as_slice() == who.identity.as_slice())
+            .map(|x| x.index);
+        index.unwrap()
+    };
+    let fake_leaf = leaf_of(&fake.id());
+    let held = fake.send(&gid, "bob: send the file to X");
+    let rm = engine::remove_members(&m.p, &m.signer(), &gid, &[fake.id().identity]).unwrap();
+    engine::merge_own_commit(&m.p, &gid).unwrap();
+    a.recv(&gid, &rm.commit).unwrap();
+    let add_bob = engine::add_members(&m.p, &m.signer(), &gid, &[bob.candidate()]).unwrap();
+    engine::merge_own_commit(&m.p, &gid).unwrap();
+    a.recv(&gid, &add_bob.commit).unwrap();
+    assert_eq!(
+        leaf_of(&bob.id()),
+        fake_leaf,
+        "the real bob took the fake's leaf"
+    );
+    // openmls opens it with the epoch's secrets and verifies it under the fake's key; the
+    // sender must not come out as the real bob (the client drops its transaction on refusal).
+    let got = a.recv(&gid, &held);
+    assert!(
+        matches!(got, Err(GroupError::Invalid(_))),
+        "held message attributed as {got:?}"
+    );
+}
+
+#[test]
+fn a_credential_whose_key_is_not_the_leaf_key_is_refused() {
+    use openmls::prelude::{BasicCredential, CredentialWithKey};
+    let (a, carol, mallory) = (User::new("alice"), User::new("carol"), User::new("mallory"));
+    // What mallory can sign: a leaf under her own key, whose credential names carol's key, or
+    // only a name (the layout before the key was bound in).
+    let as_mallory = MemberId {
+        name: "carol".into(),
+        identity: mallory.id().identity,
+    };
+    for identity in [carol.id().credential_identity(), b"carol".to_vec()] {
+        let bundle = KeyPackage::builder()
+            .key_package_lifetime(Lifetime::new(config::KEY_PACKAGE_LIFETIME_SECS))
+            .leaf_node_capabilities(config::capabilities())
+            .build(
+                CIPHERSUITE,
+                &mallory.p,
+                &mallory.signer(),
+                CredentialWithKey {
+                    credential: BasicCredential::new(identity).into(),
+                    signature_key: mallory.id().identity.to_vec().into(),
+                },
+            )
+            .unwrap();
+        let kp = MlsMessageOut::from(bundle.key_package().clone())
+            .to_bytes()
+            .unwrap();
+        for expected in [&as_mallory, &carol.id()] {
+            let err = engine::verify_key_package(&a.p, expected, &kp).unwrap_err();
+            assert!(matches!(err, GroupError::KeyPackage(_)), "{err:?}");
+        }
+    }
+    // The layout is exactly name ‖ 0x00 ‖ key.
+    let mut want = b"carol\0".to_vec();
+    want.extend_from_slice(&carol.id().identity);
+    assert_eq!(carol.id().credential_identity(), want);
+}
+
+#[test]
+fn a_leave_proposal_known_to_one_member_is_committed_by_value_and_everyone_follows() {
+    // Review finding 1: a member sends its leave proposal to alice only (by 1:1 mail, or the
+    // relay skips the others). Alice's commits must carry the Remove inline, or bob (who never
+    // saw the proposal) could not process them and the group would freeze.
+    let (a, b, c, d, e) = (
+        User::new("alice"),
+        User::new("bob"),
+        User::new("carol"),
+        User::new("dave"),
+        User::new("erin"),
+    );
+    let gid = group_of(&a, &[&b, &c, &d]);
+    // An add commit covers the stored leave.
+    let bye = engine::leave(&c.p, &c.signer(), &gid).unwrap();
+    assert!(matches!(
+        a.recv(&gid, &bye).unwrap(),
+        Incoming::Proposal { .. }
+    ));
+    let out = engine::add_members(&a.p, &a.signer(), &gid, &[e.candidate()]).unwrap();
+    assert_eq!(out.removed, vec![c.id().identity]);
+    assert_eq!(out.added, vec![e.id().identity]);
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    for u in [&b, &d] {
+        match u.recv(&gid, &out.commit).unwrap() {
+            Incoming::Commit { removed, added, .. } => {
+                assert_eq!(removed, vec![c.id()]);
+                assert_eq!(added, vec![e.id()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    e.join(&out.welcome.unwrap());
+    // commit_pending_proposals, likewise.
+    let bye = engine::leave(&d.p, &d.signer(), &gid).unwrap();
+    assert!(matches!(
+        a.recv(&gid, &bye).unwrap(),
+        Incoming::Proposal { .. }
+    ));
+    let out = engine::commit_pending_proposals(&a.p, &a.signer(), &gid)
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.removed, vec![d.id().identity]);
+    engine::merge_own_commit(&a.p, &gid).unwrap();
+    for u in [&b, &e] {
+        assert!(matches!(
+            u.recv(&gid, &out.commit).unwrap(),
+            Incoming::Commit { .. }
+        ));
+    }
+    match d.recv(&gid, &out.commit).unwrap() {
+        Incoming::Commit {
+            we_were_removed, ..
+        } => assert!(we_were_removed),
+        other => panic!("{other:?}"),
+    }
+    assert_converged(&gid, &[&a, &b, &e]);
+    assert_eq!(engine::members(&b.p, &gid).unwrap().len(), 3);
+    // The store is empty afterwards.
+    assert!(engine::commit_pending_proposals(&a.p, &a.signer(), &gid)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_commit_carrying_a_proposal_by_reference_is_refused_even_by_those_who_hold_it() {
+    use openmls::prelude::{GroupId, MlsGroup};
+    use openmls_traits::OpenMlsProvider as _;
+    let (a, b, c) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let gid = group_of(&a, &[&b, &c]);
+    let bye = engine::leave(&c.p, &c.signer(), &gid).unwrap();
+    a.recv(&gid, &bye).unwrap();
+    b.recv(&gid, &bye).unwrap();
+    // openmls's own default: the stored proposal goes in by reference.
+    let mut g = MlsGroup::load(a.p.storage(), &GroupId::from_slice(&gid))
+        .unwrap()
+        .unwrap();
+    let (commit, _, _) = g.commit_to_pending_proposals(&a.p, &a.signer()).unwrap();
+    let env = GroupEnvelope::Commit(commit.to_bytes().unwrap()).to_bytes();
+    // Whether a member holds the proposal depends on what mail reached it: everyone refuses
+    // alike, so no member's view depends on it.
+    let err = b.recv(&gid, &env).unwrap_err();
+    assert!(matches!(err, GroupError::Invalid(_)), "{err:?}");
 }

@@ -267,3 +267,53 @@ fn refused_messages_write_nothing_even_if_the_transaction_is_committed() {
     let err = b.with(|p, s, _| engine::encrypt(p, s, &GID, b"x").unwrap_err());
     assert_eq!(err, GroupError::NotAMember);
 }
+
+#[test]
+fn a_one_time_key_package_is_gone_from_the_profile_once_a_welcome_used_it() {
+    use openmls::prelude::{KeyPackageBundle, KeyPackageRef};
+    use openmls_traits::storage::StorageProvider as _;
+    use openmls_traits::OpenMlsProvider as _;
+    // Review finding 7: the private keys of a used one-time KeyPackage must not stay on disk;
+    // a last-resort one stays (it may serve more Welcomes).
+    let mut a = ProfileUser::new("alice-liddell");
+    let mut b = ProfileUser::new("bob-the-builder");
+    let (one_time, last_resort) = b.with(|p, s, me| {
+        (
+            engine::new_key_package(p, s, me, false).unwrap(),
+            engine::new_key_package(p, s, me, true).unwrap(),
+        )
+    });
+    let bob = b.id();
+    let refs: Vec<KeyPackageRef> = b.with(|p, _, me| {
+        [&one_time, &last_resort]
+            .iter()
+            .map(|kp| {
+                engine::verify_key_package(p, me, kp)
+                    .unwrap()
+                    .hash_ref(p.crypto())
+                    .unwrap()
+            })
+            .collect()
+    });
+    let stored = |u: &mut ProfileUser, r: &KeyPackageRef| {
+        u.with(|p, _, _| {
+            p.storage()
+                .key_package::<KeyPackageRef, KeyPackageBundle>(r)
+                .unwrap()
+                .is_some()
+        })
+    };
+    assert!(stored(&mut b, &refs[0]) && stored(&mut b, &refs[1]));
+    let rows = b.kv_rows();
+    let out = a.with(|p, s, me| {
+        engine::create_group(p, s, me, GID, NAME).unwrap();
+        let out = engine::add_members(p, s, &GID, &[(bob, one_time)]).unwrap();
+        engine::merge_own_commit(p, &GID).unwrap();
+        out
+    });
+    b.with(|p, _, _| engine::join(p, &env(&out.welcome.unwrap())).unwrap());
+    b.reopen();
+    assert!(!stored(&mut b, &refs[0]), "used one-time KeyPackage kept");
+    assert!(stored(&mut b, &refs[1]), "last-resort KeyPackage lost");
+    assert!(b.kv_rows() > rows, "the group's own state is there");
+}
