@@ -3,7 +3,10 @@
 //! to start a cargo-fuzz corpus.
 
 use hush_proto::message::ContentType;
-use hush_proto::relay::{Delivery, ErrorCode, RelayError, Reply, Request, ServerMessage};
+use hush_proto::relay::{
+    Delivery, ErrorCode, GroupCommit, GroupCommits, GroupId, LoggedCommit, RelayError, Reply,
+    Request, ServerMessage,
+};
 use hush_proto::{Envelope, MessageContent, OneTimePrekey, PrekeyBundle};
 
 use crate::fixture;
@@ -87,8 +90,8 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
                     one_time: Vec::new(),
                 },
             ];
+            let requests = requests.into_iter().chain(group_requests(identity));
             requests
-                .iter()
                 .enumerate()
                 .map(|(i, r)| r.encode(i as u64 + 1))
                 .collect()
@@ -115,6 +118,7 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
             ];
             let mut out: Vec<Vec<u8>> = replies
                 .into_iter()
+                .chain(group_replies(identity))
                 .enumerate()
                 .map(|(i, reply)| {
                     ServerMessage::Response {
@@ -134,6 +138,23 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
                 }
                 .encode(),
             );
+            for code in [
+                ErrorCode::StaleEpoch,
+                ErrorCode::NotGroupMember,
+                ErrorCode::UnknownGroup,
+                ErrorCode::GroupFull,
+            ] {
+                out.push(
+                    ServerMessage::Response {
+                        request_id: 10,
+                        result: Err(RelayError {
+                            code,
+                            message: code.label().into(),
+                        }),
+                    }
+                    .encode(),
+                );
+            }
             out.push(
                 ServerMessage::Deliver(Delivery {
                     id: 5,
@@ -194,4 +215,86 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
         }
         _ => Vec::new(),
     }
+}
+
+fn group_id() -> GroupId {
+    GroupId::new(vec![0x61; 16]).unwrap()
+}
+
+/// One of each group request (types 11-16), with the optional parts both present and absent.
+fn group_requests(member: [u8; 32]) -> Vec<Request> {
+    vec![
+        Request::PublishKeyPackages {
+            last_resort: Some(vec![0x4b; 300]),
+            one_time: vec![vec![1; 290], vec![2; 310]],
+        },
+        Request::PublishKeyPackages {
+            last_resort: None,
+            one_time: vec![vec![3; 5]],
+        },
+        Request::FetchKeyPackage {
+            name: "carol".into(),
+        },
+        Request::GroupCommit(GroupCommit {
+            group_id: group_id(),
+            epoch: 0,
+            added: vec![member, [9; 32]],
+            removed: vec![],
+            commit: vec![1, 4, 0xC0, 0x33],
+            welcome: Some(vec![1, 5, 0x77, 0x88]),
+        }),
+        Request::GroupCommit(GroupCommit {
+            group_id: GroupId::new(vec![1]).unwrap(),
+            epoch: 41,
+            added: vec![],
+            removed: vec![member],
+            commit: vec![1, 4, 1],
+            welcome: None,
+        }),
+        Request::GroupSend {
+            group_id: group_id(),
+            envelope: vec![1, 3, 0xAA, 0xBB],
+        },
+        Request::GroupSync {
+            group_id: group_id(),
+            after_epoch: 3,
+        },
+        Request::GroupLeave {
+            group_id: group_id(),
+        },
+    ]
+}
+
+/// One of each group reply (types 11-15).
+fn group_replies(sender: [u8; 32]) -> Vec<Reply> {
+    vec![
+        Reply::KeyPackagesStored {
+            one_time_remaining: 24,
+        },
+        Reply::KeyPackage {
+            identity: sender,
+            key_package: vec![0x4b; 300],
+        },
+        Reply::CommitAccepted { epoch: 8 },
+        Reply::GroupCommits(GroupCommits {
+            current_epoch: 9,
+            commits: vec![
+                LoggedCommit {
+                    epoch: 7,
+                    sender,
+                    commit: vec![1, 4, 7],
+                },
+                LoggedCommit {
+                    epoch: 8,
+                    sender: [2; 32],
+                    commit: vec![1, 4, 8, 8],
+                },
+            ],
+        }),
+        Reply::GroupCommits(GroupCommits {
+            current_epoch: 0,
+            commits: vec![],
+        }),
+        Reply::LeftGroup,
+    ]
 }

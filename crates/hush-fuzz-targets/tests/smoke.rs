@@ -229,3 +229,55 @@ fn the_samples_reach_every_hush_v2_decoder() {
         .count();
     assert_eq!(v2_sessions, 2);
 }
+
+/// The samples (and so the seeds and the mutated smoke inputs) reach every group decoder:
+/// requests 11-16 and replies 11-15 of the relay protocol, and the group error codes.
+#[test]
+fn the_samples_reach_every_group_decoder() {
+    use hush_proto::relay::{ErrorCode, Reply, Request, ServerMessage};
+
+    let requests: Vec<Request> = samples::for_target("relay_request")
+        .iter()
+        .filter_map(|r| Request::decode(r).ok().map(|(_, r)| r))
+        .collect();
+    let has = |f: fn(&Request) -> bool| requests.iter().any(f);
+    assert!(has(|r| matches!(r, Request::PublishKeyPackages { .. })));
+    assert!(has(|r| matches!(r, Request::FetchKeyPackage { .. })));
+    assert!(has(
+        |r| matches!(r, Request::GroupCommit(c) if c.welcome.is_some())
+    ));
+    assert!(has(
+        |r| matches!(r, Request::GroupCommit(c) if c.welcome.is_none())
+    ));
+    assert!(has(|r| matches!(r, Request::GroupSend { .. })));
+    assert!(has(|r| matches!(r, Request::GroupSync { .. })));
+    assert!(has(|r| matches!(r, Request::GroupLeave { .. })));
+    let results: Vec<_> = samples::for_target("server_message")
+        .iter()
+        .filter_map(|m| match ServerMessage::decode(m) {
+            Ok(ServerMessage::Response { result, .. }) => Some(result),
+            _ => None,
+        })
+        .collect();
+    let reply = |f: fn(&Reply) -> bool| results.iter().any(|r| r.as_ref().is_ok_and(f));
+    assert!(reply(|r| matches!(r, Reply::KeyPackagesStored { .. })));
+    assert!(reply(|r| matches!(r, Reply::KeyPackage { .. })));
+    assert!(reply(|r| matches!(r, Reply::CommitAccepted { .. })));
+    assert!(reply(
+        |r| matches!(r, Reply::GroupCommits(c) if c.commits.len() == 2)
+    ));
+    assert!(reply(|r| matches!(r, Reply::LeftGroup)));
+    for code in [
+        ErrorCode::StaleEpoch,
+        ErrorCode::NotGroupMember,
+        ErrorCode::UnknownGroup,
+        ErrorCode::GroupFull,
+    ] {
+        assert!(
+            results
+                .iter()
+                .any(|r| r.as_ref().is_err_and(|e| e.code == code)),
+            "{code:?}"
+        );
+    }
+}

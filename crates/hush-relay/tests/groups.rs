@@ -230,10 +230,30 @@ async fn three_members_create_send_race_sync_leave() {
 #[tokio::test]
 async fn a_full_mailbox_does_not_block_the_group() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start_with(dir.path(), Some("mailbox_max_messages = 1\n"), true).await;
+    let config = "mailbox_max_messages = 1\nmax_group_members = 3\n";
+    let relay = Relay::start_with(dir.path(), Some(config), true).await;
     let mut alice = User::new(&relay, "alice").await;
     let mut bob = User::new(&relay, "bob").await;
     let carol = User::new(&relay, "carol").await;
+    let dave = User::new(&relay, "dave").await;
+    // A new group starts at epoch 0; a commit must be framed as one.
+    assert_eq!(
+        code(alice.conn.request(&commit(5, &[bob.addr()], &[], 0)).await),
+        ErrorCode::UnknownGroup
+    );
+    let Request::GroupCommit(mut not_a_commit) = commit(0, &[], &[], 0) else {
+        unreachable!()
+    };
+    not_a_commit.commit = vec![1, 3, 0];
+    assert_eq!(
+        code(
+            alice
+                .conn
+                .request(&Request::GroupCommit(not_a_commit))
+                .await
+        ),
+        ErrorCode::Malformed
+    );
     assert_eq!(
         alice
             .conn
@@ -257,5 +277,86 @@ async fn a_full_mailbox_does_not_block_the_group() {
         })
         .await;
     assert_eq!(m.get("hush_group_fan_out_total"), 3);
+    // A fourth member is beyond max_group_members = 3.
+    assert_eq!(
+        code(alice.conn.request(&commit(1, &[dave.addr()], &[], 1)).await),
+        ErrorCode::GroupFull
+    );
     drop(carol);
+}
+
+/// Group sends and commits take tokens from the same per-connection send limit as 1:1 sends,
+/// one each however many members they reach.
+#[tokio::test]
+async fn group_requests_share_the_send_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "send_rate = 0.001\nsend_burst = 3.0\n";
+    let relay = Relay::start_with(dir.path(), Some(config), true).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let bob = User::new(&relay, "bob").await;
+    send(&mut alice.conn, bob.addr(), envelope(b"1:1")).await;
+    assert_eq!(
+        alice
+            .conn
+            .request(&commit(0, &[bob.addr()], &[], 0))
+            .await
+            .unwrap(),
+        Reply::CommitAccepted { epoch: 1 }
+    );
+    assert!(matches!(
+        alice.conn.request(&group_send(vec![1, 3, 1])).await,
+        Ok(Reply::Stored { .. })
+    ));
+    assert_eq!(
+        code(alice.conn.request(&group_send(vec![1, 3, 2])).await),
+        ErrorCode::RateLimited
+    );
+    assert_eq!(
+        code(alice.conn.request(&commit(1, &[], &[], 1)).await),
+        ErrorCode::RateLimited
+    );
+}
+
+/// Once a user's fetch budget (shared by bundles and KeyPackages) is spent, fetches get its
+/// last-resort KeyPackage and its one-time stock stays for later.
+#[tokio::test]
+async fn a_spent_fetch_budget_serves_the_last_resort_key_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "per_user_fetch_rate = 0.001\nper_user_fetch_burst = 2.0\n";
+    let relay = Relay::start_with(dir.path(), Some(config), true).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let mut bob = User::new(&relay, "bob").await;
+    let one_time: Vec<Vec<u8>> = (1..=5u8).map(|n| vec![n; 100]).collect();
+    assert_eq!(
+        bob.conn
+            .request(&Request::PublishKeyPackages {
+                last_resort: Some(vec![9; 100]),
+                one_time,
+            })
+            .await
+            .unwrap(),
+        Reply::KeyPackagesStored {
+            one_time_remaining: 5
+        }
+    );
+    let fetch = Request::FetchKeyPackage { name: "bob".into() };
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        match alice.conn.request(&fetch).await.unwrap() {
+            Reply::KeyPackage { key_package, .. } => got.push(key_package[0]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The first fetch starts the budget, the second spends it: then only the last-resort one.
+    assert_eq!(got, vec![1, 2, 9, 9]);
+    // A bundle fetch draws on the same budget: no one-time prekey either.
+    let Reply::Bundle(bundle) = alice
+        .conn
+        .request(&Request::FetchBundle { name: "bob".into() })
+        .await
+        .unwrap()
+    else {
+        panic!("no bundle");
+    };
+    assert!(bundle.one_time_prekey.is_none());
 }

@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::entry_json;
+use crate::cli_group::group_json;
 
 /// Longest request line accepted (bytes); a longer one is discarded and answered with -32600.
 pub const MAX_LINE: usize = 1 << 20;
@@ -208,6 +209,7 @@ impl From<ClientError> for RpcError {
             ClientError::Session { .. } => "session",
             ClientError::Encrypt(_) => "encrypt",
             ClientError::Invalid(_) => "invalid",
+            ClientError::Group(_) => "group",
             _ => "other",
         };
         Self {
@@ -301,6 +303,20 @@ struct HistoryParams {
     contact: String,
     #[serde(default)]
     mark_read: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupParams {
+    group: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupMembersParams {
+    group: String,
+    #[serde(default)]
+    members: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -577,7 +593,9 @@ impl Rpc<'_> {
             }
             "history" => {
                 let p: HistoryParams = params(raw)?;
-                self.known_contact(&p.contact)?;
+                if !p.contact.starts_with('#') {
+                    self.known_contact(&p.contact)?;
+                }
                 let history = self.client.history(&p.contact)?;
                 if p.mark_read {
                     self.client.mark_read(&p.contact)?;
@@ -612,6 +630,33 @@ impl Rpc<'_> {
                 let p: ContactParams = params(raw)?;
                 let contact = self.client.add_contact(&p.contact).await?;
                 self.contact_value(&contact)
+            }
+            "group.create" | "group.add" | "group.remove" => {
+                let p: GroupMembersParams = params(raw)?;
+                let events = match method {
+                    "group.create" => self.client.group_create(&p.group, &p.members).await?,
+                    "group.add" => self.client.group_add(&p.group, &p.members).await?,
+                    _ => self.client.group_remove(&p.group, &p.members).await?,
+                };
+                for event in &events {
+                    self.hold(Held::event(event));
+                }
+                let name = p.group.trim_start_matches('#');
+                Ok(group_json(&self.client.group_info(name)?))
+            }
+            "group.leave" => {
+                let p: GroupParams = params(raw)?;
+                self.client.group_leave(&p.group).await?;
+                Ok(group_json(&self.client.group_info(&p.group)?))
+            }
+            "group.list" => {
+                let NoParams {} = params(raw)?;
+                let groups = self.client.groups()?;
+                Ok(Value::Array(groups.iter().map(group_json).collect()))
+            }
+            "group.members" => {
+                let p: GroupParams = params(raw)?;
+                Ok(group_json(&self.client.group_info(&p.group)?))
             }
             "whoami" => {
                 let NoParams {} = params(raw)?;

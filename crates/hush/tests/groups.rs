@@ -104,9 +104,12 @@ fn texts(lines: &[serde_json::Value]) -> Vec<String> {
 
 /// (epoch, epoch authenticator, member names) as `group members --json` shows them.
 async fn state(profile: &Path, group: &str) -> (u64, String, Vec<String>) {
-    let v: serde_json::Value =
-        serde_json::from_str(ok(profile, &["group", "members", group, "--json"]).await.trim())
-            .unwrap();
+    let v: serde_json::Value = serde_json::from_str(
+        ok(profile, &["group", "members", group, "--json"])
+            .await
+            .trim(),
+    )
+    .unwrap();
     let mut names: Vec<String> = v["members"]
         .as_array()
         .unwrap()
@@ -191,7 +194,25 @@ async fn members_talk_a_new_member_cannot_read_the_past_a_removed_one_cannot_rea
     let a = state(alice, "team").await;
     assert_eq!(a.2, ["alice", "bob"]);
     assert_eq!(state(bob, "team").await, a);
-    assert!(ok(dave, &["history", "#team"]).await.contains("welcome dave"));
+    assert!(ok(dave, &["history", "#team"])
+        .await
+        .contains("welcome dave"));
+
+    // An invitation from someone who is not a contact is refused, visibly, and kept nowhere.
+    let erin = net.root.join("erin");
+    ok(&erin, &["init", "--name", "erin", "--relay", &net.relay]).await;
+    ok(&erin, &["add", "alice"]).await;
+    ok(&erin, &["group", "create", "club", "alice"]).await;
+    let got = recv(alice).await;
+    assert!(
+        got.iter().any(|l| l["event"] == "rejected"
+            && l["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not one of your contacts")),
+        "{got:?}"
+    );
+    assert!(!ok(alice, &["group", "list"]).await.contains("club"));
     relay.shutdown().await;
 }
 

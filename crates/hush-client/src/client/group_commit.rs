@@ -126,7 +126,6 @@ impl Client {
                 let Some(out) = build(&op, &provider, &signer, group_id).map_err(group_err)? else {
                     return Ok(None);
                 };
-                drop(provider);
                 let pending = PendingCommit {
                     epoch: out.epoch,
                     added: out.added.clone(),
@@ -218,7 +217,6 @@ impl Client {
             // Nothing to discard if a commit of another member was merged meanwhile.
             let _ = group::discard_own_commit(&provider, group_id);
         }
-        drop(provider);
         tx.delete(NS_GROUP_PENDING, &hex::encode(group_id))?;
         tx.commit()?;
         Ok(())
@@ -432,7 +430,6 @@ impl Client {
                 },
             });
         }
-        drop(provider);
         Self::put_group(&tx, &record)?;
         Self::note_applied(&tx, envelope, synced)?;
         if let Some(fingerprint) = delivery {

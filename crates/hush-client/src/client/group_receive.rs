@@ -190,7 +190,6 @@ impl Client {
                 )))
             }
         };
-        drop(provider);
         let mut events = Vec::new();
         let mut follow = FollowUp::None;
         match incoming {
@@ -290,7 +289,6 @@ impl Client {
         let joined = match group::join(&provider, welcome) {
             Ok(j) => j,
             Err(e) => {
-                drop(provider);
                 drop(tx);
                 return Ok((
                     rejected(format!("refused a group invitation: {e}")),
@@ -298,7 +296,6 @@ impl Client {
                 ));
             }
         };
-        drop(provider);
         let inviter = &joined.inviter;
         let inviter_state = super::groups::member_state(&me, &tx, inviter)?;
         let refusal = match inviter_state {

@@ -93,7 +93,6 @@ impl Client {
             )));
         }
         let envelope = group::encrypt(&provider, &signer, &id_bytes, &padded).map_err(group_err)?;
-        drop(provider);
         tx.add_message(
             &history_key(&record.id),
             &dedupe_key(&self.identity.public_key(), &entry.id),

@@ -225,10 +225,9 @@ impl Client {
                 "invalid group name {name:?}: use 1-32 of a-z 0-9 _ - . starting with a letter or digit"
             )));
         }
-        // Everything that can be refused is checked before the group exists.
-        for m in members {
-            self.addable_contact(m)?;
-        }
+        // Everything that can be refused is checked, and every KeyPackage fetched, before the
+        // group exists.
+        let candidates = self.fetch_candidates(members).await?;
         let mut id = [0u8; 16];
         OsRng.fill_bytes(&mut id);
         let me = self.member_id();
@@ -242,7 +241,6 @@ impl Client {
             let provider = HushProvider::new(&tx);
             let signer = IdentitySigner::new(&self.identity);
             group::create_group(&provider, &signer, &me, id, name).map_err(group_err)?;
-            drop(provider);
             Self::put_group(
                 &tx,
                 &GroupRecord {
@@ -255,10 +253,12 @@ impl Client {
             )?;
             tx.commit()?;
         }
-        if members.is_empty() {
-            return Ok(Vec::new());
+        let mut events = Vec::new();
+        if !candidates.is_empty() {
+            let op = super::group_commit::CommitOp::Add(candidates);
+            self.commit_op(&id, op, &mut events).await?;
         }
-        self.group_add(name, members).await
+        Ok(events)
     }
 
     /// A contact we may add to a group: known, and its key not in a changed state.
@@ -287,6 +287,23 @@ impl Client {
         members: &[String],
     ) -> Result<Vec<Event>, ClientError> {
         let record = self.usable_group(name)?;
+        let candidates = self.fetch_candidates(members).await?;
+        let mut events = Vec::new();
+        let id = record.id_bytes()?;
+        let op = super::group_commit::CommitOp::Add(candidates);
+        self.commit_op(&id, op, &mut events).await?;
+        Ok(events)
+    }
+
+    /// For each name: a contact we may add, and a KeyPackage the relay served for it under
+    /// the contact's identity key (the engine checks its credential and signatures).
+    async fn fetch_candidates(
+        &mut self,
+        members: &[String],
+    ) -> Result<Vec<(MemberId, Vec<u8>)>, ClientError> {
+        for m in members {
+            self.addable_contact(m)?;
+        }
         let mut candidates = Vec::new();
         for m in members {
             let contact = self.addable_contact(m)?;
@@ -320,15 +337,7 @@ impl Client {
                 key_package,
             ));
         }
-        let mut events = Vec::new();
-        let id = record.id_bytes()?;
-        self.commit_op(
-            &id,
-            super::group_commit::CommitOp::Add(candidates),
-            &mut events,
-        )
-        .await?;
-        Ok(events)
+        Ok(candidates)
     }
 
     /// Remove members (by name) from a group.
@@ -391,7 +400,6 @@ impl Client {
             let provider = HushProvider::new(&tx);
             let signer = IdentitySigner::new(&self.identity);
             let proposal = group::leave(&provider, &signer, &id).map_err(group_err)?;
-            drop(provider);
             record.leaving = Some(proposal);
             record.gone = Some("left".into());
             Self::put_group(&tx, &record)?;
@@ -423,7 +431,6 @@ impl Client {
         let provider = HushProvider::new(&tx);
         // Gone already if a commit removed us meanwhile.
         let _ = group::delete_group(&provider, &id);
-        drop(provider);
         record.leaving = None;
         Self::put_group(&tx, &record)?;
         tx.delete(super::group_commit::NS_GROUP_PENDING, &record.id)?;
@@ -481,7 +488,6 @@ impl Client {
             group::epoch_authenticator(&provider, &id).map_err(group_err)?,
         ));
         let members = group::members(&provider, &id).map_err(group_err)?;
-        drop(provider);
         for m in members {
             let state = member_state(&me, &tx, &m)?;
             info.members.push(GroupMember {
@@ -594,4 +600,48 @@ pub(super) fn fingerprint_of(identity: &[u8; 32]) -> String {
     IdentityPublicKey::from_bytes(identity)
         .map(|k| k.fingerprint())
         .unwrap_or_else(|_| hex::encode(identity))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::{KdfParams, Store};
+
+    fn record(name: &str, id: &str) -> GroupRecord {
+        GroupRecord {
+            name: name.into(),
+            id: id.into(),
+            gone: None,
+            unread: 0,
+            leaving: None,
+        }
+    }
+
+    #[test]
+    fn a_joined_group_gets_a_free_valid_local_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = KdfParams {
+            m_cost: 256,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let mut store = Store::create(dir.path(), b"pw", params).unwrap();
+        let tx = store.tx().unwrap();
+        assert_eq!(free_group_name_in(&tx, "Team").unwrap(), "team");
+        Client::put_group(&tx, &record("team", "01")).unwrap();
+        assert_eq!(free_group_name_in(&tx, "team").unwrap(), "team-2");
+        Client::put_group(&tx, &record("team-2", "02")).unwrap();
+        assert_eq!(free_group_name_in(&tx, "team").unwrap(), "team-3");
+        // A name no one could type (or a terminal escape) becomes `group`.
+        assert_eq!(free_group_name_in(&tx, "\u{1b}[2J").unwrap(), "group");
+        let long = "a".repeat(32);
+        Client::put_group(&tx, &record(&long, "03")).unwrap();
+        let second = free_group_name_in(&tx, &long).unwrap();
+        assert_eq!(second.len(), 32);
+        assert!(second.ends_with("-2"));
+        let by_id = Client::group_by_id(&tx, &[2]).unwrap().unwrap();
+        assert_eq!(by_id.name, "team-2");
+    }
 }

@@ -60,7 +60,6 @@ impl Client {
             stock.last_resort_made_at = now;
             stock.unpublished_last_resort = Some(kp);
             tx.put(NS_KEY_PACKAGES, KEY_SELF, &stock)?;
-            drop(provider);
             tx.commit()?;
         }
         // Publishing nothing new (or only a new last-resort one) tells us the stock.
@@ -99,7 +98,6 @@ impl Client {
                 .map(|_| group::new_key_package(&provider, &signer, &me, false))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(group_err)?;
-            drop(provider);
             tx.commit()?;
             batch
         };

@@ -9,8 +9,9 @@
 
 use hush_proto::GroupEnvelope;
 use openmls::prelude::{
-    GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, Lifetime, Member, MlsGroup, MlsMessageBodyIn,
-    MlsMessageIn, MlsMessageOut, ProtocolVersion, StagedWelcome,
+    ExtensionType, GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, Lifetime,
+    Member, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProtocolVersion,
+    StagedWelcome,
 };
 use openmls_traits::OpenMlsProvider;
 use tls_codec::Deserialize as _;
@@ -168,6 +169,15 @@ pub fn verify_key_package<P: OpenMlsProvider>(
         )));
     }
     let leaf = kp.leaf_node();
+    if !leaf
+        .capabilities()
+        .extensions()
+        .contains(&ExtensionType::Unknown(config::GROUP_NAME_EXTENSION))
+    {
+        return Err(GroupError::KeyPackage(
+            "not a hush KeyPackage (no group-name capability)".into(),
+        ));
+    }
     let found = MemberId::from_leaf(leaf.credential(), leaf.signature_key().as_slice())
         .map_err(|e| GroupError::KeyPackage(e.to_string()))?;
     if found.name != expected.name {
@@ -202,6 +212,8 @@ pub fn add_members<P: OpenMlsProvider>(
     let current = members_of(&group)?;
     let mut kps = Vec::with_capacity(candidates.len());
     let mut added: Vec<MemberId> = Vec::with_capacity(candidates.len());
+    // Every commit of ours also covers the proposals we stored (a member's leave): its
+    // CommitOut lists them.
     for (expected, bytes) in candidates {
         let kp = verify_key_package(p, expected, bytes)?;
         if current
@@ -221,13 +233,8 @@ pub fn add_members<P: OpenMlsProvider>(
     let (commit, welcome, _) = group
         .add_members(p, signer, &kps)
         .map_err(|e| GroupError::Invalid(e.to_string()))?;
-    Ok(CommitOut {
-        epoch,
-        commit: envelope(&commit, GroupEnvelope::Commit)?,
-        welcome: Some(envelope(&welcome, GroupEnvelope::Welcome)?),
-        added: added.iter().map(|m| m.identity).collect(),
-        removed: Vec::new(),
-    })
+    // The commit also covers any proposals we had stored (e.g. a member's leave).
+    pending_out(&group, epoch, &commit, Some(&welcome))
 }
 
 /// Remove the members with these identity keys (not ourselves: use [`leave`]).
@@ -260,15 +267,7 @@ pub fn remove_members<P: OpenMlsProvider>(
     let (commit, welcome, _) = group
         .remove_members(p, signer, &indices)
         .map_err(|e| GroupError::Invalid(e.to_string()))?;
-    Ok(CommitOut {
-        epoch,
-        commit: envelope(&commit, GroupEnvelope::Commit)?,
-        welcome: welcome
-            .map(|w| envelope(&w, GroupEnvelope::Welcome))
-            .transpose()?,
-        added: Vec::new(),
-        removed: identities.to_vec(),
-    })
+    pending_out(&group, epoch, &commit, welcome.as_ref())
 }
 
 /// Commit the proposals we received and stored (e.g. a member's leave), if any.
@@ -285,11 +284,37 @@ pub fn commit_pending_proposals<P: OpenMlsProvider>(
     let (commit, welcome, _) = group
         .commit_to_pending_proposals(p, signer)
         .map_err(|e| GroupError::Invalid(e.to_string()))?;
+    pending_out(&group, epoch, &commit, welcome.as_ref()).map(Some)
+}
+
+/// Rotate our leaf's encryption key (an empty commit with an update path, covering any stored
+/// proposals): post-compromise security for our leaf. Keeps our credential and signature key.
+pub fn self_update<P: OpenMlsProvider>(
+    p: &P,
+    signer: &IdentitySigner,
+    group_id: &[u8],
+) -> Result<CommitOut, GroupError> {
+    let mut group = load_ready(p, group_id)?;
+    let epoch = group.epoch().as_u64();
+    let (commit, welcome, _) = group
+        .self_update(p, signer, LeafNodeParameters::default())
+        .map_err(|e| GroupError::Invalid(e.to_string()))?
+        .into_messages();
+    pending_out(&group, epoch, &commit, welcome.as_ref())
+}
+
+/// The [`CommitOut`] of the commit now pending in `group`, made in `epoch`.
+fn pending_out(
+    group: &MlsGroup,
+    epoch: u64,
+    commit: &MlsMessageOut,
+    welcome: Option<&MlsMessageOut>,
+) -> Result<CommitOut, GroupError> {
     let mut removed = Vec::new();
     let mut added = Vec::new();
     if let Some(staged) = group.pending_commit() {
         for r in staged.remove_proposals() {
-            removed.push(member_at(&group, r.remove_proposal().removed())?.identity);
+            removed.push(member_at(group, r.remove_proposal().removed())?.identity);
         }
         for a in staged.add_proposals() {
             let leaf = a.add_proposal().key_package().leaf_node();
@@ -298,15 +323,15 @@ pub fn commit_pending_proposals<P: OpenMlsProvider>(
             );
         }
     }
-    Ok(Some(CommitOut {
+    Ok(CommitOut {
         epoch,
-        commit: envelope(&commit, GroupEnvelope::Commit)?,
+        commit: envelope(commit, GroupEnvelope::Commit)?,
         welcome: welcome
-            .map(|w| envelope(&w, GroupEnvelope::Welcome))
+            .map(|w| envelope(w, GroupEnvelope::Welcome))
             .transpose()?,
         added,
         removed,
-    }))
+    })
 }
 
 /// The relay accepted our pending commit (`CommitAccepted`): move to the next epoch. Without a
@@ -339,6 +364,66 @@ pub fn leave<P: OpenMlsProvider>(
     envelope(&out, GroupEnvelope::Message)
 }
 
+/// A group kept loaded across calls, for a caller that sends or receives many messages in a
+/// row (loading a group from storage costs more than encrypting one message). openmls writes
+/// every change through to the provider's storage as it goes, so the two stay equal; but if
+/// the transaction under the provider is dropped, or any call returns `Storage` or
+/// `Internal`, drop this and load it again.
+pub struct LoadedGroup {
+    group: MlsGroup,
+}
+
+impl LoadedGroup {
+    /// Load group `group_id` from the provider's storage.
+    pub fn load<P: OpenMlsProvider>(p: &P, group_id: &[u8]) -> Result<Self, GroupError> {
+        Ok(Self {
+            group: load(p, group_id)?,
+        })
+    }
+
+    /// The group's current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.epoch().as_u64()
+    }
+
+    /// [`encrypt`] without reloading.
+    pub fn encrypt<P: OpenMlsProvider>(
+        &mut self,
+        p: &P,
+        signer: &IdentitySigner,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, GroupError> {
+        encrypt_in(p, signer, &mut self.group, plaintext)
+    }
+
+    /// [`process`] without reloading.
+    pub fn process<P: OpenMlsProvider>(
+        &mut self,
+        p: &P,
+        env: &GroupEnvelope,
+    ) -> Result<Incoming, GroupError> {
+        super::process::process_loaded(p, &mut self.group, env)
+    }
+}
+
+fn encrypt_in<P: OpenMlsProvider>(
+    p: &P,
+    signer: &IdentitySigner,
+    group: &mut MlsGroup,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, GroupError> {
+    if !group.is_active() {
+        return Err(GroupError::NotAMember);
+    }
+    if group.pending_commit().is_some() {
+        return Err(GroupError::PendingCommit);
+    }
+    let out = group
+        .create_message(p, signer, plaintext)
+        .map_err(internal)?;
+    envelope(&out, GroupEnvelope::Message)
+}
+
 /// Encrypt an application message for the group, as `GroupEnvelope::Message` bytes.
 pub fn encrypt<P: OpenMlsProvider>(
     p: &P,
@@ -346,11 +431,7 @@ pub fn encrypt<P: OpenMlsProvider>(
     group_id: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, GroupError> {
-    let mut group = load_ready(p, group_id)?;
-    let out = group
-        .create_message(p, signer, plaintext)
-        .map_err(internal)?;
-    envelope(&out, GroupEnvelope::Message)
+    encrypt_in(p, signer, &mut load(p, group_id)?, plaintext)
 }
 
 /// Join a group from a Welcome envelope. Refused unless it decrypts with one of our

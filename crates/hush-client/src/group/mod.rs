@@ -15,6 +15,8 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_attacks;
+#[cfg(test)]
 mod tests_profile;
 
 pub use credential::{IdentitySigner, MemberId};

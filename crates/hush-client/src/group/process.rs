@@ -191,8 +191,29 @@ pub fn process<P: OpenMlsProvider>(
     if pm.group_id().as_slice() != group_id {
         return Err(GroupError::Invalid("message is for another group".into()));
     }
-    let content_type = pm.content_type();
     let mut group = load(p, group_id)?;
+    process_in(p, &mut group, pm)
+}
+
+/// [`process`] on a loaded group (see [`LoadedGroup`](super::engine::LoadedGroup)).
+pub(crate) fn process_loaded<P: OpenMlsProvider>(
+    p: &P,
+    group: &mut MlsGroup,
+    env: &GroupEnvelope,
+) -> Result<Incoming, GroupError> {
+    let pm = parse(env)?;
+    if pm.group_id() != group.group_id() {
+        return Err(GroupError::Invalid("message is for another group".into()));
+    }
+    process_in(p, group, pm)
+}
+
+fn process_in<P: OpenMlsProvider>(
+    p: &P,
+    group: &mut MlsGroup,
+    pm: ProtocolMessage,
+) -> Result<Incoming, GroupError> {
+    let content_type = pm.content_type();
     if !group.is_active() {
         return Err(GroupError::NotAMember);
     }
@@ -216,12 +237,12 @@ pub fn process<P: OpenMlsProvider>(
     let credential = processed.credential().clone();
     match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(app) => Ok(Incoming::Application {
-            sender: resolve_sender(&group, index, &credential)?,
+            sender: resolve_sender(group, index, &credential)?,
             plaintext: Zeroizing::new(app.into_bytes()),
             epoch: got,
         }),
         ProcessedMessageContent::ProposalMessage(qp) => {
-            let sender = member_at(&group, index)?;
+            let sender = member_at(group, index)?;
             match qp.proposal() {
                 Proposal::Remove(r) if r.removed() == index => {}
                 _ => {
@@ -269,7 +290,7 @@ pub fn process<P: OpenMlsProvider>(
             }
             let mut removed = Vec::new();
             for r in staged.remove_proposals() {
-                removed.push(member_at(&group, r.remove_proposal().removed())?);
+                removed.push(member_at(group, r.remove_proposal().removed())?);
             }
             let mut after: Vec<MemberId> = group
                 .members()

@@ -26,7 +26,13 @@ pub const MAX_COMMIT_PAYLOAD_LEN: usize = MAX_REQUEST_LEN
     - 2 * 32 * MAX_MEMBERS_PER_COMMIT;
 
 const _: () = assert!(
-    1 + 8 + 1 + 1 + 2 + MAX_KEY_PACKAGE_LEN + 2 + MAX_KEY_PACKAGES_PER_PUBLISH * (2 + MAX_KEY_PACKAGE_LEN)
+    1 + 8
+        + 1
+        + 1
+        + 2
+        + MAX_KEY_PACKAGE_LEN
+        + 2
+        + MAX_KEY_PACKAGES_PER_PUBLISH * (2 + MAX_KEY_PACKAGE_LEN)
         <= MAX_REQUEST_LEN,
     "a KeyPackage publish must fit one Noise message"
 );
@@ -163,7 +169,11 @@ fn check_envelope_len(len: usize, what: &'static str) -> Result<(), DecodeError>
 }
 
 /// `flag u8 ‖ [len u16 ‖ last_resort] ‖ count u16 ‖ (len u16 ‖ key_package)*`
-pub(crate) fn put_key_packages(out: &mut Vec<u8>, last_resort: Option<&[u8]>, one_time: &[Vec<u8>]) {
+pub(crate) fn put_key_packages(
+    out: &mut Vec<u8>,
+    last_resort: Option<&[u8]>,
+    one_time: &[Vec<u8>],
+) {
     match last_resort {
         Some(kp) => {
             out.push(1);
@@ -178,10 +188,11 @@ pub(crate) fn put_key_packages(out: &mut Vec<u8>, last_resort: Option<&[u8]>, on
     }
 }
 
+/// A KeyPackage publish: the last-resort KeyPackage, if any, and the one-time ones.
+type PublishedKeyPackages = (Option<Vec<u8>>, Vec<Vec<u8>>);
+
 /// Inverse of [`put_key_packages`].
-pub(crate) fn read_key_packages(
-    r: &mut Reader<'_>,
-) -> Result<(Option<Vec<u8>>, Vec<Vec<u8>>), DecodeError> {
+pub(crate) fn read_key_packages(r: &mut Reader<'_>) -> Result<PublishedKeyPackages, DecodeError> {
     let last_resort = match r.u8()? {
         0 => None,
         1 => Some(read_key_package(r)?),

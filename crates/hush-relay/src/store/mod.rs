@@ -1,5 +1,6 @@
-//! Durable relay state behind a storage trait: usernames, prekeys, and store-and-forward
-//! mailboxes. The embedded default is SQLite in WAL mode ([`sqlite::SqliteStore`]); a
+//! Durable relay state behind a storage trait: usernames, prekeys, MLS KeyPackages,
+//! store-and-forward mailboxes, and groups (epoch, members, commit log) for the MLS delivery
+//! service. The embedded default is SQLite in WAL mode ([`sqlite::SqliteStore`]); a
 //! PostgreSQL backend would be one more module implementing [`Store`].
 //!
 //! Writes are applied in batches ([`Store::apply`]): the relay's group-commit writer collects

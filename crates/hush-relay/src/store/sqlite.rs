@@ -1,4 +1,5 @@
-//! The embedded relay store: [`SqliteStore`] keeps usernames, prekeys and mailboxes in one SQLite
+//! The embedded relay store: [`SqliteStore`] keeps usernames, prekeys, KeyPackages, groups and
+//! mailboxes (group mail stored once, referenced per mailbox) in one SQLite
 //! file in WAL mode with `synchronous=FULL`, so a batch that [`Store::apply`] reports as
 //! committed survives SIGKILL and power loss.
 //!

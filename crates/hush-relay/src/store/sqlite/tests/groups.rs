@@ -8,6 +8,43 @@ use hush_proto::relay::{GroupCommit, GroupId};
 
 const GID: [u8; 16] = [7; 16];
 
+/// Group blobs' reference counts match the mailbox rows pointing at them (none dangling, none
+/// unreferenced), and the trigger-kept group totals match the rows.
+pub(super) fn check_group_counters(raw: &Connection) {
+    // Every blob's reference count is the number of mailbox rows pointing at it, never 0.
+    let bad_refs: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM group_blobs AS b
+             WHERE b.refs != (SELECT count(*) FROM messages WHERE blob = b.id) OR b.refs = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bad_refs, 0);
+    let dangling: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM messages
+             WHERE blob IS NOT NULL AND blob NOT IN (SELECT id FROM group_blobs)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dangling, 0);
+    let group_totals: (i64, i64) = raw
+        .query_row("SELECT groups, members FROM group_totals", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let group_rows: (i64, i64) = raw
+        .query_row(
+            "SELECT (SELECT count(*) FROM groups), (SELECT count(*) FROM group_members)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(group_totals, group_rows);
+}
+
 fn gid() -> GroupId {
     GroupId::new(GID.to_vec()).unwrap()
 }
@@ -389,7 +426,7 @@ fn sync_returns_logged_commits_within_bounds() {
             commit, max_log, ..
         } = &mut op
         {
-            commit.commit = vec![1, 4, epoch as u8].repeat(10_000);
+            commit.commit = [1, 4, epoch as u8].repeat(10_000);
             *max_log = 4;
         }
         assert_eq!(accepted(one(&store, op)).0, epoch + 1);
@@ -575,4 +612,52 @@ fn version_3_database_migrates_to_4_keeping_its_data() {
     assert_eq!(envelopes(&store, bob), vec![vec![1, 5, 1, 1, 1]]);
     drop(store);
     check_counters(&dir);
+}
+
+/// Rough store-level cost of a fan-out (not a benchmark: run by hand on a quiet machine,
+/// `cargo test -p hush-relay --lib fan_out_cost -- --ignored --nocapture`): one 256-byte
+/// message to a 100-member group, in batches as the group-commit writer makes them.
+#[test]
+#[ignore = "timing; run by hand"]
+fn fan_out_cost() {
+    let (_dir, store) = open();
+    let members: Vec<IdentityBytes> = (0..100u8)
+        .map(|n| {
+            let id = ident(n.wrapping_add(10));
+            one(&store, register(&format!("m{n}"), id));
+            id
+        })
+        .collect();
+    let creator = members[0];
+    let mut op = commit_op(creator, 0, &members[1..], &[], 0);
+    if let WriteOp::GroupCommit { quota, .. } = &mut op {
+        quota.max_messages = u32::MAX;
+    }
+    accepted(one(&store, op));
+    let mut message = vec![1, 3];
+    message.resize(256, 0x5a);
+    for batch in [1usize, 16] {
+        let rounds = 400 / batch;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            let ops: Vec<WriteOp> = (0..batch)
+                .map(|_| {
+                    let mut op = send_op(creator, &message, 7_000);
+                    if let WriteOp::GroupSend { quota, .. } = &mut op {
+                        quota.max_messages = u32::MAX;
+                    }
+                    op
+                })
+                .collect();
+            store.apply(&ops).unwrap();
+        }
+        let elapsed = started.elapsed();
+        let sends = (rounds * batch) as f64;
+        println!(
+            "batch {batch}: {:.0} group sends/s, {:.0} member deliveries/s ({:.2} ms per send)",
+            sends / elapsed.as_secs_f64(),
+            sends * 99.0 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / sends
+        );
+    }
 }

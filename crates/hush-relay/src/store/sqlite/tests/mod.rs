@@ -126,38 +126,7 @@ fn check_counters(dir: &TempDir) {
         )
         .unwrap();
     assert_eq!(totals, stored);
-    // Every blob's reference count is the number of mailbox rows pointing at it, never 0.
-    let bad_refs: i64 = raw
-        .query_row(
-            "SELECT count(*) FROM group_blobs AS b
-             WHERE b.refs != (SELECT count(*) FROM messages WHERE blob = b.id) OR b.refs = 0",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(bad_refs, 0);
-    let dangling: i64 = raw
-        .query_row(
-            "SELECT count(*) FROM messages
-             WHERE blob IS NOT NULL AND blob NOT IN (SELECT id FROM group_blobs)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(dangling, 0);
-    let group_totals: (i64, i64) = raw
-        .query_row("SELECT groups, members FROM group_totals", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    let group_rows: (i64, i64) = raw
-        .query_row(
-            "SELECT (SELECT count(*) FROM groups), (SELECT count(*) FROM group_members)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(group_totals, group_rows);
+    groups::check_group_counters(&raw);
     let per_sender = |sql: &str| -> Vec<(Vec<u8>, i64)> {
         raw.prepare(sql)
             .unwrap()
