@@ -213,6 +213,35 @@ async fn members_talk_a_new_member_cannot_read_the_past_a_removed_one_cannot_rea
         "{got:?}"
     );
     assert!(!ok(alice, &["group", "list"]).await.contains("club"));
+
+    // The same through `hush rpc`: a group is listed, and its history read by `#NAME`.
+    let input = [
+        r##"{"jsonrpc":"2.0","id":1,"method":"group.members","params":{"group":"team"}}"##,
+        r##"{"jsonrpc":"2.0","id":2,"method":"history","params":{"contact":"#team"}}"##,
+        r##"{"jsonrpc":"2.0","id":3,"method":"send","params":{"to":"#team","text":"over rpc"}}"##,
+    ]
+    .join("\n");
+    let mut cmd = command(alice, &["rpc"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let replies: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reply = |id: u64| replies.iter().find(|r| r["id"] == id).unwrap()["result"].clone();
+    assert_eq!(
+        reply(1)["epoch"].as_u64(),
+        Some(state(alice, "team").await.0)
+    );
+    assert!(reply(2).to_string().contains("after carol"));
+    assert_eq!(reply(3)["state"], "on relay");
+    assert_eq!(texts(&recv(bob).await), ["over rpc"]);
     relay.shutdown().await;
 }
 
@@ -262,5 +291,10 @@ async fn concurrent_commits_settle_on_one_epoch_and_an_offline_member_catches_up
     let a = state(alice, "team").await;
     assert_eq!(a.0, 11);
     assert_eq!(state(carol, "team").await, a);
+    // Bob caught up through syncs before each of his sends: the mailbox copies of those
+    // commits are acked silently (no rejection), and he is in the same state.
+    let got = recv(bob).await;
+    assert!(!got.iter().any(|l| l["event"] == "rejected"), "{got:?}");
+    assert_eq!(state(bob, "team").await, a);
     relay.shutdown().await;
 }

@@ -77,6 +77,12 @@ impl Client {
                 tracing::debug!("the relay does not store KeyPackages (older than groups)");
                 return Ok(());
             }
+            // A refusal (rate limit, quota) is about KeyPackages only: the connection serves
+            // everything else, and the next one tries again.
+            Err(NetError::Relay(e)) => {
+                tracing::debug!("the relay refused our KeyPackages: {e}");
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         if stock.unpublished_last_resort.is_some() {
@@ -107,10 +113,15 @@ impl Client {
                 last_resort: None,
                 one_time: batch,
             })
-            .await?;
+            .await;
         match reply {
-            Reply::KeyPackagesStored { .. } => Ok(()),
-            _ => Err(ClientError::Network(NetError::UnexpectedReply)),
+            Ok(Reply::KeyPackagesStored { .. }) => Ok(()),
+            Ok(_) => Err(ClientError::Network(NetError::UnexpectedReply)),
+            Err(NetError::Relay(e)) => {
+                tracing::debug!("the relay refused our KeyPackages: {e}");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }
