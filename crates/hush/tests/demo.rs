@@ -109,7 +109,7 @@ fn the_demo_shows_every_property_passing_and_exits_zero() {
         // Groups: the removed member, the new member, the forged add (both ways).
         "the message again, after it: cannot open it (we are not a member",
         "dave's client: Rejected: refused a message in group #team: message from epoch",
-        "her client refuses it (group: key package refused",
+        "her client refuses it before making any commit (key package refused",
         "relay DB: nothing was sent",
         "bob's client: Rejected: refused a commit in group #team",
     ] {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hush_client::group::{engine, GroupError, HushProvider, IdentitySigner, Incoming, MemberId};
 use hush_client::store::Store;
-use hush_client::{Client, Event, GroupChange};
+use hush_client::{Client, ClientError, Event, GroupChange};
 use hush_proto::group::GroupEnvelope;
 use hush_proto::IdentityKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
@@ -320,17 +320,25 @@ impl Demo {
         let epoch_after = self.group_epoch()?;
         let commits_after = self.commit_count(group_id)?;
         let dave_mail = self.group_mailbox(dave_key)?.len();
+        // Only the client's own check counts: the embedded relay's honest code could refuse
+        // such a commit for reasons of its own (a real malicious relay would not).
         let refused = match &outcome {
-            Ok(_) => {
-                self.detail("alice's client ADDED the relay's member as dave");
-                false
+            Err(ClientError::Group(why)) if why.starts_with("key package refused") => {
+                self.detail(format!(
+                    "alice adds dave: her client refuses it before making any commit ({why}): \
+                     the KeyPackage's signature key is not the identity key of her contact dave"
+                ));
+                true
             }
             Err(e) => {
                 self.detail(format!(
-                    "alice adds dave: her client refuses it ({e}): the KeyPackage's signature \
-                     key is not the identity key of her contact dave"
+                    "alice adds dave: it fails, but NOT by her client's KeyPackage check: {e}"
                 ));
-                true
+                false
+            }
+            Ok(_) => {
+                self.detail("alice's client ADDED the relay's member as dave");
+                false
             }
         };
         let nothing_sent =
