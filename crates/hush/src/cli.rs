@@ -121,9 +121,10 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cli_group::GroupCommand,
     },
-    /// Open the terminal chat UI (optionally with NAME selected; NAME is added if new).
+    /// Open the terminal chat UI (optionally with NAME selected; NAME is added if new, and
+    /// '#NAME' opens a group).
     Chat {
-        /// Contact to open.
+        /// Contact (or '#' and a group name) to open.
         name: Option<String>,
     },
     /// Serve JSON-RPC 2.0 on stdin/stdout, one JSON object per line (for bots and scripts).

@@ -11,8 +11,9 @@
 //!
 //! Requests (params by name): `send` {to, text}, `subscribe` (alias `receive`) {},
 //! `contacts` {}, `history` {contact, mark_read?}, `verify` {contact, confirm?},
-//! `trust` {contact}, `add` {contact}, `whoami` {}. Notifications after `subscribe`:
-//! `message`, `delivered`, `key_changed`, `rejected`, and `failed` {contact, id, reason} (a
+//! `trust` {contact}, `add` {contact}, `whoami` {}, and `group.*` (in [`groups`]); `send` and
+//! `history` take `#NAME` for a group. Notifications after `subscribe`: `message`,
+//! `delivered`, `key_changed`, `group`, `rejected`, and `failed` {contact, id, reason} (a
 //! message we sent will never be delivered: the recipient is gone, or the relay refused it for
 //! too long); those that happen earlier are held (up to [`MAX_PENDING`]) and sent right after
 //! the `subscribe` response. A message's `state` is `queued`, `on relay`, `delivered`,
@@ -36,7 +37,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::entry_json;
-use crate::cli_group::group_json;
+
+mod groups;
 
 /// Longest request line accepted (bytes); a longer one is discarded and answered with -32600.
 pub const MAX_LINE: usize = 1 << 20;
@@ -303,20 +305,6 @@ struct HistoryParams {
     contact: String,
     #[serde(default)]
     mark_read: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupParams {
-    group: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupMembersParams {
-    group: String,
-    #[serde(default)]
-    members: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -631,33 +619,8 @@ impl Rpc<'_> {
                 let contact = self.client.add_contact(&p.contact).await?;
                 self.contact_value(&contact)
             }
-            "group.create" | "group.add" | "group.remove" => {
-                let p: GroupMembersParams = params(raw)?;
-                let events = match method {
-                    "group.create" => self.client.group_create(&p.group, &p.members).await?,
-                    "group.add" => self.client.group_add(&p.group, &p.members).await?,
-                    _ => self.client.group_remove(&p.group, &p.members).await?,
-                };
-                for event in &events {
-                    self.hold(Held::event(event));
-                }
-                let name = p.group.trim_start_matches('#');
-                Ok(group_json(&self.client.group_info(name)?))
-            }
-            "group.leave" => {
-                let p: GroupParams = params(raw)?;
-                self.client.group_leave(&p.group).await?;
-                Ok(group_json(&self.client.group_info(&p.group)?))
-            }
-            "group.list" => {
-                let NoParams {} = params(raw)?;
-                let groups = self.client.groups()?;
-                Ok(Value::Array(groups.iter().map(group_json).collect()))
-            }
-            "group.members" => {
-                let p: GroupParams = params(raw)?;
-                Ok(group_json(&self.client.group_info(&p.group)?))
-            }
+            "group.create" | "group.add" | "group.remove" => self.group_call(method, raw).await,
+            "group.leave" | "group.list" | "group.members" => self.group_call(method, raw).await,
             "whoami" => {
                 let NoParams {} = params(raw)?;
                 Ok(json!({
