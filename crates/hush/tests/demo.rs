@@ -15,11 +15,12 @@ use std::process::{Command, Stdio};
 
 const HUSH: &str = env!("CARGO_BIN_EXE_hush");
 
-const PROPERTIES: [&str; 9] = [
+const PROPERTIES: [&str; 10] = [
     "Authentication",
     "Availability",
     "Integrity",
     "Replay",
+    "Groups",
     "Man in the middle",
     "Confidentiality",
     "Forward secrecy",
@@ -105,6 +106,12 @@ fn the_demo_shows_every_property_passing_and_exits_zero() {
         "cannot decrypt (duplicate",
         "hush-v1 first message: CAN decrypt \"Recorded in 2026",
         "hush-v2 first message: cannot decrypt",
+        // Groups: the removed member, the new member, the forged add (both ways).
+        "the message again, after it: cannot open it (we are not a member",
+        "dave's client: Rejected: refused a message in group #team: message from epoch",
+        "her client refuses it before making any commit (key package refused",
+        "relay DB: nothing was sent",
+        "bob's client: Rejected: refused a commit in group #team",
     ] {
         assert!(run.stdout.contains(evidence), "{evidence}:\n{}", run.stdout);
     }

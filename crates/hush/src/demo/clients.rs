@@ -40,16 +40,23 @@ impl Demo {
 /// [`PATIENCE`] has passed.
 pub(super) async fn receive_until(
     client: &mut Client,
+    done: impl FnMut(&[Event]) -> bool,
+) -> Result<Vec<Event>, String> {
+    receive_within(client, RECEIVE_WAIT, done).await
+}
+
+/// [`receive_until`] with `wait` per receive call (shorter calls when mail is known to be
+/// waiting already).
+pub(super) async fn receive_within(
+    client: &mut Client,
+    wait: Duration,
     mut done: impl FnMut(&[Event]) -> bool,
 ) -> Result<Vec<Event>, String> {
     let deadline = Instant::now() + PATIENCE;
     let mut events = Vec::new();
     let mut last_error = None;
     while Instant::now() < deadline {
-        match client
-            .receive(RECEIVE_WAIT, |e| events.push(e.clone()))
-            .await
-        {
+        match client.receive(wait, |e| events.push(e.clone())).await {
             Ok(()) => last_error = None,
             Err(e) => {
                 last_error = Some(e.to_string());

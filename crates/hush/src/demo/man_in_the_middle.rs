@@ -114,20 +114,26 @@ impl Demo {
 
     pub(super) async fn man_in_the_middle(&mut self) -> Result<(bool, String), String> {
         let forged_refused = self.forged_sender().await?;
-        let carol = Client::init(
-            &self.root.path().join("carol"),
-            PASSPHRASE,
-            "carol",
-            &self.relay_addr,
-            Some(self.relay_key),
-        )
-        .await
-        .map_err(|e| format!("carol: {e}"))?;
-        let mut carol = carol;
-        let carol_key = *carol.identity_key().as_bytes();
-        self.other_keys.push(("carol", carol_key));
+        // carol exists since the group row (she shared a group with bob, never a contact).
+        let carol_dir = self.root.path().join("carol");
+        let mut carol = if carol_dir.exists() {
+            Client::open(&carol_dir, PASSPHRASE).map_err(|e| format!("carol: {e}"))?
+        } else {
+            let carol = Client::init(
+                &carol_dir,
+                PASSPHRASE,
+                "carol",
+                &self.relay_addr,
+                Some(self.relay_key),
+            )
+            .await
+            .map_err(|e| format!("carol: {e}"))?;
+            self.other_keys
+                .push(("carol", *carol.identity_key().as_bytes()));
+            carol
+        };
         self.say(format!(
-            "carol joins (fingerprint {}); she has never talked to bob",
+            "carol (fingerprint {}) has never added bob as a contact",
             carol.identity_key().fingerprint()
         ));
         self.bob_offline().await;

@@ -20,6 +20,7 @@ mod availability;
 mod clients;
 mod confidentiality;
 mod forward_secrecy;
+mod groups;
 mod integrity;
 mod man_in_the_middle;
 mod post_quantum;
@@ -51,11 +52,12 @@ struct Row {
 }
 
 /// The property names, in table order (the test matches on them).
-const PROPERTIES: [&str; 9] = [
+const PROPERTIES: [&str; 10] = [
     "Authentication",
     "Availability",
     "Integrity",
     "Replay",
+    "Groups",
     "Man in the middle",
     "Confidentiality",
     "Forward secrecy",
@@ -74,7 +76,7 @@ struct Demo {
     bob: Option<Client>,
     alice_key: [u8; 32],
     bob_key: [u8; 32],
-    /// Keys of the profiles made later (carol, mallory), for the at-rest scan.
+    /// Keys of the profiles made later (carol, dave, mallory), for the at-rest scan.
     other_keys: Vec<(&'static str, [u8; 32])>,
     /// Every plaintext sent during the demo.
     texts: Vec<String>,
@@ -196,6 +198,7 @@ pub async fn run() -> Result<ExitCode, String> {
             "Availability" => demo.availability().await,
             "Integrity" => demo.integrity(sabotage == "integrity").await,
             "Replay" => demo.replay().await,
+            "Groups" => demo.groups().await,
             "Man in the middle" => demo.man_in_the_middle().await,
             "Confidentiality" => demo.confidentiality(),
             "Forward secrecy" => demo.forward_secrecy(),

@@ -43,6 +43,51 @@ impl Demo {
     }
 }
 
+/// A group message, commit or Welcome waiting in a mailbox: the mailbox row references one
+/// shared `group_blobs` row.
+pub(super) struct GroupRow {
+    pub(super) blob: i64,
+    /// How many mailbox rows reference the blob.
+    pub(super) refs: i64,
+    pub(super) envelope: Vec<u8>,
+}
+
+impl Demo {
+    /// The group items waiting in a mailbox, oldest first.
+    pub(super) fn group_mailbox(&self, recipient: &[u8; 32]) -> Result<Vec<GroupRow>, String> {
+        let db = self.relay_db()?;
+        let mut stmt = db
+            .prepare(
+                "SELECT b.id, b.refs, b.envelope FROM messages AS m
+                 JOIN group_blobs AS b ON b.id = m.blob
+                 WHERE m.recipient = ?1 ORDER BY m.id",
+            )
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map(params![recipient.as_slice()], |r| {
+                Ok(GroupRow {
+                    blob: r.get(0)?,
+                    refs: r.get(1)?,
+                    envelope: r.get(2)?,
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
+    }
+
+    /// How many commits the relay holds for a group.
+    pub(super) fn commit_count(&self, group_id: &[u8]) -> Result<i64, String> {
+        self.relay_db()?
+            .query_row(
+                "SELECT count(*) FROM group_commits WHERE group_id = ?1",
+                params![group_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| format!("group_commits: {e}"))
+    }
+}
+
 /// Put a copy of an envelope back into a mailbox, keeping the relay's counters in step (as the
 /// relay itself would when storing).
 pub(super) fn reinsert(
