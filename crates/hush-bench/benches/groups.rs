@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_main, BatchSize, Criterion};
+use criterion::{criterion_main, BatchSize, Criterion, SamplingMode};
 use ed25519_dalek::{Signer as _, SigningKey};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -346,10 +346,8 @@ fn print_sizes(f: &Fixture) {
 
 fn bench_shape(c: &mut Criterion, f: &Fixture) {
     let mut group = c.benchmark_group(format!("mls_{}", f.n));
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    // Milliseconds per iteration: the same iteration count in every sample.
+    group.sampling_mode(SamplingMode::Flat);
     let shape = f.shape.name();
 
     group.bench_function(format!("add_commit/{shape}"), |b| {
@@ -393,10 +391,7 @@ fn bench_shape(c: &mut Criterion, f: &Fixture) {
         );
     });
 
-    group
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    group.sampling_mode(SamplingMode::Auto).sample_size(50);
     group.bench_function(format!("message/{shape}"), |b| {
         let (alice_provider, alice_group) = restore(&f.alice_state, &f.group_id);
         let (bob_provider, bob_group) = restore(&f.bob_state, &f.group_id);
@@ -436,8 +431,22 @@ fn group_size() -> usize {
 pub fn benches() {
     let n = group_size();
     assert!(n >= 3, "a group of alice, bob and at least one more");
-    let mut criterion = Criterion::default().configure_from_args();
+    // Defaults; the command line (`--measurement-time`, `--sample-size`) overrides them.
+    let mut criterion = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    // A filter naming one shape (`-- updated`, `-- add_join/fresh`) skips building the other.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let named = |shape: Shape| filter.iter().any(|f| f.contains(shape.name()));
     for shape in [Shape::Fresh, Shape::Updated] {
+        if (named(Shape::Fresh) || named(Shape::Updated)) && !named(shape) {
+            continue;
+        }
         let fixture = build(n, shape);
         print_sizes(&fixture);
         bench_shape(&mut criterion, &fixture);
