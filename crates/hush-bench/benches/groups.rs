@@ -33,7 +33,8 @@
 //! stores the same values, sealed, in its profile.
 //!
 //! Before the criterion groups run, one line per shape prints the wire sizes (add commit,
-//! Welcome, removal commit, 256-byte application message). `cargo bench -p hush-bench -- --test`
+//! Welcome, removal commit, 256-byte application message), and one line what alice stores
+//! (openmls rewrites its largest value, the message secrets, on every encrypt and decrypt). `cargo bench -p hush-bench -- --test`
 //! (CI) uses a 16-member group so it stays fast; `HUSH_BENCH_GROUP_SIZE` overrides the size.
 
 // Benches are not library code: a failed setup step should abort the run loudly, and the
@@ -341,6 +342,18 @@ fn print_sizes(f: &Fixture) {
         message.len(),
         MESSAGE_LEN,
         message.len() - MESSAGE_LEN,
+    );
+    // What a member stores (openmls's MemoryStorage encoding): every message rewrites the
+    // largest value, the group's message secrets (this epoch's and up to 5 past epochs').
+    let stored: usize = f.alice_state.values().map(Vec::len).sum();
+    let largest = f.alice_state.values().map(Vec::len).max().unwrap_or(0);
+    println!(
+        "mls state, {} members, {} tree: alice stores {} B in {} values, the largest {} B",
+        f.n,
+        f.shape.name(),
+        stored,
+        f.alice_state.len(),
+        largest,
     );
 }
 
