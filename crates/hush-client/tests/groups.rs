@@ -183,3 +183,48 @@ async fn a_garbage_commit_the_relay_accepted_is_skipped_and_the_group_goes_on() 
     // bob can commit too (his position is past the garbage as well).
     bob.group_remove("team", &["alice".into()]).await.unwrap();
 }
+
+/// A relay replaying an old Welcome (one that used bob's last-resort KeyPackage, whose keys
+/// stay) must not bring bob back into a group he was removed from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_welcome_does_not_rejoin_a_group_we_are_no_longer_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay = relay(&relay_dir).await;
+    let mut alice = init(tmp.path(), "alice", &relay).await;
+    let mut bob = init(tmp.path(), "bob", &relay).await;
+    alice.add_contact("bob").await.unwrap();
+    bob.add_contact("alice").await.unwrap();
+    let db = rusqlite::Connection::open(relay_dir.join(hush_relay::server::DATABASE_FILE)).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    // Only bob's last-resort KeyPackage is left for alice to use.
+    db.execute("DELETE FROM key_packages_one_time", []).unwrap();
+    alice.group_create("team", &["bob".into()]).await.unwrap();
+    let welcome: Vec<u8> = db
+        .query_row(
+            "SELECT envelope FROM group_blobs WHERE substr(envelope, 1, 2) = x'0105'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    recv(&mut bob).await;
+    assert!(bob.group_info("team").unwrap().epoch.is_some());
+    alice.group_remove("team", &["bob".into()]).await.unwrap();
+    recv(&mut bob).await;
+    let gone = bob.group_info("team").unwrap();
+    assert!(gone.epoch.is_none(), "{gone:?}");
+
+    let replay = Delivery {
+        id: 2_000_000,
+        sender: *alice.identity_key().as_bytes(),
+        received_at_ms: 0,
+        envelope: welcome,
+    };
+    let events = bob.process_delivery(&replay).await.unwrap();
+    assert!(
+        matches!(events.as_slice(), [Event::Rejected { reason, .. }] if reason.contains("old invitation")),
+        "{events:?}"
+    );
+    assert_eq!(bob.group_info("team").unwrap(), gone);
+}

@@ -311,12 +311,27 @@ impl Client {
             super::groups::MemberState::You => Some("it claims to come from you".into()),
         };
         let existing = Self::group_by_id(&tx, &joined.group_id)?;
-        let refusal = refusal.or_else(|| {
-            existing
-                .as_ref()
-                .filter(|r| r.gone.is_none())
-                .map(|r| format!("you are already in that group (#{})", r.name))
-        });
+        let refusal = refusal
+            .or_else(|| {
+                existing
+                    .as_ref()
+                    .filter(|r| r.gone.is_none())
+                    .map(|r| format!("you are already in that group (#{})", r.name))
+            })
+            .or_else(|| {
+                // A relay replaying an old Welcome (through our last-resort KeyPackage, whose
+                // keys stay) must not bring us back into a group we left or were removed from:
+                // a real re-add is a Welcome to a later epoch than any we knew.
+                existing
+                    .as_ref()
+                    .filter(|r| r.gone.is_some() && joined.epoch <= r.relay_epoch)
+                    .map(|r| {
+                        format!(
+                            "it is an old invitation (epoch {}) to #{}, a group you are no longer in",
+                            joined.epoch, r.name
+                        )
+                    })
+            });
         if let Some(why) = refusal {
             // Dropping the transaction drops the joined state with it.
             drop(tx);
@@ -348,7 +363,7 @@ impl Client {
             gone: None,
             unread: existing.as_ref().map_or(0, |r| r.unread),
             leaving: None,
-            relay_epoch: 0,
+            relay_epoch: joined.epoch,
         };
         Self::put_group(&tx, &record)?;
         let mut events = vec![Event::Group {
