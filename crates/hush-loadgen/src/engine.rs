@@ -385,10 +385,12 @@ fn write_header(envelope: &mut [u8], group: bool, sender: u32, seq: u64, ts_ns: 
     header[5..13].copy_from_slice(&seq.to_be_bytes());
     header[13..21].copy_from_slice(&ts_ns.to_be_bytes());
     if group {
+        let mut framed = [0u8; HEADER_LEN + 1];
+        framed[0] = ENVELOPE_VERSION;
+        framed[1] = GROUP_KIND_MESSAGE;
+        framed[2..].copy_from_slice(&header[1..]);
         if let Some(dst) = envelope.get_mut(..HEADER_LEN + 1) {
-            dst[0] = ENVELOPE_VERSION;
-            dst[1] = GROUP_KIND_MESSAGE;
-            dst[2..].copy_from_slice(&header[1..]);
+            dst.copy_from_slice(&framed);
         }
     } else if let Some(dst) = envelope.get_mut(..HEADER_LEN) {
         dst.copy_from_slice(&header);

@@ -128,9 +128,8 @@ impl GroupParams {
 
 /// An opaque group envelope of `kind` (the relay checks only the framing).
 fn opaque_envelope(kind: u8, len: usize) -> Vec<u8> {
-    let mut e = vec![0u8; len.max(3)];
-    e[0] = 0x01;
-    e[1] = kind;
+    let mut e = vec![0x01, kind];
+    e.resize(len.max(3), 0);
     e
 }
 

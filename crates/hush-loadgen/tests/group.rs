@@ -2,6 +2,13 @@
 //! `hush-relay` binary, a small group for one second: every stored group message reaches
 //! every other member exactly once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
