@@ -14,9 +14,8 @@ use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
 
 use crate::conn::{connect_all, connect_relay, split_relay, CONNECT_TIMEOUT};
-use crate::engine::{
-    self, Client, Expect, Plan, Target, GROUP_KIND_COMMIT, GROUP_KIND_WELCOME, HEADER_LEN,
-};
+use crate::engine::{self, Client, Expect, Plan, Target};
+use crate::envelope::{GROUP_KIND_COMMIT, GROUP_KIND_WELCOME, HEADER_LEN};
 use crate::relay::RelayProcess;
 use crate::scenarios::{fsync_json, identities, mb, memory_json, traffic_summary, Common};
 use crate::util::{clock_ticks_per_sec, fail, round1, round3, Result};

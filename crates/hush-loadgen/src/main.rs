@@ -7,6 +7,7 @@
 mod baseline;
 mod conn;
 mod engine;
+mod envelope;
 mod group;
 mod relay;
 mod scenarios;

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::baseline;
 use crate::conn::{connect_all, connect_plain, connect_relay, split_relay, Rx, Tx};
-use crate::engine::{self, Client, Expect, Plan, RunReport, Target, HEADER_LEN};
+use crate::engine::{self, Client, Expect, Plan, RunReport, Target};
+use crate::envelope::HEADER_LEN;
 use crate::relay::{scrape, Memory, Probe, RelayOptions, RelayProcess};
 use crate::util::{clock_ticks_per_sec, fail, round1, round3, status_kb, Result};
 
