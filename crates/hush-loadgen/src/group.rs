@@ -267,6 +267,17 @@ async fn group_inner(
             0.0
         }
     };
+    // The relay's own count, as a cross-check of what the members saw.
+    let relay_rate = |metric: &str| {
+        let d = report.snap_end.metric(metric) - report.snap_start.metric(metric);
+        if report.window_secs > 0.0 {
+            d / report.window_secs
+        } else {
+            0.0
+        }
+    };
+    let relay_fan_out = relay_rate("hush_group_fan_out_total");
+    let relay_stored = relay_rate("hush_group_messages_stored_total");
     let sends = per_sec(report.stored_in_window);
     let member_msgs = per_sec(report.delivered_in_window);
     println!(
@@ -275,6 +286,10 @@ async fn group_inner(
         report.stored.saturating_mul(fanout),
         report.delivered_unique,
         report.control_deliveries
+    );
+    println!(
+        "[group] relay metrics over the window: {relay_stored:.0} group messages stored/s, \
+         {relay_fan_out:.0} fan-out mailbox rows/s"
     );
     if let Some(obj) = relay_json.as_object_mut() {
         obj.insert("connect_s".into(), json!(round3(connect_secs)));
@@ -292,6 +307,14 @@ async fn group_inner(
         obj.insert(
             "expected_deliveries".into(),
             json!(report.stored.saturating_mul(fanout)),
+        );
+        obj.insert(
+            "relay_group_messages_stored_per_s".into(),
+            json!(round1(relay_stored)),
+        );
+        obj.insert(
+            "relay_fan_out_rows_per_s".into(),
+            json!(round1(relay_fan_out)),
         );
         obj.insert(
             "setup_deliveries_acked".into(),
