@@ -871,6 +871,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn group_losses_are_counted_per_receiver() {
+        let set = |v: &[u64]| {
+            let mut b = BitSet::default();
+            for &i in v {
+                b.insert(i);
+            }
+            b
+        };
+        let mut r = RunReport::default();
+        r.stored_sets.insert(0, set(&[0, 1, 2]));
+        // Member 1 got everything; member 2 missed seq 1 (which member 1 got, so a union of
+        // receivers would hide it) and got seq 7, never stored; the sender is not its own
+        // recipient.
+        r.received_by.insert(1, [(0, set(&[0, 1, 2]))].into());
+        r.received_by.insert(2, [(0, set(&[0, 2, 7]))].into());
+        assert_eq!(r.group_losses(&[0, 1, 2]), (1, 1));
+        // A member that received nothing lost all three.
+        assert_eq!(r.group_losses(&[0, 1, 2, 3]), (4, 1));
+    }
+
+    #[test]
     fn request_kinds_do_not_collide() {
         let seq = (1u64 << 40) + 5;
         assert_eq!(seq & KIND_MASK, KIND_SEND);
