@@ -23,7 +23,12 @@ use crate::store::{KdfParams, Passphrase, Store, StoreError};
 
 mod contacts;
 mod emit;
+mod group_commit;
+mod group_receive;
+mod group_send;
+mod groups;
 mod init;
+mod keypackages;
 mod outbox;
 mod prekeys;
 mod receive;
@@ -31,6 +36,9 @@ mod retry;
 mod upgrade;
 
 pub use emit::{EmitError, UNEMITTED_KEPT};
+pub use group_commit::COMMIT_RETRIES;
+pub use groups::{GroupChange, GroupInfo, GroupMember, MemberState};
+pub use keypackages::{KEY_PACKAGE_BATCH, KEY_PACKAGE_LAST_RESORT_MAX_AGE, KEY_PACKAGE_LOW_WATER};
 pub use outbox::{Flushed, Sent};
 pub use prekeys::{PQ_PREKEY_BATCH, PQ_PREKEY_LOW_WATER};
 use receive::dedupe_key;
@@ -110,6 +118,10 @@ pub enum ClientError {
     /// Invalid input from the user.
     #[error("{0}")]
     Invalid(String),
+    /// The group engine refused or failed (a KeyPackage that does not match the contact,
+    /// an unknown group, …).
+    #[error("group: {0}")]
+    Group(String),
     /// `init` was pointed at a directory holding other files; nothing was touched.
     #[error("{0} is not empty and is not a hush profile; refusing to create a profile there (choose a new or empty directory with --profile)")]
     NotAProfile(PathBuf),
@@ -255,6 +267,10 @@ pub struct HistoryEntry {
     /// refusal (it is retried with backoff); with `Failed` it is the final reason.
     #[serde(default)]
     pub failure: Option<String>,
+    /// The group (local name, without `#`) for a group message; then `contact` is the
+    /// sender (incoming) or `#NAME` (outgoing).
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// Something that happened while receiving.
@@ -283,6 +299,14 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Something changed in a group (a member joined, left, was removed, or has a key we
+    /// do not trust): a system line.
+    Group {
+        /// The group's local name (without `#`).
+        group: String,
+        /// What changed.
+        change: GroupChange,
+    },
     /// An envelope was rejected (forged, corrupted, replayed, or undecryptable).
     Rejected {
         /// Contact, if known.
@@ -299,6 +323,10 @@ struct OutboxItem {
     envelope: Vec<u8>,
     /// The history row this envelope carries (none for receipts).
     message_id: Option<String>,
+    /// For a group message: the group id (hex); sent with `GroupSend`, and `recipient` is
+    /// then `group:` and the id (its queue).
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// All sessions with one contact: the active one first.
@@ -465,6 +493,7 @@ impl Client {
                 self.confirm_registration().await?;
                 if registered || registering {
                     self.maintain_prekeys().await?;
+                    self.maintain_key_packages().await?;
                 }
                 Ok(())
             })

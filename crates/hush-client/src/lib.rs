@@ -4,9 +4,10 @@
 //! ([`store`]), and the messaging logic ([`client`]) that commits state before it acts.
 
 pub mod client;
+pub mod group;
 pub mod store;
 
 pub use client::{
     default_profile_dir, Client, ClientError, Contact, DeliveryState, EmitError, Event,
-    HistoryEntry,
+    GroupChange, GroupInfo, GroupMember, HistoryEntry, MemberState,
 };

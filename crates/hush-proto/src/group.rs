@@ -38,7 +38,11 @@ impl GroupEnvelope {
     pub fn is_group(bytes: &[u8]) -> bool {
         matches!(
             bytes,
-            [ENVELOPE_VERSION, KIND_GROUP_MESSAGE | KIND_GROUP_COMMIT | KIND_GROUP_WELCOME, ..]
+            [
+                ENVELOPE_VERSION,
+                KIND_GROUP_MESSAGE | KIND_GROUP_COMMIT | KIND_GROUP_WELCOME,
+                ..
+            ]
         )
     }
 

@@ -40,8 +40,8 @@ mod tests_sim;
 mod tests_v2;
 
 pub use envelope::{Envelope, PrekeyMessage};
-pub use group::GroupEnvelope;
 pub use error::{DecodeError, DecryptError, EncryptError, SessionError};
+pub use group::GroupEnvelope;
 pub use keys::{
     IdentityKeyPair, IdentityPublicKey, KeyError, OneTimePrekey, OneTimePrekeyPair, PrekeyBundle,
     SignedPrekey, SignedPrekeyPair, VerifiedBundle, X25519PublicKey, X25519Secret,

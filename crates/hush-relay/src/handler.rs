@@ -544,6 +544,15 @@ impl Session<'_> {
                 ) {
                     return Err(err(ErrorCode::Malformed, "not a hush envelope"));
                 }
+                // Group mail goes only through GroupCommit / GroupSend: a commit or proposal
+                // sent 1:1 would skip the per-group epoch order and let a member fork the
+                // group (or hand a proposal to some members only).
+                if hush_proto::GroupEnvelope::is_group(&envelope) {
+                    return Err(err(
+                        ErrorCode::Malformed,
+                        "group envelopes go through GroupSend or GroupCommit",
+                    ));
+                }
                 if !self.is_registered(recipient).await? {
                     return Err(err(ErrorCode::UnknownUser, "no such recipient"));
                 }

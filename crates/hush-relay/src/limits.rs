@@ -101,6 +101,15 @@ impl TokenBucket {
         }
     }
 
+    /// Charge `tokens` more for work already done (a fan-out to many mailboxes), going into
+    /// debt down to `-burst` at most: the next requests wait until it is paid back.
+    pub fn charge(&mut self, tokens: f64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.tokens = (self.tokens - tokens.max(0.0)).max(-self.burst);
+    }
+
     /// Take one token if available.
     pub fn try_take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -143,6 +152,17 @@ mod tests {
         assert_ne!(source_key(a), source_key(c));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(source_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_charge_puts_the_bucket_in_debt_until_refilled() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 5.0, t0);
+        assert!(b.try_take(t0));
+        b.charge(100.0, t0);
+        // In debt down to -burst: nothing for 1 s at 10 tokens/s (−5 → +5 needs 1 s).
+        assert!(!b.try_take(t0 + Duration::from_millis(500)));
+        assert!(b.try_take(t0 + Duration::from_millis(1100)));
     }
 
     #[test]

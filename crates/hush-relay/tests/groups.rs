@@ -360,3 +360,66 @@ async fn a_spent_fetch_budget_serves_the_last_resort_key_package() {
     };
     assert!(bundle.one_time_prekey.is_none());
 }
+
+/// Group mail goes only through GroupSend and GroupCommit (a commit or proposal sent as 1:1
+/// mail would skip the per-group epoch order: a member could fork the group), and only from an
+/// identity that holds a name (every stored byte belongs to someone named).
+#[tokio::test]
+async fn group_envelopes_are_refused_as_one_to_one_mail_and_from_nameless_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path()).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let bob = User::new(&relay, "bob").await;
+    for envelope in [vec![1, 3, 1], vec![1, 4, 1], vec![1, 5, 1]] {
+        let one_to_one = Request::Send {
+            recipient: bob.addr(),
+            envelope,
+        };
+        assert_eq!(
+            code(alice.conn.request(&one_to_one).await),
+            ErrorCode::Malformed
+        );
+    }
+    let stranger = identity();
+    let mut conn = connect(&relay, &stranger).await;
+    assert_eq!(
+        code(conn.request(&commit(0, &[bob.addr()], &[], 0)).await),
+        ErrorCode::NotRegistered
+    );
+    assert_eq!(
+        code(conn.request(&group_send(vec![1, 3, 1])).await),
+        ErrorCode::NotRegistered
+    );
+}
+
+/// A fan-out costs send tokens per 20 recipients, so a large group cannot multiply a sender's
+/// rate limit into thousands of mailbox rows a second.
+#[tokio::test]
+async fn fan_out_costs_send_tokens_per_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "send_rate = 0.001\nsend_burst = 4.0\n";
+    let relay = Relay::start_with(dir.path(), Some(config), true).await;
+    let mut alice = User::new(&relay, "alice").await;
+    let mut others = Vec::new();
+    for n in 0..40 {
+        others.push(User::new(&relay, &format!("m{n}")).await.addr());
+    }
+    // 1 token for the commit, 2 more for its 40 Welcomes: 1 left.
+    assert_eq!(
+        alice
+            .conn
+            .request(&commit(0, &others, &[], 0))
+            .await
+            .unwrap(),
+        Reply::CommitAccepted { epoch: 1 }
+    );
+    assert!(matches!(
+        alice.conn.request(&group_send(vec![1, 3, 1])).await,
+        Ok(Reply::Stored { .. })
+    ));
+    // That message cost 1 + 2: the bucket is in debt.
+    assert_eq!(
+        code(alice.conn.request(&group_send(vec![1, 3, 2])).await),
+        ErrorCode::RateLimited
+    );
+}

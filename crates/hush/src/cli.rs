@@ -69,11 +69,11 @@ pub enum Command {
         /// Contact name.
         name: String,
     },
-    /// Send TEXT to NAME; exits 0 once the relay has stored it, 3 while it is queued (relay
+    /// Send TEXT to NAME (or to a group: '#NAME'); exits 0 once the relay has stored it, 3 while it is queued (relay
     /// unreachable or not the pinned one, or refused and retried later: do not resend), 1 when
     /// it can never be delivered or was never queued (an error before it was committed).
     Send {
-        /// Contact name.
+        /// Contact name, or '#' and a group name.
         name: String,
         /// Message text.
         text: String,
@@ -93,9 +93,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the conversation with NAME.
+    /// Show the conversation with NAME (or a group's: '#NAME').
     History {
-        /// Contact name.
+        /// Contact name, or '#' and a group name.
         name: String,
         /// JSON output.
         #[arg(long)]
@@ -114,9 +114,17 @@ pub enum Command {
         /// Contact name.
         name: String,
     },
-    /// Open the terminal chat UI (optionally with NAME selected; NAME is added if new).
+    /// Group chats (MLS): create, add, remove, leave, list, members. Send with
+    /// `hush send '#NAME' TEXT`.
+    Group {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::cli_group::GroupCommand,
+    },
+    /// Open the terminal chat UI (optionally with NAME selected; NAME is added if new, and
+    /// '#NAME' opens a group).
     Chat {
-        /// Contact to open.
+        /// Contact (or '#' and a group name) to open.
         name: Option<String>,
     },
     /// Serve JSON-RPC 2.0 on stdin/stdout, one JSON object per line (for bots and scripts).
@@ -428,6 +436,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
             out!("accepted the new identity key for {name}; verify it with `hush verify {name}`")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Group { command } => crate::cli_group::run(client, command).await,
         Command::Rpc => crate::rpc::run(client).await,
     }
 }
@@ -487,6 +496,7 @@ pub fn entry_json(m: &HistoryEntry) -> serde_json::Value {
         "verified": m.verified,
         "key_changed": m.key_changed,
         "failure": m.failure,
+        "group": m.group,
     })
 }
 
@@ -495,7 +505,7 @@ fn is_failure_of(event: &Event, id: &str) -> bool {
     matches!(event, Event::Failed { id: failed, .. } if failed == id)
 }
 
-fn print_event(event: &Event, json: bool) -> Result<(), String> {
+pub(crate) fn print_event(event: &Event, json: bool) -> Result<(), String> {
     match event {
         Event::Message(m) => {
             if json {
@@ -509,7 +519,10 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                     " [unverified]"
                 };
                 let who = sanitize::line(&m.contact);
-                let header = format!("{who}: ");
+                let header = match &m.group {
+                    Some(group) => format!("#{} {who}: ", sanitize::line(group)),
+                    None => format!("{who}: "),
+                };
                 out!("{header}{}{flag}", terminal_text(&m.text, &header))?;
             }
         }
@@ -548,6 +561,17 @@ fn print_event(event: &Event, json: bool) -> Result<(), String> {
                     sanitize::line(contact),
                     sanitize::line(reason)
                 );
+            }
+        }
+        Event::Group { group, change } => {
+            if json {
+                let mut value = crate::cli_group::change_json(group, change);
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("event".into(), "group".into());
+                }
+                out!("{value}")?;
+            } else {
+                out!("{}", crate::cli_group::change_text(group, change))?;
             }
         }
         Event::Rejected { contact, reason } => {

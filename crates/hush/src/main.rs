@@ -2,6 +2,7 @@
 //! passphrase comes from `HUSH_PASSPHRASE` or is asked at the terminal.
 
 mod cli;
+mod cli_group;
 mod demo;
 mod output;
 mod rpc;

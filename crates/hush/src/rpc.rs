@@ -11,8 +11,9 @@
 //!
 //! Requests (params by name): `send` {to, text}, `subscribe` (alias `receive`) {},
 //! `contacts` {}, `history` {contact, mark_read?}, `verify` {contact, confirm?},
-//! `trust` {contact}, `add` {contact}, `whoami` {}. Notifications after `subscribe`:
-//! `message`, `delivered`, `key_changed`, `rejected`, and `failed` {contact, id, reason} (a
+//! `trust` {contact}, `add` {contact}, `whoami` {}, and `group.*` (in [`groups`]); `send` and
+//! `history` take `#NAME` for a group. Notifications after `subscribe`: `message`,
+//! `delivered`, `key_changed`, `group`, `rejected`, and `failed` {contact, id, reason} (a
 //! message we sent will never be delivered: the recipient is gone, or the relay refused it for
 //! too long); those that happen earlier are held (up to [`MAX_PENDING`]) and sent right after
 //! the `subscribe` response. A message's `state` is `queued`, `on relay`, `delivered`,
@@ -36,6 +37,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::entry_json;
+
+mod groups;
 
 /// Longest request line accepted (bytes); a longer one is discarded and answered with -32600.
 pub const MAX_LINE: usize = 1 << 20;
@@ -208,6 +211,7 @@ impl From<ClientError> for RpcError {
             ClientError::Session { .. } => "session",
             ClientError::Encrypt(_) => "encrypt",
             ClientError::Invalid(_) => "invalid",
+            ClientError::Group(_) => "group",
             _ => "other",
         };
         Self {
@@ -357,6 +361,7 @@ fn event_notification(event: &Event) -> Value {
             ("delivered", json!({ "contact": contact, "ids": ids }))
         }
         Event::KeyChanged { contact } => ("key_changed", json!({ "contact": contact })),
+        Event::Group { group, change } => ("group", crate::cli_group::change_json(group, change)),
         Event::Rejected { contact, reason } => {
             ("rejected", json!({ "contact": contact, "reason": reason }))
         }
@@ -576,7 +581,9 @@ impl Rpc<'_> {
             }
             "history" => {
                 let p: HistoryParams = params(raw)?;
-                self.known_contact(&p.contact)?;
+                if !p.contact.starts_with('#') {
+                    self.known_contact(&p.contact)?;
+                }
                 let history = self.client.history(&p.contact)?;
                 if p.mark_read {
                     self.client.mark_read(&p.contact)?;
@@ -612,6 +619,8 @@ impl Rpc<'_> {
                 let contact = self.client.add_contact(&p.contact).await?;
                 self.contact_value(&contact)
             }
+            "group.create" | "group.add" | "group.remove" => self.group_call(method, raw).await,
+            "group.leave" | "group.list" | "group.members" => self.group_call(method, raw).await,
             "whoami" => {
                 let NoParams {} = params(raw)?;
                 Ok(json!({

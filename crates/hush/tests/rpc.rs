@@ -656,3 +656,192 @@ async fn a_held_notification_lost_to_a_crash_is_sent_after_the_next_subscribe() 
     assert!(bob.finish().await.success());
     assert!(alice.finish().await.success());
 }
+
+/// Groups over rpc: create with a member, the member's `joined` notification, sending to
+/// `#NAME` both ways with `group` on the messages, members with their states (a member who is
+/// not a contact is announced), history of `#NAME`, removal announced to the removed member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_create_send_members_and_remove() {
+    let w = world().await;
+    let carol = w._tmp.path().join("carol");
+    init(&carol, "carol", w.addr).await;
+    let mut alice = RpcProc::spawn(&w.alice, "alice");
+    let mut bob = RpcProc::spawn(&w.bob, "bob");
+    alice.result(1, "subscribe", json!({})).await;
+    bob.result(1, "subscribe", json!({})).await;
+    alice.result(2, "add", json!({"contact": "bob"})).await;
+    alice.result(3, "add", json!({"contact": "carol"})).await;
+    bob.result(2, "add", json!({"contact": "alice"})).await;
+
+    // Wrong params are refused before anything happens.
+    alice
+        .error(
+            4,
+            "group.add",
+            json!({"group": "team", "members": []}),
+            -32602,
+        )
+        .await;
+    alice
+        .error(
+            5,
+            "group.create",
+            json!({"group": "team", "member": ["bob"]}),
+            -32602,
+        )
+        .await;
+    alice.error(6, "group.nope", json!({}), -32601).await;
+    let e = alice
+        .error(7, "group.members", json!({"group": "team"}), -32000)
+        .await;
+    assert_eq!(e["data"]["kind"], "invalid", "{e}");
+
+    let created = alice
+        .result(
+            8,
+            "group.create",
+            json!({"group": "#team", "members": ["bob"]}),
+        )
+        .await;
+    assert_eq!(created["group"], "team");
+    assert_eq!(created["member"], true);
+    let states: Vec<(String, String)> = created["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("alice".into(), "you".into())),
+        "{created}"
+    );
+    assert!(
+        states.contains(&("bob".into(), "known".into())),
+        "{created}"
+    );
+
+    let joined = bob.notification("group").await;
+    assert_eq!(joined["group"], "team", "{joined}");
+    assert_eq!(joined["change"], "joined", "{joined}");
+    assert_eq!(joined["by"], "alice", "{joined}");
+
+    // To the group and back.
+    let sent = alice
+        .result(9, "send", json!({"to": "#team", "text": "hello team"}))
+        .await;
+    assert_eq!(sent["group"], "team", "{sent}");
+    assert_eq!(sent["state"], "on relay", "{sent}");
+    let message = bob.notification("message").await;
+    assert_eq!(message["group"], "team", "{message}");
+    assert_eq!(message["from"], "alice", "{message}");
+    assert_eq!(message["text"], "hello team");
+    bob.result(3, "send", json!({"to": "#team", "text": "hi all"}))
+        .await;
+    let message = alice.notification("message").await;
+    assert_eq!(message["group"], "team", "{message}");
+    assert_eq!(message["from"], "bob", "{message}");
+
+    let history = bob
+        .result(4, "history", json!({"contact": "#team", "mark_read": true}))
+        .await;
+    let texts: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hello team", "hi all"], "{history}");
+    let members = bob
+        .result(5, "group.members", json!({"group": "team"}))
+        .await;
+    assert_eq!(members["epoch"], created["epoch"], "{members}");
+    assert_eq!(
+        members["epoch_authenticator"], created["epoch_authenticator"],
+        "both see the same group state"
+    );
+    assert_eq!(members["unread"], 0, "{members}");
+
+    // carol is added; bob has no contact for her: said so, with her fingerprint.
+    alice
+        .result(
+            10,
+            "group.add",
+            json!({"group": "team", "members": ["carol"]}),
+        )
+        .await;
+    let mut seen = Vec::new();
+    while !(seen.iter().any(|c: &Value| c["change"] == "added")
+        && seen.iter().any(|c: &Value| c["change"] == "not_a_contact"))
+    {
+        let change = bob.notification("group").await;
+        assert_eq!(change["group"], "team", "{change}");
+        seen.push(change);
+    }
+    let added = seen.iter().find(|c| c["change"] == "added").unwrap();
+    assert_eq!(added["by"], "alice");
+    assert_eq!(added["members"], json!(["carol"]));
+    let stranger = seen
+        .iter()
+        .find(|c| c["change"] == "not_a_contact")
+        .unwrap();
+    assert_eq!(stranger["member"], "carol");
+    assert!(stranger["fingerprint"]
+        .as_str()
+        .is_some_and(|f| !f.is_empty()));
+    let members = bob
+        .result(6, "group.members", json!({"group": "team"}))
+        .await;
+    let carol_state = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "carol")
+        .map(|m| m["state"].clone());
+    assert_eq!(carol_state, Some(json!("not_a_contact")), "{members}");
+
+    // bob is removed: told so, and the group stays listed as gone.
+    let after = alice
+        .result(
+            11,
+            "group.remove",
+            json!({"group": "team", "members": ["bob"]}),
+        )
+        .await;
+    assert!(
+        after["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["name"] != "bob"),
+        "{after}"
+    );
+    let removed = bob.notification("group").await;
+    assert_eq!(removed["change"], "you_were_removed", "{removed}");
+    assert_eq!(removed["by"], "alice");
+    let list = bob.result(7, "group.list", json!({})).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["member"], false, "{list}");
+    let e = bob
+        .error(
+            8,
+            "send",
+            json!({"to": "#team", "text": "still here?"}),
+            -32000,
+        )
+        .await;
+    assert_eq!(e["data"]["kind"], "invalid", "{e}");
+
+    let left = alice.result(12, "group.list", json!({})).await;
+    assert_eq!(left[0]["member"], true);
+    let gone = alice
+        .result(13, "group.leave", json!({"group": "team"}))
+        .await;
+    assert_eq!(gone["member"], false, "{gone}");
+    assert!(alice.finish().await.success());
+    assert!(bob.finish().await.success());
+}

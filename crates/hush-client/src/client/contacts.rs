@@ -223,8 +223,11 @@ impl Client {
         Ok(())
     }
 
-    /// History with a contact, oldest first.
+    /// History with a contact (or, for `#NAME`, of a group), oldest first.
     pub fn history(&mut self, name: &str) -> Result<Vec<HistoryEntry>, ClientError> {
+        if let Some(group) = name.strip_prefix('#') {
+            return self.group_history(group);
+        }
         let tx = self.store.tx()?;
         Ok(tx
             .messages::<HistoryEntry>(name)?
@@ -233,8 +236,11 @@ impl Client {
             .collect())
     }
 
-    /// Clear a contact's unread count (the user looked).
+    /// Clear a contact's (or a `#NAME` group's) unread count (the user looked).
     pub fn mark_read(&mut self, name: &str) -> Result<(), ClientError> {
+        if let Some(group) = name.strip_prefix('#') {
+            return self.group_mark_read(group);
+        }
         let tx = self.store.tx()?;
         if let Some(mut c) = tx.get::<Contact>(NS_CONTACT, name)? {
             c.unread = 0;

@@ -209,6 +209,7 @@ mod tests {
             verified: false,
             key_changed: false,
             failure: None,
+            group: None,
         }
     }
 

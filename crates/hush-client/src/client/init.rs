@@ -155,9 +155,12 @@ impl Client {
             }
         }
         // Registered: from here on the profile stays whatever happens.
-        tokio::time::timeout(REQUEST_TIMEOUT, client.maintain_prekeys())
-            .await
-            .unwrap_or(Err(ClientError::Network(NetError::Timeout)))?;
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            client.maintain_prekeys().await?;
+            client.maintain_key_packages().await
+        })
+        .await
+        .unwrap_or(Err(ClientError::Network(NetError::Timeout)))?;
         Ok(client)
     }
 

@@ -57,6 +57,9 @@ impl Client {
         name: &str,
         text: &str,
     ) -> Result<Sent, ClientError> {
+        if let Some(group) = name.strip_prefix('#') {
+            return self.send_group_reporting(group, text).await;
+        }
         if self.contact(name)?.is_none() {
             self.add_contact(name).await?;
         } else {
@@ -110,6 +113,7 @@ impl Client {
             verified: contact.verified,
             key_changed: false,
             failure: None,
+            group: None,
         };
         let tx = self.store.tx()?;
         let envelope = Self::encrypt_for(&tx, &contact, &content)?;
@@ -123,6 +127,7 @@ impl Client {
             recipient: contact.identity_key.clone(),
             envelope,
             message_id: Some(entry.id.clone()),
+            group: None,
         })?;
         tx.commit()?;
         Ok(entry)
@@ -280,16 +285,21 @@ impl Client {
             return Ok(Some(next));
         }
         let mut rows = std::collections::VecDeque::from(rows);
+        // A group's queue is named `group:ID`; its rows go out with GroupSend.
+        let group = recipient_hex
+            .strip_prefix("group:")
+            .and_then(|id| hex::decode(id).ok())
+            .and_then(|id| hush_proto::relay::GroupId::new(id).ok());
         let recipient: Option<[u8; 32]> = hex::decode(recipient_hex)
             .ok()
             .and_then(|b| b.try_into().ok());
-        let Some(recipient) = recipient else {
+        if recipient.is_none() && group.is_none() {
             for row in &rows {
                 events.extend(self.give_up(row, "the stored recipient key is corrupt")?);
             }
             self.forget_recipient(recipient_hex)?;
             return Ok(None);
-        };
+        }
         while let Some(head) = rows.front() {
             if !*connected {
                 // Connect (register, publish prekeys) before any row is sent, so that a
@@ -297,12 +307,18 @@ impl Client {
                 self.connection().await?;
                 *connected = true;
             }
-            let reply = self
-                .request_on_open(&Request::Send {
+            let request = match (&group, recipient) {
+                (Some(group_id), _) => Request::GroupSend {
+                    group_id: group_id.clone(),
+                    envelope: head.value.envelope.clone(),
+                },
+                (None, Some(recipient)) => Request::Send {
                     recipient,
                     envelope: head.value.envelope.clone(),
-                })
-                .await;
+                },
+                (None, None) => break,
+            };
+            let reply = self.request_on_open(&request).await;
             match reply {
                 Ok(Reply::Stored { .. }) => {
                     let tx = self.store.tx()?;

@@ -116,7 +116,7 @@ impl Client {
     }
 
     /// The connection being maintained (opened by the caller).
-    fn open_conn(&mut self) -> Result<&mut Connection, ClientError> {
+    pub(super) fn open_conn(&mut self) -> Result<&mut Connection, ClientError> {
         self.conn
             .as_mut()
             .ok_or(ClientError::Network(NetError::Closed))

@@ -134,6 +134,15 @@ impl Client {
         &mut self,
         delivery: &Delivery,
     ) -> Result<Vec<Event>, ClientError> {
+        if hush_proto::group::GroupEnvelope::is_group(&delivery.envelope) {
+            let (mut events, follow) = self.accept_group_delivery(delivery).await?;
+            self.request(&Request::Ack {
+                ids: vec![delivery.id],
+            })
+            .await?;
+            self.group_follow_up(follow, &mut events).await;
+            return Ok(events);
+        }
         let sender = IdentityPublicKey::from_bytes(&delivery.sender).ok();
         let events = match sender {
             Some(sender) => match self.accept_envelope(sender, delivery).await {
@@ -502,6 +511,7 @@ impl Client {
                 verified: contact.verified && !key_changed,
                 key_changed,
                 failure: None,
+                group: None,
             };
             let dedupe = dedupe_key(&sender, &entry.id);
             let new = tx.add_message(&contact.name, &dedupe, &entry)?;
@@ -534,6 +544,7 @@ impl Client {
                             recipient: contact.identity_key.clone(),
                             envelope,
                             message_id: None,
+                            group: None,
                         })?;
                     }
                 }
@@ -541,6 +552,31 @@ impl Client {
         }
         tx.commit()?;
         Ok(events)
+    }
+}
+
+impl Client {
+    /// Whether this delivery was committed before (its ack was lost).
+    pub(super) fn seen_delivery(&mut self, fingerprint: &str) -> Result<bool, ClientError> {
+        let recent: Vec<String> = self
+            .store
+            .tx()?
+            .get(NS_RECENT_DELIVERIES, KEY_SELF)?
+            .unwrap_or_default();
+        Ok(recent.iter().any(|f| f == fingerprint))
+    }
+
+    /// Record a delivery as committed, in the transaction that commits it.
+    pub(super) fn remember_delivery(
+        tx: &crate::store::Tx<'_>,
+        fingerprint: &str,
+    ) -> Result<(), ClientError> {
+        let mut recent: Vec<String> = tx.get(NS_RECENT_DELIVERIES, KEY_SELF)?.unwrap_or_default();
+        recent.push(fingerprint.to_owned());
+        let excess = recent.len().saturating_sub(RECENT_DELIVERIES_KEPT);
+        recent.drain(..excess);
+        tx.put(NS_RECENT_DELIVERIES, KEY_SELF, &recent)?;
+        Ok(())
     }
 }
 
@@ -573,7 +609,7 @@ pub(super) fn random_id() -> [u8; 16] {
 
 /// Names one delivery as the relay made it: its relay id and its exact bytes. A redelivery
 /// after a lost ack has both; a replayed copy has a new id, a lowered counter other bytes.
-fn delivery_fingerprint(delivery: &Delivery) -> String {
+pub(super) fn delivery_fingerprint(delivery: &Delivery) -> String {
     let mut hash = Sha256::new();
     hash.update(delivery.id.to_be_bytes());
     hash.update(delivery.sender);

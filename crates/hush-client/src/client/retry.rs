@@ -102,7 +102,11 @@ pub(super) fn on_refusal(
 /// Whether a refusal says the recipient is gone (e.g. after `hush-relay free-name`): every
 /// row queued to it fails at once.
 pub(super) fn is_gone(error: &RelayError) -> bool {
-    error.code == ErrorCode::UnknownUser
+    // For a group: we are no longer a member on the relay, or the group is gone.
+    matches!(
+        error.code,
+        ErrorCode::UnknownUser | ErrorCode::NotGroupMember | ErrorCode::UnknownGroup
+    )
 }
 
 /// Whether a refusal is about our connection rather than the row (sending too fast, the
@@ -118,6 +122,8 @@ fn reason(code: ErrorCode) -> String {
         ErrorCode::UnknownUser => {
             "the relay says there is no such recipient (the name may have been freed)"
         }
+        ErrorCode::NotGroupMember => "the relay says we are no longer a member of the group",
+        ErrorCode::UnknownGroup => "the relay does not know the group",
         ErrorCode::MailboxFull => "the recipient's mailbox is full",
         ErrorCode::StorageFull => "the relay's storage, or our share of it, is full",
         ErrorCode::Malformed => "the relay could not parse it",

@@ -17,6 +17,11 @@ use crate::store::{GroupQuota, SyncResult, WriteOp, WriteResult};
 /// less the reply header (version, kind, request id, status, type, current epoch, count).
 const SYNC_REPLY_BYTES: usize = 65_535 - 16 - (1 + 1 + 8 + 1 + 1 + 8 + 2);
 
+/// Mailboxes one send token pays for: a group message or commit costs one token plus one per
+/// this many recipients, so fan-out cannot multiply a sender's rate limit (a 1 000-member
+/// group: 51 tokens, about 4 messages a second at the default rate).
+const RECIPIENTS_PER_TOKEN: usize = 20;
+
 /// Whether `envelope` is framed as a group envelope of `kind` with some MLS bytes inside.
 fn is_group_envelope(envelope: &[u8], kind: u8) -> bool {
     matches!(envelope, [ENVELOPE_VERSION, k, _, ..] if *k == kind)
@@ -42,6 +47,27 @@ fn unexpected() -> RelayError {
 }
 
 impl Session<'_> {
+    /// Group mail needs a registered name, as 1:1 mail needs a registered recipient: every
+    /// stored byte then belongs to someone who holds a name.
+    async fn require_name(&self) -> Result<(), RelayError> {
+        if self.is_registered(self.id_bytes).await? {
+            Ok(())
+        } else {
+            Err(err(
+                ErrorCode::NotRegistered,
+                "register a name before sending group mail",
+            ))
+        }
+    }
+
+    fn charge_fan_out(&mut self, rows: usize) {
+        // Whole tokens only: a message to a small group costs what a 1:1 message costs.
+        let extra = rows / RECIPIENTS_PER_TOKEN;
+        if extra > 0 {
+            self.send_bucket.charge(extra as f64, Instant::now());
+        }
+    }
+
     fn group_quota(&self) -> GroupQuota {
         let config = &self.shared.config;
         GroupQuota {
@@ -142,6 +168,7 @@ impl Session<'_> {
         if !self.send_bucket.try_take(Instant::now()) {
             return Err(err(ErrorCode::RateLimited, "sending too fast"));
         }
+        self.require_name().await?;
         if !is_group_envelope(&commit.commit, KIND_GROUP_COMMIT) {
             return Err(err(ErrorCode::Malformed, "not a group commit envelope"));
         }
@@ -165,7 +192,15 @@ impl Session<'_> {
             })
             .await?
         {
-            WriteResult::CommitAccepted { epoch, .. } => Ok(Reply::CommitAccepted { epoch }),
+            WriteResult::CommitAccepted {
+                epoch,
+                commit,
+                welcome,
+            } => {
+                let rows = commit.delivered.len() + welcome.delivered.len();
+                self.charge_fan_out(rows);
+                Ok(Reply::CommitAccepted { epoch })
+            }
             WriteResult::StaleEpoch { current } => Err(err(
                 ErrorCode::StaleEpoch,
                 format!("the group is at epoch {current}; sync and retry"),
@@ -200,6 +235,7 @@ impl Session<'_> {
         if !self.send_bucket.try_take(Instant::now()) {
             return Err(err(ErrorCode::RateLimited, "sending too fast"));
         }
+        self.require_name().await?;
         if !is_group_envelope(&envelope, KIND_GROUP_MESSAGE) {
             return Err(err(ErrorCode::Malformed, "not a group message envelope"));
         }
@@ -213,7 +249,10 @@ impl Session<'_> {
             })
             .await?
         {
-            WriteResult::GroupStored { id, .. } => Ok(Reply::Stored { id }),
+            WriteResult::GroupStored { id, fan_out } => {
+                self.charge_fan_out(fan_out.delivered.len());
+                Ok(Reply::Stored { id })
+            }
             WriteResult::NotGroupMember => {
                 Err(err(ErrorCode::NotGroupMember, "not a member of that group"))
             }

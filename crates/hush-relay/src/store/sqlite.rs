@@ -420,7 +420,9 @@ fn apply_op(
             *received_at_ms,
             quota,
         ),
-        WriteOp::GroupLeave { group_id, identity } => groups::group_leave(conn, group_id, identity),
+        WriteOp::GroupLeave { group_id, identity } => {
+            groups::group_leave(conn, usage, group_id, identity)
+        }
         WriteOp::Ack { recipient, ids } => ack(conn, usage, recipient, ids),
         WriteOp::Expire { before_ms } => expire(conn, usage, *before_ms),
     }
@@ -608,7 +610,7 @@ fn expire(
 ) -> Result<WriteResult, StoreError> {
     delete_nameless_prekeys(conn)?;
     let before = saturating_i64(before_ms);
-    groups::expire_group_log(conn, before)?;
+    groups::expire_group_log(conn, usage, before)?;
     let mut per_mailbox = Vec::new();
     {
         // (recipient, rows, own bytes, shared group-message bytes)

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossterm::event::{Event as TermEvent, KeyEvent};
-use hush_client::{Contact, DeliveryState, Event, HistoryEntry};
+use hush_client::{Contact, DeliveryState, Event, GroupInfo, HistoryEntry};
 
+use super::groups::SystemLine;
 use super::keys::{self, cmd, Action};
 use super::net::{NetCommand, NetEvent};
 use super::ui;
@@ -39,6 +40,8 @@ pub enum Popup {
         /// Whether it is for a changed, not yet accepted key.
         key_changed: bool,
     },
+    /// A group's members, each with its standing against our contacts.
+    Members(GroupInfo),
 }
 
 /// Everything the screen shows.
@@ -48,8 +51,12 @@ pub struct App {
     pub me: String,
     /// Contacts, sorted by name.
     pub contacts: Vec<Contact>,
-    /// The selected contact's name.
+    /// Groups, in creation order (listed after the contacts as `#name`).
+    pub groups: Vec<GroupInfo>,
+    /// The selected contact's name, or `#` and a group's.
     pub selected: Option<String>,
+    /// System lines of group conversations (by `#name`), this session only.
+    pub system: HashMap<String, Vec<SystemLine>>,
     /// Conversations received from the network task.
     pub histories: HashMap<String, Vec<HistoryEntry>>,
     /// Messages typed and handed to the network task, not yet committed.
@@ -70,11 +77,11 @@ pub struct App {
     pub quit: bool,
     /// Terminal size (columns, rows), for paging.
     pub size: (u16, u16),
-    /// The contact named on the command line, until the first contact list arrives.
-    wanted: Option<String>,
+    /// The contact (or `#group`) named on the command line, until the list arrives.
+    pub(super) wanted: Option<String>,
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -98,7 +105,9 @@ impl App {
         Self {
             me: me.to_owned(),
             contacts: Vec::new(),
+            groups: Vec::new(),
             selected: None,
+            system: HashMap::new(),
             histories: HashMap::new(),
             pending: HashMap::new(),
             input: String::new(),
@@ -129,7 +138,7 @@ impl App {
         committed.chain(pending).collect()
     }
 
-    fn post(&mut self, text: impl Into<String>, error: bool) {
+    pub(super) fn post(&mut self, text: impl Into<String>, error: bool) {
         self.notice = Some(Notice {
             text: text.into(),
             error,
@@ -270,6 +279,9 @@ impl App {
     }
 
     fn send(&mut self, text: String) -> Vec<NetCommand> {
+        if self.current_group().is_some() {
+            return self.send_group(text);
+        }
         let Some(contact) = self.current() else {
             self.post(keys::NO_CONTACT_SELECTED, true);
             return Vec::new();
@@ -293,6 +305,7 @@ impl App {
             verified: contact.verified,
             key_changed: false,
             failure: None,
+            group: None,
         };
         self.pending.entry(name.clone()).or_default().push(entry);
         self.clear_input();
@@ -341,6 +354,11 @@ impl App {
                 None => return self.usage("/trust NAME"),
             },
             (cmd::TRUST, _) => return self.usage("/trust NAME"),
+            (cmd::MEMBERS, [] | [_]) => match self.members_command(args.first().copied()) {
+                Some(command) => vec![command],
+                None => return self.usage("/members GROUP"),
+            },
+            (cmd::MEMBERS, _) => return self.usage("/members GROUP"),
             (cmd::HELP, _) => {
                 self.popup = Some(Popup::Help);
                 Vec::new()
@@ -368,6 +386,14 @@ impl App {
         self.contacts.iter().any(|c| c.name == name)
     }
 
+    /// A contact, or a listed `#group`.
+    fn is_entry(&self, name: &str) -> bool {
+        match name.strip_prefix('#') {
+            Some(group) => self.groups.iter().any(|g| g.name == group),
+            None => self.is_contact(name),
+        }
+    }
+
     // ---- selection ----------------------------------------------------------------------
 
     /// Select a contact: load its conversation and clear its unread count.
@@ -384,6 +410,9 @@ impl App {
     /// The user is looking at the selected conversation: its unread count goes to zero.
     fn read_current(&mut self) -> Option<NetCommand> {
         let name = self.selected.clone()?;
+        if name.starts_with('#') {
+            return self.read_group();
+        }
         let contact = self.contacts.iter_mut().find(|c| c.name == name)?;
         if contact.unread == 0 {
             return None;
@@ -393,19 +422,20 @@ impl App {
     }
 
     fn select_offset(&mut self, offset: isize) -> Vec<NetCommand> {
-        let count = self.contacts.len();
+        let names = self.entry_names();
+        let count = names.len();
         if count == 0 {
             return Vec::new();
         }
         let index = self
             .selected
             .as_deref()
-            .and_then(|name| self.contacts.iter().position(|c| c.name == name));
+            .and_then(|name| names.iter().position(|n| n == name));
         let next = match index {
             Some(i) => (i as isize + offset).rem_euclid(count as isize) as usize,
             None => 0,
         };
-        match self.contacts.get(next).map(|c| c.name.clone()) {
+        match names.get(next).cloned() {
             Some(name) => self.select(&name),
             None => Vec::new(),
         }
@@ -418,6 +448,11 @@ impl App {
         match event {
             NetEvent::Connection(connected) => self.connected = connected,
             NetEvent::Contacts(list) => return self.set_contacts(list),
+            NetEvent::Groups(list) => return self.set_groups(list),
+            NetEvent::GroupMembers(info) => self.popup = Some(Popup::Members(info)),
+            NetEvent::Received(Event::Group { group, change }) => {
+                self.on_group_change(&group, &change);
+            }
             NetEvent::History { contact, entries } => {
                 self.histories.insert(contact, entries);
             }
@@ -473,7 +508,8 @@ impl App {
 
     fn set_contacts(&mut self, list: Vec<Contact>) -> Vec<NetCommand> {
         self.contacts = list;
-        if let Some(wanted) = self.wanted.take() {
+        // A `#group` waits for the group list.
+        if let Some(wanted) = self.wanted.take_if(|w| !w.starts_with('#')) {
             if self.is_contact(&wanted) {
                 return self.select(&wanted);
             }
@@ -483,10 +519,10 @@ impl App {
         let still_there = self
             .selected
             .as_deref()
-            .is_some_and(|name| self.is_contact(name));
+            .is_some_and(|name| self.is_entry(name));
         if !still_there {
             self.selected = None;
-            if let Some(first) = self.contacts.first().map(|c| c.name.clone()) {
+            if let Some(first) = self.entry_names().first().cloned() {
                 return self.select(&first);
             }
             return Vec::new();

@@ -77,7 +77,7 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
 pub const KEY_HELP: &[(&str, &str)] = &[
     ("Enter", "send the message"),
     ("Alt+Enter, Ctrl+J", "new line in the message"),
-    ("Up/Down, Tab", "switch contact"),
+    ("Up/Down, Tab", "switch contact or #group"),
     ("PgUp/PgDn", "scroll the conversation"),
     ("Ctrl+U", "clear the input"),
     ("Esc", "close a popup"),
@@ -93,6 +93,10 @@ pub const COMMAND_HELP: &[(&str, &str)] = &[
     ("/verify [NAME]", "show the safety number to compare"),
     ("/verify NAME confirm", "mark NAME verified after comparing"),
     ("/trust NAME", "accept NAME's changed identity key"),
+    (
+        "/members [GROUP]",
+        "a group's members: verified / known / KEY CHANGED / not a contact",
+    ),
     ("/help", "this help"),
     ("/quit", "quit"),
     ("//text", "send text that starts with /"),
@@ -108,6 +112,8 @@ pub mod cmd {
     pub const CONFIRM: &str = "confirm";
     /// Accept a changed key.
     pub const TRUST: &str = "/trust";
+    /// Members of a group.
+    pub const MEMBERS: &str = "/members";
     /// Help popup.
     pub const HELP: &str = "/help";
     /// Quit.
@@ -273,3 +279,49 @@ pub fn usage(usage: &str) -> String {
 
 /// Notice when there is no contact to act on.
 pub const NO_CONTACT_SELECTED: &str = "no contact selected; /add NAME first";
+
+/// System line: a group member's key is not the one we trust for that name.
+pub fn group_member_key_changed(member: &str) -> String {
+    format!("WARNING: {member}'s key in this group is NOT the one you trust for {member} (KEY CHANGED); /members, /verify {member}")
+}
+
+/// Notice when `hush chat '#NAME'` names no group.
+pub fn no_such_group(name: &str) -> String {
+    format!("no group {name}; `hush group list` lists them")
+}
+
+/// Notice when sending to a group we are no longer in.
+pub fn group_gone(name: &str) -> String {
+    format!("cannot send: you are no longer a member of #{name}")
+}
+
+/// Conversation title of a group.
+pub fn group_title(name: &str, members: usize, key_changed: bool) -> String {
+    let warning = if key_changed {
+        " · KEY CHANGED (/members)"
+    } else {
+        ""
+    };
+    format!(" #{name} · {members} members{warning} · /members ")
+}
+
+/// Conversation title of a group we are no longer in.
+pub fn group_title_gone(name: &str, why: &str) -> String {
+    format!(" #{name} · no longer a member ({why}) ")
+}
+
+/// Members popup body once we are no longer a member.
+pub fn group_gone_reason(why: &str) -> String {
+    format!("You are no longer a member ({why}).")
+}
+
+/// Title of the members popup.
+pub fn members_title(name: &str) -> String {
+    format!(" Members of #{name} ")
+}
+
+/// Last line of the members popup: what two members compare to know they see the same group.
+pub fn epoch_line(epoch: u64, authenticator: &str) -> String {
+    let short: String = authenticator.chars().take(16).collect();
+    format!("epoch {epoch} · authenticator {short}… (equal for members who see the same group)")
+}

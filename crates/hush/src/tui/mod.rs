@@ -4,6 +4,7 @@
 //! restored on exit and on panic.
 
 mod app;
+mod groups;
 mod keys;
 mod net;
 mod ui;

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hush_client::{Client, ClientError, Contact, DeliveryState, Event, HistoryEntry};
+use hush_client::{Client, ClientError, Contact, DeliveryState, Event, GroupInfo, HistoryEntry};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
@@ -55,7 +55,12 @@ pub enum NetCommand {
     },
     /// Send a conversation (and keep sending it when it changes).
     LoadHistory {
-        /// Contact.
+        /// Contact, or `#` and a group name.
+        name: String,
+    },
+    /// Report a group's members (for the members popup).
+    GroupMembers {
+        /// Group name (without `#`).
         name: String,
     },
 }
@@ -67,6 +72,10 @@ pub enum NetEvent {
     Connection(bool),
     /// The whole contact list.
     Contacts(Vec<Contact>),
+    /// Every group (sent right after the contacts).
+    Groups(Vec<GroupInfo>),
+    /// One group with its members, asked for by `GroupMembers`.
+    GroupMembers(GroupInfo),
     /// One whole conversation, oldest first.
     History {
         /// Contact.
@@ -199,6 +208,10 @@ impl Net {
             Ok(list) => self.emit(NetEvent::Contacts(list)),
             Err(e) => self.emit(NetEvent::Error(e.to_string())),
         }
+        match self.client.groups() {
+            Ok(list) => self.emit(NetEvent::Groups(list)),
+            Err(e) => self.emit(NetEvent::Error(e.to_string())),
+        }
     }
 
     fn send_history(&mut self, name: &str) {
@@ -257,14 +270,18 @@ impl Net {
         for event in events {
             match &event {
                 Event::Message(m) => {
-                    changed.insert(m.contact.clone());
+                    // A group's conversation is `#NAME` (`contact` is then the sender).
+                    match &m.group {
+                        Some(group) => changed.insert(format!("#{group}")),
+                        None => changed.insert(m.contact.clone()),
+                    };
                 }
                 Event::Delivered { contact, .. }
                 | Event::KeyChanged { contact }
                 | Event::Failed { contact, .. } => {
                     changed.insert(contact.clone());
                 }
-                Event::Rejected { .. } => {}
+                Event::Rejected { .. } | Event::Group { .. } => {}
             }
             self.emit(NetEvent::Received(event));
         }
@@ -341,11 +358,18 @@ impl Net {
                 self.watched.insert(name.clone());
                 self.send_history(&name);
             }
+            NetCommand::GroupMembers { name } => match self.client.group_info(&name) {
+                Ok(info) => self.emit(NetEvent::GroupMembers(info)),
+                Err(e) => self.emit(NetEvent::Error(e.to_string())),
+            },
         }
     }
 
     /// Commit locally first (works offline), then hand the outbox over if connected.
     async fn send(&mut self, contact: String, text: &str) {
+        if contact.starts_with('#') {
+            return self.send_group(contact, text).await;
+        }
         if self.client.is_connected() {
             // The same session check and hush-v2 upgrade as `hush send`; an unreachable relay
             // only postpones it (the text is queued on the session we have).
@@ -384,6 +408,31 @@ impl Net {
         self.emit(NetEvent::SendDone {
             contact,
             error: None,
+        });
+    }
+}
+
+impl Net {
+    /// To a group (`#NAME`): the client settles the group's commits first, then commits and
+    /// queues the message (offline, in the epoch we know) and flushes.
+    async fn send_group(&mut self, group: String, text: &str) {
+        let error = match self.client.send_text_reporting(&group, text).await {
+            Ok(sent) => {
+                self.maybe_queued |= sent.entry.state == DeliveryState::Queued;
+                self.after_events(sent.events);
+                if let Some(e) = sent.error {
+                    self.report(&e);
+                }
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        self.set_connected(self.client.is_connected());
+        self.watched.insert(group.clone());
+        self.send_history(&group);
+        self.emit(NetEvent::SendDone {
+            contact: group,
+            error,
         });
     }
 }

@@ -126,7 +126,7 @@ fn draw_contacts(app: &App, frame: &mut Frame, area: Rect) {
     let block = Block::default()
         .borders(Borders::ALL)
         .title(keys::CONTACTS_TITLE);
-    if app.contacts.is_empty() {
+    if app.contacts.is_empty() && app.groups.is_empty() {
         frame.render_widget(
             Paragraph::new(keys::NO_CONTACTS)
                 .style(DIM)
@@ -164,11 +164,16 @@ fn draw_contacts(app: &App, frame: &mut Frame, area: Rect) {
             }
             ListItem::new(Line::from(spans))
         })
+        .chain(
+            super::groups::list_lines(app)
+                .into_iter()
+                .map(ListItem::new),
+        )
         .collect();
     let selected = app
         .selected
         .as_deref()
-        .and_then(|name| app.contacts.iter().position(|c| c.name == name));
+        .and_then(|name| app.entry_names().iter().position(|n| n == name));
     let mut state = ListState::default().with_selected(selected);
     let list = List::new(items)
         .block(block)
@@ -188,24 +193,30 @@ fn contact_status(app: &App) -> Option<(&'static str, Style)> {
 }
 
 fn draw_conversation(app: &App, frame: &mut Frame, area: Rect) {
-    let Some(contact) = app.current() else {
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .title(keys::NO_CONVERSATION_TITLE);
-        frame.render_widget(
-            Paragraph::new(keys::NO_CONVERSATION)
-                .style(DIM)
-                .wrap(Wrap { trim: true })
-                .block(block),
-            area,
-        );
-        return;
+    let title = match (app.current_group(), app.current()) {
+        (Some(group), _) => super::groups::conversation_title(group),
+        (None, Some(contact)) => {
+            let (status, style) = contact_status(app).unwrap_or((keys::UNVERIFIED, WARN));
+            let name = sanitize::line(&contact.name);
+            (keys::conversation_title(&name, status), style)
+        }
+        (None, None) => {
+            let block = Block::default()
+                .borders(Borders::ALL)
+                .title(keys::NO_CONVERSATION_TITLE);
+            frame.render_widget(
+                Paragraph::new(keys::NO_CONVERSATION)
+                    .style(DIM)
+                    .wrap(Wrap { trim: true })
+                    .block(block),
+                area,
+            );
+            return;
+        }
     };
-    let (status, style) = contact_status(app).unwrap_or((keys::UNVERIFIED, WARN));
-    let block = Block::default().borders(Borders::ALL).title(Span::styled(
-        keys::conversation_title(&sanitize::line(&contact.name), status),
-        style,
-    ));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(title.0, title.1));
     let body = block.inner(area);
     frame.render_widget(block, area);
     let lines = conversation_lines(app, body.width);
@@ -242,9 +253,19 @@ fn state_style(state: DeliveryState) -> Style {
 /// The selected conversation as screen lines of `width` columns, oldest first.
 pub fn conversation_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     let entries = app.current_entries();
+    let width = usize::from(width);
+    // A group's system lines go between its messages, by time.
+    let mut system = app.current_system_lines().iter().peekable();
     let mut lines = Vec::new();
     for entry in entries {
-        lines.extend(wrap(&message_segments(entry), usize::from(width)));
+        let at = entry.received_at.unwrap_or(entry.sent_at);
+        while let Some(line) = system.next_if(|s| s.at <= at) {
+            lines.extend(wrap(&super::groups::system_segments(line), width));
+        }
+        lines.extend(wrap(&message_segments(entry), width));
+    }
+    for line in system {
+        lines.extend(wrap(&super::groups::system_segments(line), width));
     }
     lines
 }
@@ -475,6 +496,7 @@ fn draw_popup(popup: &Popup, frame: &mut Frame, area: Rect) {
             let border = if *key_changed { ALERT } else { Style::new() };
             (keys::safety_title(contact), lines, border)
         }
+        Popup::Members(group) => super::groups::members_popup(group),
     };
     let content_width = lines.iter().map(Line::width).max().unwrap_or(0);
     let width = u16::try_from(content_width + 4).unwrap_or(u16::MAX).max(30);
@@ -517,6 +539,7 @@ mod tests {
             verified: false,
             key_changed: false,
             failure: None,
+            group: None,
         }
     }
 

@@ -163,9 +163,13 @@ pub(super) fn group_commit(
     for removed in &commit.removed {
         after.remove(removed);
     }
+    // The Welcome goes to every identity the commit adds (but the committer), even one already
+    // on the list: a member could otherwise put bob on the list first, with no MLS add, so
+    // that bob never receives the Welcome of his real addition.
     let mut joining = Vec::new();
     for added in &commit.added {
-        if after.insert(*added) && !before_set.contains(added) && added != sender {
+        after.insert(*added);
+        if added != sender && !joining.contains(added) {
             joining.push(*added);
         }
     }
@@ -181,7 +185,15 @@ pub(super) fn group_commit(
     }
     let quota = Quota::from(quota);
     let welcome_len = commit.welcome.as_ref().map_or(0, Vec::len);
-    let bytes = u64::try_from(commit.commit.len().saturating_add(welcome_len)).unwrap_or(u64::MAX);
+    // The commit is stored twice (its fan-out blob and the log), the Welcome once.
+    let bytes = u64::try_from(
+        commit
+            .commit
+            .len()
+            .saturating_mul(2)
+            .saturating_add(welcome_len),
+    )
+    .unwrap_or(u64::MAX);
     if let Some(refused) = check_storage(conn, usage, sender, bytes, &quota)? {
         return Ok(refused);
     }
@@ -211,10 +223,20 @@ pub(super) fn group_commit(
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![gid, epoch, sender.as_slice(), commit.commit, at])?;
+    // The log's copy counts toward the relay's total and the committer's share like any stored
+    // byte: a stream of fresh groups with large commits would otherwise fill the disk unseen.
+    let log_len = i64::try_from(commit.commit.len()).map_err(|_| too_large())?;
+    usage.add_stored_bytes(log_len);
+    usage.add_sender(conn, sender, log_len)?;
     // Epochs are consecutive, so the newest `max_log` commits are the epochs above this cut.
     if let Some(cut) = epoch.checked_sub(i64::from(max_log)) {
-        conn.prepare_cached("DELETE FROM group_commits WHERE group_id = ?1 AND epoch <= ?2")?
-            .execute(params![gid, cut])?;
+        delete_logged(
+            conn,
+            usage,
+            "DELETE FROM group_commits WHERE group_id = ?1 AND epoch <= ?2
+             RETURNING sender, length(envelope)",
+            params![gid, cut],
+        )?;
     }
 
     // Removed members get the commit too, so they learn they were removed.
@@ -307,6 +329,7 @@ pub(super) fn group_send(
 /// deleted with its log.
 pub(super) fn group_leave(
     conn: &Connection,
+    usage: &mut UsageDeltas,
     group_id: &GroupId,
     identity: &IdentityBytes,
 ) -> Result<WriteResult, StoreError> {
@@ -316,6 +339,15 @@ pub(super) fn group_leave(
     }
     conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND identity = ?2")?
         .execute(params![gid, identity.as_slice()])?;
+    // The log goes with the group (the cascade would drop it without its byte counts).
+    delete_logged(
+        conn,
+        usage,
+        "DELETE FROM group_commits WHERE group_id = ?1
+         AND NOT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1)
+         RETURNING sender, length(envelope)",
+        params![gid],
+    )?;
     conn.prepare_cached(
         "DELETE FROM groups WHERE group_id = ?1
          AND NOT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1)",
@@ -354,11 +386,47 @@ pub(super) fn release_blob(
     Ok(len)
 }
 
+/// Delete logged commits with `sql` (which returns each one's sender and length) and take
+/// their bytes off the totals and their committers' shares.
+fn delete_logged(
+    conn: &Connection,
+    usage: &mut UsageDeltas,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |row| {
+        Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    let deleted: Vec<(Vec<u8>, i64)> = rows.collect::<Result<_, _>>()?;
+    for (sender, len) in deleted {
+        usage.add_stored_bytes(-len);
+        usage.add_sender(conn, &sender, -len)?;
+    }
+    Ok(())
+}
+
 /// Expiry of group state before the mailbox rows go: commits logged before `before`, groups
 /// nobody is a member of.
-pub(super) fn expire_group_log(conn: &Connection, before: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM group_commits WHERE received_at_ms < ?1")?
-        .execute(params![before])?;
+pub(super) fn expire_group_log(
+    conn: &Connection,
+    usage: &mut UsageDeltas,
+    before: i64,
+) -> Result<(), StoreError> {
+    delete_logged(
+        conn,
+        usage,
+        "DELETE FROM group_commits WHERE received_at_ms < ?1 RETURNING sender, length(envelope)",
+        params![before],
+    )?;
+    delete_logged(
+        conn,
+        usage,
+        "DELETE FROM group_commits
+         WHERE NOT EXISTS (SELECT 1 FROM group_members AS m WHERE m.group_id = group_commits.group_id)
+         RETURNING sender, length(envelope)",
+        params![],
+    )?;
     conn.prepare_cached(
         "DELETE FROM groups
          WHERE NOT EXISTS (SELECT 1 FROM group_members AS m WHERE m.group_id = groups.group_id)",

@@ -293,12 +293,13 @@ fn group_message_stored_once_deleted_at_the_last_ack() {
     let pending = store.pending(&ident(3), 0, 10, usize::MAX).unwrap();
     assert_eq!(pending[0].sender, ident(1));
     assert_eq!(pending[0].received_at_ms, 2_000);
-    // Counted once in the totals, in full in each mailbox.
+    // Counted once in the totals, in full in each mailbox (the totals also hold the 4 bytes
+    // of the creating commit in the group's log).
     assert_eq!(
         store.totals().unwrap(),
         StoreTotals {
             messages: 2,
-            bytes: 6
+            bytes: 6 + 4
         }
     );
     check_counters(&dir);
@@ -308,7 +309,14 @@ fn group_message_stored_once_deleted_at_the_last_ack() {
     check_counters(&dir);
     assert_eq!(ack_all(&store, ident(3)), 1);
     assert_eq!(rows(&dir, "group_blobs"), 0);
-    assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    // Only the group's log is left (the creating commit, until the TTL).
+    assert_eq!(
+        store.totals().unwrap(),
+        StoreTotals {
+            messages: 0,
+            bytes: 4
+        }
+    );
     check_counters(&dir);
 }
 
@@ -660,4 +668,71 @@ fn fan_out_cost() {
             elapsed.as_secs_f64() * 1000.0 / sends
         );
     }
+}
+
+/// A member that puts dave on the relay's list with no MLS add (a lying `added`) cannot stop
+/// the Welcome of dave's real addition from reaching him.
+#[test]
+fn a_welcome_reaches_an_added_member_already_on_the_list() {
+    let (dir, store) = group_of_three();
+    let mut lying = commit_op(ident(2), 1, &[ident(4)], &[], 1);
+    if let WriteOp::GroupCommit { commit, .. } = &mut lying {
+        commit.welcome = None;
+    }
+    accepted(one(&store, lying));
+    ack_all(&store, ident(4));
+    let (_, _, welcome) = accepted(one(&store, commit_op(ident(1), 2, &[ident(4)], &[], 2)));
+    assert_eq!(recipients(&welcome), vec![ident(4)]);
+    // (He also gets the commit: the relay's list had him already.)
+    assert!(envelopes(&store, ident(4)).contains(&vec![1, 5, 2, 2, 2]));
+    check_counters(&dir);
+}
+
+/// The commit log counts toward the relay's storage quota: a stream of fresh groups with large
+/// commits (nobody to fan out to, so nothing in any mailbox) ends in `StorageFull`, and the
+/// counters match the rows all along.
+#[test]
+fn logged_commits_count_toward_the_storage_quota() {
+    let (dir, store) = open();
+    one(&store, register("mallory", ident(9)));
+    let mut refused = None;
+    for n in 0..20u8 {
+        let op = WriteOp::GroupCommit {
+            commit: GroupCommit {
+                group_id: GroupId::new(vec![n; 16]).unwrap(),
+                epoch: 0,
+                added: vec![],
+                removed: vec![],
+                commit: [vec![1, 4], vec![n; 998]].concat(),
+                welcome: None,
+            },
+            sender: ident(9),
+            received_at_ms: 1_000,
+            quota: GroupQuota {
+                max_total_bytes: 10_000,
+                ..quota()
+            },
+            max_members: 1000,
+            max_log: 256,
+        };
+        match one(&store, op) {
+            WriteResult::CommitAccepted { .. } => {}
+            WriteResult::StorageFull => {
+                refused = Some(n);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(refused, Some(9), "the log's bytes were not counted");
+    assert_eq!(store.totals().unwrap().bytes, 9_000);
+    check_counters(&dir);
+    // The last leave deletes the group and its log, and its bytes with it.
+    let leave = WriteOp::GroupLeave {
+        group_id: GroupId::new(vec![0; 16]).unwrap(),
+        identity: ident(9),
+    };
+    assert_eq!(one(&store, leave), WriteResult::LeftGroup);
+    assert_eq!(store.totals().unwrap().bytes, 8_000);
+    check_counters(&dir);
 }

@@ -120,7 +120,8 @@ fn check_counters(dir: &TempDir) {
         .query_row(
             "SELECT (SELECT count(*) FROM messages),
                     (SELECT coalesce(sum(length(envelope)), 0) FROM messages)
-                  + (SELECT coalesce(sum(length(envelope)), 0) FROM group_blobs)",
+                  + (SELECT coalesce(sum(length(envelope)), 0) FROM group_blobs)
+                  + (SELECT coalesce(sum(length(envelope)), 0) FROM group_commits)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -140,7 +141,8 @@ fn check_counters(dir: &TempDir) {
         per_sender(
             "SELECT sender, sum(len) FROM (
                  SELECT sender, length(envelope) AS len FROM messages WHERE blob IS NULL
-                 UNION ALL SELECT sender, length(envelope) AS len FROM group_blobs)
+                 UNION ALL SELECT sender, length(envelope) AS len FROM group_blobs
+                 UNION ALL SELECT sender, length(envelope) AS len FROM group_commits)
              GROUP BY sender HAVING sum(len) > 0 ORDER BY sender"
         )
     );
