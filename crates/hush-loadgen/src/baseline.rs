@@ -148,7 +148,7 @@ async fn serve(stream: TcpStream, routes: Routes, ids: Arc<AtomicU64>) {
 mod tests {
     use super::*;
     use crate::conn::connect_plain;
-    use crate::engine::{run, Client, Expect, Plan};
+    use crate::engine::{run, Client, Expect, Plan, Target};
     use crate::relay::Probe;
     use std::time::Duration;
 
@@ -160,7 +160,7 @@ mod tests {
             let (rx, tx) = connect_plain(forwarder.addr, i).await.unwrap();
             clients.push(Client {
                 index: i,
-                send_to: Some(key_of(i ^ 1)),
+                send_to: Some(Target::Direct(key_of(i ^ 1))),
                 subscribe: true,
                 rx,
                 tx,
@@ -176,6 +176,7 @@ mod tests {
             ack_interval: Duration::from_millis(20),
             drain: Duration::from_secs(5),
             expect: Expect::Stored,
+            group: false,
         };
         let report = run(clients, plan, &|i| Some(i ^ 1), &Probe::default())
             .await

@@ -4,8 +4,7 @@
 //! deliveries: latency, duplicate and loss bookkeeping, batched acks). A coordinator starts
 //! the send phase once everyone is subscribed, waits out the drain, and stops everything.
 //!
-//! Envelope layout (the relay only checks the first byte): `0x01 ‖ sender u32be ‖ seq u64be ‖
-//! send time u64be (ns since the run's epoch) ‖ zero padding` up to the message size.
+//! Envelope layout: see [`crate::envelope`].
 //! Request ids carry their kind in the top two bits: sends use the sequence number itself.
 
 use std::collections::BTreeMap;
@@ -13,11 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hush_proto::relay::{Delivery, Reply, Request, ServerMessage, MAX_ACK_IDS};
+use hush_proto::relay::{Delivery, GroupId, Reply, Request, ServerMessage, MAX_ACK_IDS};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::conn::{Rx, Tx};
+use crate::envelope::{is_group_control, read_header, write_header, HEADER_LEN};
 use crate::relay::{Probe, Snapshot};
 use crate::util::{fail, BitSet, Percentiles, Result};
 
@@ -26,10 +26,6 @@ const KIND_SEND: u64 = 0;
 const KIND_ACK: u64 = 1 << 62;
 const KIND_SUB: u64 = 2 << 62;
 
-/// Bytes of the envelope header: version, sender index, sequence number, send time.
-pub const HEADER_LEN: usize = 1 + 4 + 8 + 8;
-/// Envelope version byte the relay checks.
-const ENVELOPE_VERSION: u8 = 0x01;
 /// How long readers may take, after the stop signal, to get their last acks answered.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How long to wait for every connection's Subscribe to be answered.
@@ -46,12 +42,14 @@ pub enum Expect {
     Stored,
     /// A known number of messages (stored earlier, recipients connect now).
     Count(u64),
+    /// Everything the relay stored during this run, this many times (group fan-out).
+    Fanout(u64),
 }
 
 /// Parameters of one run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Envelope size in bytes (at least [`HEADER_LEN`]).
+    /// Envelope size in bytes (at least [`HEADER_LEN`], one more for group messages).
     pub size: usize,
     /// Length of the send phase.
     pub duration: Duration,
@@ -69,14 +67,26 @@ pub struct Plan {
     pub drain: Duration,
     /// What must arrive before the drain ends early.
     pub expect: Expect,
+    /// Group mode: envelopes carry the group kind byte, and deliveries of commits and
+    /// Welcomes (set-up traffic) are acked but not counted.
+    pub group: bool,
+}
+
+/// Where a client's sends go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `Send` to this identity key.
+    Direct([u8; 32]),
+    /// `GroupSend` to this group.
+    Group(GroupId),
 }
 
 /// One connection's role and transport.
 pub struct Client {
     /// Index, embedded in every envelope it sends.
     pub index: u32,
-    /// Recipient key of its sends (none: it only receives).
-    pub send_to: Option<[u8; 32]>,
+    /// Where its sends go (none: it only receives).
+    pub send_to: Option<Target>,
     /// Whether it subscribes (receives deliveries).
     pub subscribe: bool,
     /// Receiving half.
@@ -165,6 +175,7 @@ struct ConnReport {
     latencies_us: Vec<u32>,
     misrouted: u64,
     malformed: u64,
+    control: u64,
     acked: u64,
     timed_out: bool,
     closed_early: bool,
@@ -215,6 +226,10 @@ pub struct RunReport {
     pub stored_sets: BTreeMap<u32, BitSet>,
     /// Delivered sequence numbers, by sender index.
     pub received_sets: BTreeMap<u32, BitSet>,
+    /// Delivered sequence numbers by receiver index, then by sender index (group losses).
+    pub received_by: BTreeMap<u32, BTreeMap<u32, BitSet>>,
+    /// Group commits and Welcomes delivered (set-up traffic, acked, not counted above).
+    pub control_deliveries: u64,
     /// Snapshot at the start of the window.
     pub snap_start: Snapshot,
     /// Snapshot at the end of the window.
@@ -246,6 +261,25 @@ impl RunReport {
             .iter()
             .map(|(i, r)| r.count_missing_from(self.stored_sets.get(i).unwrap_or(&empty)))
             .sum();
+        (lost, unconfirmed)
+    }
+
+    /// Group losses and unconfirmed deliveries: every stored message of a sender in
+    /// `members` must reach every other member once.
+    pub fn group_losses(&self, members: &[u32]) -> (u64, u64) {
+        let empty_set = BitSet::default();
+        let empty_map = BTreeMap::new();
+        let (mut lost, mut unconfirmed) = (0, 0);
+        for &r in members {
+            let got = self.received_by.get(&r).unwrap_or(&empty_map);
+            for (s, stored) in self.stored_sets.iter().filter(|(s, _)| **s != r) {
+                lost += stored.count_missing_from(got.get(s).unwrap_or(&empty_set));
+            }
+            for (s, set) in got {
+                unconfirmed +=
+                    set.count_missing_from(self.stored_sets.get(s).unwrap_or(&empty_set));
+            }
+        }
         (lost, unconfirmed)
     }
 
@@ -330,28 +364,6 @@ fn cores(start: &Snapshot, end: &Snapshot, ticks: u64, ticks_per_sec: u64) -> f6
     }
 }
 
-fn write_header(envelope: &mut [u8], sender: u32, seq: u64, ts_ns: u64) {
-    let mut header = [0u8; HEADER_LEN];
-    header[0] = ENVELOPE_VERSION;
-    header[1..5].copy_from_slice(&sender.to_be_bytes());
-    header[5..13].copy_from_slice(&seq.to_be_bytes());
-    header[13..21].copy_from_slice(&ts_ns.to_be_bytes());
-    if let Some(dst) = envelope.get_mut(..HEADER_LEN) {
-        dst.copy_from_slice(&header);
-    }
-}
-
-fn read_header(envelope: &[u8]) -> Option<(u32, u64, u64)> {
-    let header: [u8; HEADER_LEN] = envelope.get(..HEADER_LEN)?.try_into().ok()?;
-    let [version, s0, s1, s2, s3, q0, q1, q2, q3, q4, q5, q6, q7, t0, t1, t2, t3, t4, t5, t6, t7] =
-        header;
-    (version == ENVELOPE_VERSION).then_some((
-        u32::from_be_bytes([s0, s1, s2, s3]),
-        u64::from_be_bytes([q0, q1, q2, q3, q4, q5, q6, q7]),
-        u64::from_be_bytes([t0, t1, t2, t3, t4, t5, t6, t7]),
-    ))
-}
-
 /// Wait until `at`, then for a window slot; `None` once `end` passes first.
 async fn send_slot(at: Instant, end: Instant, window: &Semaphore) -> Option<Instant> {
     if at >= end {
@@ -375,7 +387,7 @@ async fn send_slot(at: Instant, end: Instant, window: &Semaphore) -> Option<Inst
 struct WriterArgs {
     tx: Tx,
     index: u32,
-    send_to: Option<[u8; 32]>,
+    send_to: Option<Target>,
     subscribe: bool,
     /// Position among senders, to stagger paced senders evenly.
     phase: f64,
@@ -410,8 +422,7 @@ async fn writer(a: WriterArgs) -> Result<()> {
     if !sending {
         state.sending_done.store(true, Ordering::SeqCst);
     }
-    let recipient = send_to.unwrap_or_default();
-    let mut envelope = vec![0u8; plan.size.max(HEADER_LEN)];
+    let mut envelope = vec![0u8; plan.size.max(HEADER_LEN + usize::from(plan.group))];
     let mut seq = 0u64;
     let mut next_at: Option<Instant> = None;
     let mut go_open = true;
@@ -454,10 +465,17 @@ async fn writer(a: WriterArgs) -> Result<()> {
                             shared.late_sends.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    write_header(&mut envelope, index, seq, now_ns);
-                    let request = Request::Send {
-                        recipient,
-                        envelope: envelope.clone(),
+                    write_header(&mut envelope, plan.group, index, seq, now_ns);
+                    let request = match &send_to {
+                        Some(Target::Group(group_id)) => Request::GroupSend {
+                            group_id: group_id.clone(),
+                            envelope: envelope.clone(),
+                        },
+                        Some(Target::Direct(recipient)) => Request::Send {
+                            recipient: *recipient,
+                            envelope: envelope.clone(),
+                        },
+                        None => break,
                     }
                     .encode(KIND_SEND | seq);
                     state.sent.fetch_add(1, Ordering::SeqCst);
@@ -574,7 +592,7 @@ async fn reader(a: ReaderArgs) -> Result<ConnReport> {
                 };
                 match ServerMessage::decode(&bytes)? {
                     ServerMessage::Deliver(d) => {
-                        on_delivery(&d, expect_from, &shared, &mut report);
+                        on_delivery(&d, expect_from, plan.group, &shared, &mut report);
                         acks.push(d.id);
                         if acks.pending.len() >= ack_batch {
                             acks.flush(&ctl)?;
@@ -631,13 +649,23 @@ async fn reader(a: ReaderArgs) -> Result<ConnReport> {
     Ok(report)
 }
 
-fn on_delivery(d: &Delivery, expect_from: Option<u32>, shared: &Shared, report: &mut ConnReport) {
+fn on_delivery(
+    d: &Delivery,
+    expect_from: Option<u32>,
+    group: bool,
+    shared: &Shared,
+    report: &mut ConnReport,
+) {
+    if group && is_group_control(&d.envelope) {
+        report.control += 1;
+        return;
+    }
     let now_ns = shared.now_ns();
     shared.delivered.fetch_add(1, Ordering::Relaxed);
     if shared.in_window(now_ns) {
         shared.delivered_in_window.fetch_add(1, Ordering::Relaxed);
     }
-    let Some((sender, seq, ts_ns)) = read_header(&d.envelope) else {
+    let Some((sender, seq, ts_ns)) = read_header(&d.envelope, group) else {
         report.malformed += 1;
         return;
     };
@@ -745,6 +773,7 @@ pub async fn run(
         let expected = match plan.expect {
             Expect::Stored => shared.stored.load(Ordering::SeqCst),
             Expect::Count(n) => n,
+            Expect::Fanout(k) => shared.stored.load(Ordering::SeqCst).saturating_mul(k),
         };
         let done_sending = shared.senders_done.load(Ordering::SeqCst) >= senders as u64
             && shared.replies.load(Ordering::SeqCst) >= shared.sent.load(Ordering::SeqCst);
@@ -781,19 +810,21 @@ pub async fn run(
                 report.misrouted += conn.misrouted;
                 report.malformed += conn.malformed;
                 report.acked += conn.acked;
+                report.control_deliveries += conn.control;
                 report.timed_out_connections += u64::from(conn.timed_out);
                 report.closed_connections += u64::from(conn.closed_early);
                 latencies.extend_from_slice(&conn.latencies_us);
                 if conn.stored.len() > 0 {
                     report.stored_sets.insert(conn.index, conn.stored);
                 }
-                for (sender, set) in conn.received {
+                for (sender, set) in &conn.received {
                     report
                         .received_sets
-                        .entry(sender)
+                        .entry(*sender)
                         .or_default()
-                        .union_with(&set);
+                        .union_with(set);
                 }
+                report.received_by.insert(conn.index, conn.received);
             }
             Ok(Ok(Err(e))) => {
                 first_error.get_or_insert(e);
@@ -840,14 +871,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_round_trips() {
-        let mut envelope = vec![0u8; 256];
-        write_header(&mut envelope, 7, 1 << 40, 123_456_789);
-        assert_eq!(envelope[0], 0x01);
-        assert_eq!(read_header(&envelope), Some((7, 1 << 40, 123_456_789)));
-        assert_eq!(read_header(&envelope[..20]), None);
-        envelope[0] = 2;
-        assert_eq!(read_header(&envelope), None);
+    fn group_losses_are_counted_per_receiver() {
+        let set = |v: &[u64]| {
+            let mut b = BitSet::default();
+            for &i in v {
+                b.insert(i);
+            }
+            b
+        };
+        let mut r = RunReport::default();
+        r.stored_sets.insert(0, set(&[0, 1, 2]));
+        // Member 1 got everything; member 2 missed seq 1 (which member 1 got, so a union of
+        // receivers would hide it) and got seq 7, never stored; the sender is not its own
+        // recipient.
+        r.received_by.insert(1, [(0, set(&[0, 1, 2]))].into());
+        r.received_by.insert(2, [(0, set(&[0, 2, 7]))].into());
+        assert_eq!(r.group_losses(&[0, 1, 2]), (1, 1));
+        // A member that received nothing lost all three.
+        assert_eq!(r.group_losses(&[0, 1, 2, 3]), (4, 1));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `hush-loadgen`: drive a freshly started `hush-relay` child process over loopback and report
 //! throughput, end-to-end latency, losses, duplicates, relay CPU and memory. Scenarios:
-//! `online` (with `--baseline`, the same traffic through a bare TCP forwarder too), `offline`
-//! and `idle`. Human-readable lines go to stdout; the last line is one JSON object with every
+//! `online` (with `--baseline`, the same traffic through a bare TCP forwarder too), `offline`,
+//! `idle` and `group` (one group's fan-out). Human-readable lines go to stdout; the last line is one JSON object with every
 //! figure. Only loopback addresses are used and every phase is bounded in time.
 
 mod baseline;
 mod conn;
 mod engine;
+mod envelope;
+mod group;
 mod relay;
 mod scenarios;
 mod util;
@@ -67,6 +69,40 @@ enum Scenario {
         traffic: TrafficArgs,
         /// Longest wait for the recipients to drain their mailboxes, seconds.
         #[arg(long, default_value_t = 120.0)]
+        drain: f64,
+    },
+    /// One group: members 1.. are added by member 0, senders send GroupSend, every other
+    /// member receives and acks (relay fan-out).
+    Group {
+        /// Group members (each its own connection).
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        /// Who sends: member 0 only, or every member (paced senders take turns).
+        #[arg(long, value_enum, default_value_t = group::Senders::One)]
+        senders: group::Senders,
+        /// Envelope size in bytes (a group envelope: version and kind bytes included).
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Send phase, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// First seconds of the send phase excluded from rates and latencies.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Aggregate target group sends per second; 0 = flat out (limited by the window).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Most unanswered GroupSends per sending connection.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// Most message ids per ack (at most 1000).
+        #[arg(long, default_value_t = 1000)]
+        ack_batch: usize,
+        /// Longest time, in ms, a delivery waits before its ack is sent.
+        #[arg(long, default_value_t = 200)]
+        ack_interval_ms: u64,
+        /// Longest wait for stragglers after the send phase, seconds.
+        #[arg(long, default_value_t = 20.0)]
         drain: f64,
     },
     /// Many authenticated, subscribed connections that stay idle.
@@ -148,6 +184,32 @@ async fn run(cli: Cli, nofile: u64) -> Result<serde_json::Value> {
         } => scenarios::online(&common, &traffic.traffic(drain, one_way), baseline).await?,
         Scenario::Offline { traffic, drain } => {
             scenarios::offline(&common, &traffic.traffic(drain, true)).await?
+        }
+        Scenario::Group {
+            members,
+            senders,
+            size,
+            duration,
+            warmup,
+            rate,
+            window,
+            ack_batch,
+            ack_interval_ms,
+            drain,
+        } => {
+            let params = group::GroupParams {
+                members,
+                senders,
+                size,
+                duration,
+                warmup,
+                rate,
+                window,
+                ack_batch,
+                ack_interval_ms,
+                drain,
+            };
+            group::group(&common, &params).await?
         }
         Scenario::Idle { connections, hold } => {
             scenarios::idle(&common, connections, hold, nofile).await?

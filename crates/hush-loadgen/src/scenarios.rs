@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::baseline;
 use crate::conn::{connect_all, connect_plain, connect_relay, split_relay, Rx, Tx};
-use crate::engine::{self, Client, Expect, Plan, RunReport, HEADER_LEN};
+use crate::engine::{self, Client, Expect, Plan, RunReport, Target};
+use crate::envelope::HEADER_LEN;
 use crate::relay::{scrape, Memory, Probe, RelayOptions, RelayProcess};
 use crate::util::{clock_ticks_per_sec, fail, round1, round3, status_kb, Result};
 
@@ -94,6 +95,7 @@ impl Traffic {
             ack_interval: Duration::from_millis(self.ack_interval_ms),
             drain: Duration::from_secs_f64(self.drain),
             expect,
+            group: false,
         }
     }
 
@@ -113,7 +115,7 @@ impl Traffic {
     }
 }
 
-fn identities(n: usize) -> Arc<Vec<IdentityKeyPair>> {
+pub(crate) fn identities(n: usize) -> Arc<Vec<IdentityKeyPair>> {
     Arc::new(
         (0..n)
             .map(|_| IdentityKeyPair::generate(&mut OsRng))
@@ -152,18 +154,18 @@ async fn connect_relay_clients(
     .await
 }
 
-fn mb(kb: u64) -> f64 {
+pub(crate) fn mb(kb: u64) -> f64 {
     round1(kb as f64 / 1024.0)
 }
 
-fn fsync_json(relay: &RelayProcess) -> Value {
+pub(crate) fn fsync_json(relay: &RelayProcess) -> Value {
     json!({
         "median_ms": round3(relay.fsync_ms.0),
         "max_ms": round3(relay.fsync_ms.1),
     })
 }
 
-fn memory_json(m: &Memory) -> Value {
+pub(crate) fn memory_json(m: &Memory) -> Value {
     json!({
         "rss_mb": mb(m.rss_kb),
         "sampled_peak_rss_mb": mb(m.sampled_peak_rss_kb),
@@ -172,7 +174,13 @@ fn memory_json(m: &Memory) -> Value {
 }
 
 /// Print and summarise one traffic run.
-fn traffic_summary(label: &str, r: &RunReport, lost: u64, unconfirmed: u64, tps: u64) -> Value {
+pub(crate) fn traffic_summary(
+    label: &str,
+    r: &RunReport,
+    lost: u64,
+    unconfirmed: u64,
+    tps: u64,
+) -> Value {
     let per_sec = |n: u64| {
         if r.window_secs > 0.0 {
             n as f64 / r.window_secs
@@ -283,7 +291,11 @@ fn online_clients(
             let sends = !one_way || i % 2 == 0;
             Ok(Client {
                 index: u32::try_from(i)?,
-                send_to: if sends { Some(key_of(i ^ 1)?) } else { None },
+                send_to: if sends {
+                    Some(Target::Direct(key_of(i ^ 1)?))
+                } else {
+                    None
+                },
                 subscribe: true,
                 rx,
                 tx,
@@ -452,7 +464,7 @@ async fn offline_inner(
         .map(|(i, rx, tx)| {
             Ok(Client {
                 index: u32::try_from(i)?,
-                send_to: Some(key(ids, i ^ 1)?),
+                send_to: Some(Target::Direct(key(ids, i ^ 1)?)),
                 subscribe: false,
                 rx,
                 tx,
