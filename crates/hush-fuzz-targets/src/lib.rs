@@ -18,6 +18,7 @@
 
 mod fixture;
 mod frames;
+mod group;
 pub mod samples;
 
 use hush_proto::ratchet::HEADER_LEN;
@@ -30,6 +31,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 pub use frames::frame_reader;
+pub use group::group_message;
 
 /// A fuzz target: consumes one input, panics on a finding.
 pub type Target = fn(&[u8]);
@@ -45,6 +47,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("session_pickle", session_pickle),
     ("frame_reader", frame_reader),
     ("ratchet_decrypt", ratchet_decrypt),
+    ("group_message", group_message),
 ];
 
 /// `Envelope::from_bytes`; a decoded envelope re-encodes to the same bytes and decodes again

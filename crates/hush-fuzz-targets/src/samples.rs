@@ -38,6 +38,14 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
     let bundle = fx.bob_bundle.clone();
     let identity = *bundle.identity_key.as_bytes();
     match target {
+        // The MLS payloads of valid group envelopes (the target frames them under each kind).
+        "group_message" => crate::group::fixture()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .samples
+            .iter()
+            .map(|env| env.get(2..).unwrap_or_default().to_vec())
+            .collect(),
         "envelope" => {
             let mut out = fx.delivered.clone();
             out.extend(fx.v2.first_envelopes.iter().cloned());

@@ -155,6 +155,7 @@ smoke_tests!(
     session_pickle,
     frame_reader,
     ratchet_decrypt,
+    group_message,
 );
 
 /// Write the generated samples to `seeds/<target>/` (run with `--ignored` after a format
