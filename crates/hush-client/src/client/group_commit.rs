@@ -69,6 +69,32 @@ fn relay_position(record_epoch: u64, provider: &HushProvider<'_>, group_id: &[u8
     group::epoch(provider, group_id).map_or(record_epoch, |mls| mls.max(record_epoch))
 }
 
+/// The relay request carrying a pending commit.
+fn commit_request(group_id: &[u8], pending: &PendingCommit) -> Result<Request, ClientError> {
+    Ok(Request::GroupCommit(hush_proto::relay::GroupCommit {
+        group_id: relay_group_id(group_id)?,
+        epoch: pending.epoch,
+        added: pending.added.clone(),
+        removed: pending.removed.clone(),
+        commit: pending.commit.clone(),
+        welcome: pending.welcome.clone(),
+    }))
+}
+
+/// Whether `request` fits one relay message; a clear refusal if not (a Welcome carries the
+/// whole ratchet tree, so a large group outgrows it: about 230 members today).
+fn check_fits(request: &Request, adding: usize) -> Result<(), ClientError> {
+    let len = request.encode(0).len();
+    if len <= hush_proto::relay::group::MAX_REQUEST_LEN {
+        return Ok(());
+    }
+    Err(ClientError::Group(format!(
+        "this commit{} is {len} bytes with its Welcome, more than one relay message carries ({} bytes):          the group is too large to add members over this relay (about 230 members today); nothing was sent",
+        if adding > 0 { format!(" adding {adding}") } else { String::new() },
+        hush_proto::relay::group::MAX_REQUEST_LEN
+    )))
+}
+
 /// The members of `ids` still in the group.
 fn still_members(
     provider: &HushProvider<'_>,
@@ -141,6 +167,10 @@ impl Client {
                     commit: out.commit.clone(),
                     welcome: out.welcome.clone(),
                 };
+                // A commit and Welcome that cannot cross the relay in one message would stay
+                // pending for ever (and block every send to the group): refuse it here, and
+                // the dropped transaction takes openmls's pending commit with it.
+                check_fits(&commit_request(group_id, &pending)?, out.added.len())?;
                 // Committed with openmls's pending commit, before the commit leaves.
                 tx.put(NS_GROUP_PENDING, &id_hex, &pending)?;
                 tx.commit()?;
@@ -179,14 +209,7 @@ impl Client {
         pending: &PendingCommit,
         events: &mut Vec<Event>,
     ) -> Result<bool, ClientError> {
-        let request = Request::GroupCommit(hush_proto::relay::GroupCommit {
-            group_id: relay_group_id(group_id)?,
-            epoch: pending.epoch,
-            added: pending.added.clone(),
-            removed: pending.removed.clone(),
-            commit: pending.commit.clone(),
-            welcome: pending.welcome.clone(),
-        });
+        let request = commit_request(group_id, pending)?;
         match self.request(&request).await {
             Ok(Reply::CommitAccepted { epoch }) => {
                 self.settle_pending(group_id, true, Some(epoch))?;
@@ -499,3 +522,33 @@ impl Client {
 
 /// How [`Client::apply_commit`] says a commit is from an epoch we have not reached.
 pub(super) const FUTURE_EPOCH: &str = "commit from a future epoch";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pending(welcome_len: usize) -> PendingCommit {
+        PendingCommit {
+            epoch: 3,
+            added: vec![[1; 32]],
+            removed: vec![],
+            commit: vec![1, 4, 0, 0],
+            welcome: Some([vec![1, 5], vec![0; welcome_len]].concat()),
+        }
+    }
+
+    /// A commit whose Welcome does not fit one relay message is refused before anything is
+    /// stored or sent (it used to stay pending and block the group); one that fits passes.
+    #[test]
+    fn a_commit_too_large_for_one_relay_message_is_refused_clearly() {
+        let gid = [9u8; 16];
+        let fits = commit_request(&gid, &pending(30_000)).unwrap();
+        assert!(check_fits(&fits, 1).is_ok());
+        let too_large = commit_request(&gid, &pending(70_000)).unwrap();
+        let err = check_fits(&too_large, 1).unwrap_err().to_string();
+        assert!(err.contains("too large to add members"), "{err}");
+        assert!(err.contains("nothing was sent"), "{err}");
+    }
+}
