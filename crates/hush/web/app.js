@@ -1,0 +1,1 @@
+// hush web page (placeholder)
