@@ -24,15 +24,18 @@ use crate::cli::entry_json;
 pub(crate) struct Caller {
     /// Called `subscribe`: notifications go to it.
     pub(crate) subscribed: bool,
-    /// Called `status`: `status` notifications go to it (when also subscribed). Opt-in, so
-    /// consumers written before `status` existed see no new lines.
-    pub(crate) wants_status: bool,
+    /// The relay state this caller last got (from the `status` method or notification);
+    /// `None` until it calls `status`. It gets a `status` notification (when also subscribed)
+    /// whenever the state differs from this one, so never the same state twice and no change
+    /// missed because another caller asked. Opt-in, so consumers written before `status`
+    /// existed see no new lines.
+    status: Option<Status>,
 }
 
 impl Caller {
-    /// Whether a `status` notification goes to this caller.
+    /// Whether `status` notifications go to this caller.
     pub(crate) fn gets_status(self) -> bool {
-        self.subscribed && self.wants_status
+        self.subscribed && self.status.is_some()
     }
 }
 
@@ -173,9 +176,6 @@ pub(crate) struct Dispatcher<'a> {
     pending: VecDeque<Held>,
     /// Notifications dropped because `pending` was full.
     dropped: u64,
-    /// The relay state last notified (or read at start). Only read while someone listens, so
-    /// the first notification after `status` may repeat what `status` returned.
-    status: Option<Status>,
     /// Prefix of diagnostics on stderr (`hush rpc`, `hush web`).
     label: &'static str,
 }
@@ -189,13 +189,11 @@ impl<'a> Dispatcher<'a> {
             client,
             pending: VecDeque::new(),
             dropped: 0,
-            status: None,
             label,
         };
         for message in backlog {
             dispatcher.hold(Held::message(message));
         }
-        dispatcher.status = dispatcher.current_status();
         Ok(dispatcher)
     }
 
@@ -240,8 +238,8 @@ impl<'a> Dispatcher<'a> {
             }
             "status" => {
                 let NoParams {} = params(raw)?;
-                caller.wants_status = true;
                 let status = self.read_status()?;
+                caller.status = Some(status);
                 Ok(self.status_json(status))
             }
             "contacts" => {
@@ -331,7 +329,8 @@ impl<'a> Dispatcher<'a> {
         })
     }
 
-    fn current_status(&mut self) -> Option<Status> {
+    /// The relay state now (`None`, said on stderr, if the profile cannot be read).
+    pub(crate) fn status_now(&mut self) -> Option<Status> {
         match self.read_status() {
             Ok(status) => Some(status),
             Err(e) => {
@@ -353,14 +352,13 @@ impl<'a> Dispatcher<'a> {
         })
     }
 
-    /// The `status` notification to send when the relay state changed since the last call
-    /// (checked by the transports after every request and every pump step).
-    pub(crate) fn status_change(&mut self) -> Option<Value> {
-        let now = self.current_status()?;
-        if self.status == Some(now) {
+    /// The `status` notification for `caller` if it listens and last got another state than
+    /// `now` (the transports check after every request and pump step).
+    pub(crate) fn status_update(&self, caller: &mut Caller, now: Status) -> Option<Value> {
+        if !caller.gets_status() || caller.status == Some(now) {
             return None;
         }
-        self.status = Some(now);
+        caller.status = Some(now);
         Some(status_notification(self.status_json(now)))
     }
 

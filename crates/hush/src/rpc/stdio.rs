@@ -240,7 +240,10 @@ impl Stdio<'_> {
         if !self.caller.gets_status() {
             return Ok(());
         }
-        match self.core.status_change() {
+        let Some(now) = self.core.status_now() else {
+            return Ok(());
+        };
+        match self.core.status_update(&mut self.caller, now) {
             Some(notification) => self.write(&notification).await,
             None => Ok(()),
         }

@@ -261,8 +261,8 @@ impl Owner<'_, '_> {
         }
     }
 
-    /// A `status` notification to the sockets that asked for them, if the relay state
-    /// changed.
+    /// A `status` notification to each socket that asked for them and has not seen the
+    /// relay state as it is now.
     fn status(&mut self) {
         self.status_at = Instant::now();
         self.connected = self.core.client.is_connected();
@@ -270,12 +270,16 @@ impl Owner<'_, '_> {
         if listeners.is_empty() {
             return;
         }
-        let Some(notification) = self.core.status_change() else {
+        let Some(now) = self.core.status_now() else {
             return;
         };
-        let text = notification.to_string();
         for id in listeners {
-            self.send(id, text.clone());
+            let Some(socket) = self.sockets.get_mut(&id) else {
+                continue;
+            };
+            if let Some(notification) = self.core.status_update(&mut socket.caller, now) {
+                self.send(id, notification.to_string());
+            }
         }
     }
 }
