@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -95,15 +96,23 @@ struct WebProc {
     child: Child,
     port: u16,
     token: String,
+    /// Its stderr, line by line.
+    stderr: mpsc::UnboundedReceiver<String>,
 }
 
 impl WebProc {
     /// Start it and read the URL from stdout line 1.
     async fn spawn(profile: &Path, name: &str) -> Self {
+        Self::spawn_with(profile, name, &[]).await
+    }
+
+    /// Start it with extra arguments.
+    async fn spawn_with(profile: &Path, name: &str, args: &[&str]) -> Self {
         let mut child = Command::new(HUSH)
             .arg("--profile")
             .arg(profile)
             .args(["web", "--no-open"])
+            .args(args)
             .env("HUSH_PASSPHRASE", PASS)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -114,9 +123,11 @@ impl WebProc {
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
         let label = name.to_owned();
+        let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok(Some(line)) = stderr.next_line().await {
                 eprintln!("[{label} web stderr] {line}");
+                let _ = tx.send(line);
             }
         });
         let url = timeout(WAIT, stdout.next_line())
@@ -138,6 +149,21 @@ impl WebProc {
             child,
             port: port.parse().unwrap(),
             token: token.to_owned(),
+            stderr: rx,
+        }
+    }
+
+    /// Wait until stderr shows a line containing `needle`.
+    async fn stderr_contains(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let line = timeout_at(deadline, self.stderr.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no stderr line with {needle:?}"))
+                .unwrap_or_else(|| panic!("stderr closed before a line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
         }
     }
 
@@ -589,4 +615,108 @@ async fn status_follows_the_relay_going_away_and_coming_back() {
     assert_eq!(history[1]["text"], "while down");
     assert_ne!(history[1]["state"], "queued", "{history}");
     let _ = &w.bob;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_came_before_any_subscribe_goes_to_the_first_subscriber_once() {
+    let w = world().await;
+    let alice_web = WebProc::spawn(&w.alice, "alice").await;
+    let mut alice = alice_web.socket().await;
+    alice.result("subscribe", json!({})).await;
+    // Bob's hush web runs, with no page open.
+    let bob_web = WebProc::spawn(&w.bob, "bob").await;
+    let sent = alice
+        .result("send", json!({"to": "bob", "text": "before the page"}))
+        .await;
+    // Bob's process took it (the receipt proves it) while no socket listened.
+    assert_eq!(
+        alice.notification("delivered").await["ids"],
+        json!([sent["id"]])
+    );
+
+    // A tab that never subscribes does not take it; the first subscriber does, right after
+    // its `subscribe` response.
+    let mut idle = bob_web.socket().await;
+    assert_eq!(idle.result("whoami", json!({})).await["name"], "bob");
+    let mut bob = bob_web.socket().await;
+    bob.send_text(json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe"}).to_string())
+        .await;
+    let deadline = Instant::now() + WAIT;
+    let response = bob.next(deadline).await;
+    assert_eq!(response["id"], 1, "the response comes first: {response}");
+    let held = bob.next(deadline).await;
+    assert_eq!(held["method"], "message", "{held}");
+    assert_eq!(held["params"]["text"], "before the page");
+    assert!(idle.notifications.is_empty(), "{:?}", idle.notifications);
+
+    // Handed to a socket, it counts as emitted: the next run does not send it again (the
+    // first message a new subscriber sees is the next one).
+    assert!(bob_web.stop().await.success());
+    let bob_web = WebProc::spawn(&w.bob, "bob").await;
+    let mut bob = bob_web.socket().await;
+    bob.result("subscribe", json!({})).await;
+    alice
+        .result("send", json!({"to": "bob", "text": "after the restart"}))
+        .await;
+    assert_eq!(
+        bob.notification("message").await["text"],
+        "after the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_16_sockets_are_open_at_once() {
+    let w = world().await;
+    let web = WebProc::spawn(&w.alice, "alice").await;
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        open.push(web.socket().await);
+    }
+    let refused = web
+        .open(Some(&web.token), &web.host(), Some(&web.origin()))
+        .await;
+    assert_eq!(refused_status(refused), 503);
+    // The open ones all work.
+    for ws in &mut open {
+        assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    }
+    // Closing one frees its place (once the server has seen the close).
+    let mut closing = open.pop().unwrap();
+    closing.ws.close(None).await.unwrap();
+    drop(closing);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match web
+            .open(Some(&web.token), &web.host(), Some(&web.origin()))
+            .await
+        {
+            Ok(mut ws) => {
+                assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+                break;
+            }
+            Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the closed socket's place was never freed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_beyond_loopback_warns_and_a_loopback_url_is_printed() {
+    let w = world().await;
+    // Every interface (nothing is sent anywhere but loopback here).
+    let mut web = WebProc::spawn_with(&w.alice, "alice", &["--listen", "0.0.0.0:0"]).await;
+    let warning = web.stderr_contains("WARNING").await;
+    assert!(warning.contains("NOT loopback"), "{warning}");
+    let mut ws = web.socket().await;
+    assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    // An explicit loopback address says nothing of the kind.
+    let mut quiet = WebProc::spawn_with(&w.bob, "bob", &["--listen", "127.0.0.1:0"]).await;
+    let line = quiet.stderr_contains("serving").await;
+    assert!(!line.contains("WARNING"), "{line}");
 }

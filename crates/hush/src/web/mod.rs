@@ -63,7 +63,11 @@ pub async fn run(
         eprintln!("{LABEL}: WARNING: listening on {addr}, which is NOT loopback. Anyone who can reach this address and learns the URL controls this profile: reads every conversation and sends as you. The traffic is plain HTTP (no TLS): the token and all messages cross the network readable. Use only on a network you fully trust.");
     }
     let token = token()?;
-    let url = Zeroizing::new(format!("http://{addr}/#token={}", token.as_str()));
+    let url = Zeroizing::new(format!(
+        "http://{}/#token={}",
+        url_host(addr),
+        token.as_str()
+    ));
     let hosts = allowed_hosts(addr, explicit);
 
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
@@ -107,6 +111,20 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the browser should go: the listening address, or loopback when it listens on every
+/// interface (`0.0.0.0`, `::`), which is not an address to connect to.
+fn url_host(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
 /// 32 bytes from the OS RNG, in hex: the capability to use this server.
 fn token() -> Result<Zeroizing<String>, String> {
     let mut bytes = Zeroizing::new([0u8; 32]);
@@ -137,28 +155,13 @@ fn allowed_hosts(addr: SocketAddr, explicit: Option<SocketAddr>) -> Vec<String> 
 /// that file. The file is deleted after [`REDIRECT_LIFETIME`] or when `hush web` ends,
 /// whichever comes first. Failing to open is not fatal: the URL is on stdout.
 fn open_browser(profile_dir: &Path, url: &str) -> Option<tokio::task::JoinHandle<()>> {
-    // tempfile creates the file with mode 0600 and a random name.
-    let file = tempfile::Builder::new()
-        .prefix(".hush-web-")
-        .suffix(".html")
-        .tempfile_in(profile_dir);
-    let mut file = match file {
+    let file = match redirect_file(profile_dir, url) {
         Ok(file) => file,
         Err(e) => {
             eprintln!("{LABEL}: cannot write the file that opens the browser ({e}); open the URL yourself");
             return None;
         }
     };
-    // The URL is ours: digits, hex, and `:/.[]#=`; nothing to escape in HTML.
-    let page = Zeroizing::new(format!(
-        "<!doctype html>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"refresh\" content=\"0;url={url}\">\n<title>hush web</title>\n<p><a href=\"{url}\">Open hush</a></p>\n"
-    ));
-    if let Err(e) = std::io::Write::write_all(&mut file, page.as_bytes()) {
-        eprintln!(
-            "{LABEL}: cannot write the file that opens the browser ({e}); open the URL yourself"
-        );
-        return None;
-    }
     if let Err(e) = open::that_detached(file.path()) {
         eprintln!("{LABEL}: cannot open a browser ({e}); open the URL yourself");
         return None;
@@ -167,6 +170,22 @@ fn open_browser(profile_dir: &Path, url: &str) -> Option<tokio::task::JoinHandle
         tokio::time::sleep(REDIRECT_LIFETIME).await;
         drop(file);
     }))
+}
+
+/// The 0600 HTML file in `dir` that sends the browser to `url` (deleted when dropped).
+fn redirect_file(dir: &Path, url: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    // tempfile creates the file with mode 0600 (on Unix) and a random name.
+    let mut file = tempfile::Builder::new()
+        .prefix(".hush-web-")
+        .suffix(".html")
+        .tempfile_in(dir)?;
+    // The URL is ours: digits, hex, and `:/.[]#=`; nothing to escape in HTML.
+    let page = Zeroizing::new(format!(
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"refresh\" content=\"0;url={url}\">\n<title>hush web</title>\n<p><a href=\"{url}\">Open hush</a></p>\n"
+    ));
+    std::io::Write::write_all(&mut file, page.as_bytes())?;
+    std::io::Write::flush(&mut file)?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -180,6 +199,32 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a.as_str(), b.as_str());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_redirect_file_is_private_and_points_at_the_url() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let url = "http://127.0.0.1:8123/#token=00ff";
+        let file = redirect_file(dir.path(), url).unwrap();
+        let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let page = std::fs::read_to_string(file.path()).unwrap();
+        assert!(page.contains(&format!("content=\"0;url={url}\"")), "{page}");
+        let path = file.path().to_owned();
+        drop(file);
+        assert!(!path.exists(), "the redirect file outlived its handle");
+    }
+
+    #[test]
+    fn an_any_address_listener_is_reached_on_loopback() {
+        let any: SocketAddr = "0.0.0.0:8123".parse().unwrap();
+        assert_eq!(url_host(any).to_string(), "127.0.0.1:8123");
+        let any6: SocketAddr = "[::]:8123".parse().unwrap();
+        assert_eq!(url_host(any6).to_string(), "[::1]:8123");
+        let lan: SocketAddr = "192.0.2.7:9000".parse().unwrap();
+        assert_eq!(url_host(lan), lan);
     }
 
     #[test]
