@@ -127,7 +127,9 @@ fn binaries() -> [(&'static Path, &'static [&'static str]); 2] {
     [
         (
             Path::new(HUSH),
-            &["init", "whoami", "send", "recv", "history", "verify", "rpc"],
+            &[
+                "init", "whoami", "send", "recv", "history", "verify", "rpc", "web",
+            ],
         ),
         (relay_binary(), &["free-name"]),
     ]
