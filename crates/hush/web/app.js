@@ -60,7 +60,7 @@ function colourOf(name) {
 }
 
 function timeOf(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return new Date(ms).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' });
 }
 
 function fullTimeOf(ms) {
@@ -720,6 +720,7 @@ function renderConvHeader() {
   const banner = $('key-change-banner');
   let blocked = false;
   let gone = false;
+  sub.classList.remove('warn');
   $('welcome').hidden = Boolean(key);
   $('messages').hidden = !key;
   $('composer-bar').hidden = !key;
@@ -758,7 +759,12 @@ function renderConvHeader() {
     $('verify').hidden = false;
     $('members').hidden = true;
     banner.hidden = !blocked;
-    $('key-change-text').textContent = `${oneLine(key)}'s identity key changed. This can mean they reinstalled hush, or that someone is intercepting. Sending is blocked until you accept the new key: compare safety numbers first.`;
+    $('key-change-text').replaceChildren(
+      h('strong', null, `${oneLine(key)}'s identity key changed. Sending is blocked.`),
+      document.createTextNode(
+        ' They may have reinstalled hush, or someone may be intercepting. Compare safety numbers, then accept the new key to send again.',
+      ),
+    );
   }
   const disabled = !key || blocked || gone;
   box.disabled = disabled;
@@ -888,14 +894,17 @@ let errorTimer = 0;
 function showError(message) {
   const box = $('error');
   box.textContent = oneLine(message);
-  box.classList.add('show');
+  box.classList.remove('faded');
   clearTimeout(errorTimer);
+  // The toast steps aside after a while; its text stays as "the last error" until replaced.
+  errorTimer = setTimeout(() => box.classList.add('faded'), 12000);
 }
 
 function clearError() {
   const box = $('error');
   box.textContent = '';
-  box.classList.remove('show');
+  box.classList.remove('faded');
+  clearTimeout(errorTimer);
 }
 
 /** Show an error in a dialog's own line and in #error. */
