@@ -557,6 +557,7 @@ async function sendComposer() {
 function renderMe() {
   const name = S.me?.name ?? 'hush';
   $('me').textContent = oneLine(name);
+  $('me-avatar').hidden = !S.me;
   $('me').title = S.me ? `${oneLine(S.me.name)} on ${oneLine(S.me.relay)}\nfingerprint ${oneLine(S.me.fingerprint)}` : '';
   paintAvatar($('me-avatar'), name, false);
 }
@@ -569,7 +570,7 @@ function renderConn() {
   let text;
   if (!S.token) {
     state = 'disconnected';
-    text = 'Not connected to hush web';
+    text = 'No access token';
   } else if (S.sock === 'open') {
     state = S.status.connected ? 'connected' : 'offline';
     text = S.status.connected ? 'Connected' : 'Offline: relay unreachable';
@@ -594,8 +595,8 @@ function renderConn() {
   queued.title = `${q} ${q === 1 ? 'item' : 'items'} (messages and receipts) waiting for the relay`;
 
   if (!S.token) {
-    banner.hidden = false;
-    banner.textContent = 'This page needs the address hush web printed. Run `hush web` and open the URL it prints (it holds a one-time token).';
+    banner.hidden = true;
+    banner.textContent = '';
   } else if (S.sock === 'down' || (S.sock === 'connecting' && S.attempts > 0)) {
     const secs = Math.max(0, Math.ceil((S.retryAt - Date.now()) / 1000));
     banner.hidden = false;
@@ -1359,12 +1360,31 @@ function start() {
   renderConvHeader();
   renderChats();
   renderConn();
+  // Pasting a new URL (hush web restarted) into this tab changes only the fragment: no reload.
+  window.addEventListener('hashchange', () => {
+    const token = takeToken();
+    if (!token || (token === S.token && S.sock === 'open')) return;
+    S.token = token;
+    document.body.classList.remove('no-token');
+    $('welcome-text').textContent = WELCOME;
+    S.attempts = 0;
+    const old = S.ws;
+    S.ws = null;
+    old?.close();
+    for (const w of S.pending.values()) w.reject(new RpcError('hush web is not reachable', 0, 'disconnected'));
+    S.pending.clear();
+    S.sock = 'connecting';
+    renderConn();
+    connect();
+  });
   if (!S.token) {
-    $('welcome-text').textContent = 'This page has no access token. Open the URL that `hush web` printed in your terminal.';
+    $('welcome-text').textContent = 'This page has no access token: open the URL hush web printed in your terminal.';
     document.body.classList.add('no-token');
     return;
   }
   connect();
 }
+
+const WELCOME = $('welcome-text').textContent;
 
 start();
