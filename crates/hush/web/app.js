@@ -38,6 +38,29 @@ function showable(text) {
   });
 }
 
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+/**
+ * Message text as nodes: text nodes, and each control character as a small visible `\x1b`
+ * badge (fonts rarely have the Control Pictures, and a raw escape must not pass unseen).
+ */
+function textNodes(text) {
+  const frag = document.createDocumentFragment();
+  let run = '';
+  for (const ch of String(text ?? '')) {
+    if (CONTROL.test(ch)) {
+      if (run) frag.append(document.createTextNode(run));
+      run = '';
+      const code = ch.charCodeAt(0).toString(16).padStart(2, '0');
+      const badge = h('span', 'ctl', `\\x${code}`);
+      badge.title = 'a control character';
+      frag.append(badge);
+    } else run += ch;
+  }
+  if (run) frag.append(document.createTextNode(run));
+  return frag;
+}
+
 /** A one-line form of peer text (names, previews). */
 function oneLine(text) {
   return showable(text).replace(/[\n\t\u2400-\u241f]+/g, ' ').trim();
@@ -127,6 +150,7 @@ const S = {
   dialogChat: null,
 };
 
+const narrow = () => matchMedia('(max-width: 40rem)').matches;
 const isGroupKey = (key) => typeof key === 'string' && key.startsWith('#');
 const groupName = (key) => key.replace(/^#/, '');
 const chatKeyOf = (m) => (m.group !== null && m.group !== undefined ? `#${groupName(m.group)}` : m.contact);
@@ -501,8 +525,10 @@ async function openChat(key, opts = {}) {
   } catch (e) {
     if (seq === S.openSeq) showError(e.message);
   }
-  if (switching && !opts.noFocus && !$('composer').disabled && !matchMedia('(max-width: 40rem)').matches) {
-    $('composer').focus();
+  if (switching && !opts.keepScroll) {
+    // Keyboard users land where they can type (or, when sending is blocked, on the way back).
+    if (!$('composer').disabled) $('composer').focus();
+    else if (narrow()) $('back').focus();
   }
 }
 
@@ -627,13 +653,15 @@ function allChats() {
 
 /** One chat list row, built once per key and updated in place (so focus survives). */
 const chatRows = new Map();
+/** The row that holds the list's single Tab stop. */
+let rovingKey = null;
 
 function chatRow(key) {
   let li = chatRows.get(key);
   if (li) return li;
   li = h('li', 'chat');
   li.dataset.chat = key;
-  li.tabIndex = 0;
+  li.tabIndex = -1;
   const avatar = h('span', 'avatar');
   avatar.setAttribute('aria-hidden', 'true');
   const main = h('div', 'chat-main');
@@ -658,11 +686,24 @@ function chatRow(key) {
     if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault();
       openChat(key);
-    } else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    } else if (['ArrowDown', 'ArrowUp', 'Home', 'End'].includes(e.key)) {
       e.preventDefault();
-      const sib = e.key === 'ArrowDown' ? li.nextElementSibling : li.previousElementSibling;
-      sib?.focus();
+      const list = li.parentElement;
+      const next =
+        e.key === 'ArrowDown'
+          ? li.nextElementSibling
+          : e.key === 'ArrowUp'
+            ? li.previousElementSibling
+            : e.key === 'Home'
+              ? list?.firstElementChild
+              : list?.lastElementChild;
+      next?.focus();
     }
+  });
+  // The list is one Tab stop (roving tabindex): the row last focused keeps it.
+  li.addEventListener('focus', () => {
+    rovingKey = key;
+    for (const row of chatRows.values()) row.tabIndex = row === li ? 0 : -1;
   });
   chatRows.set(key, li);
   return li;
@@ -679,6 +720,7 @@ function renderChats() {
     }
   }
   let total = 0;
+  const tabKey = keep.has(rovingKey) ? rovingKey : keep.has(S.open) ? S.open : chats[0]?.key;
   chats.forEach((c, i) => {
     const li = chatRow(c.key);
     const [avatar, main] = li.children;
@@ -701,6 +743,7 @@ function renderChats() {
     unread.hidden = c.unread <= 0;
     unread.setAttribute('aria-label', `${c.unread} unread`);
     total += Math.max(0, c.unread);
+    li.tabIndex = c.key === tabKey ? 0 : -1;
     li.classList.toggle('active', c.key === S.open);
     li.classList.toggle('has-unread', c.unread > 0);
     li.classList.toggle('gone', c.gone);
@@ -805,7 +848,9 @@ function messageItem(m, isGroup) {
     const from = h('span', isGroup ? `from fc${colourOf(m.from)}` : 'from sr-only', oneLine(m.from));
     bubble.append(from);
   }
-  bubble.append(h('div', 'text', showable(m.text)));
+  const text = h('div', 'text');
+  text.append(textNodes(m.text));
+  bubble.append(text);
   const meta = h('div', 'meta');
   if (m.key_changed) meta.append(h('span', 'flag', 'KEY CHANGED'));
   else if (m.verified) {
@@ -1305,10 +1350,9 @@ function wire() {
     dlg.addEventListener('click', (e) => {
       if (e.target === dlg) closeDialog(dlg);
     });
+    // Closing returns focus to what had it before (the dialog element does that itself).
     dlg.addEventListener('close', () => {
       if (dlg.id === 'safety-dialog' || dlg.id === 'members-dialog') S.dialogChat = null;
-      const back = S.open ? $('composer') : null;
-      if (back && !back.disabled && !matchMedia('(max-width: 40rem)').matches) back.focus();
     });
   }
 
@@ -1321,7 +1365,7 @@ function wire() {
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && !document.querySelector('dialog[open]')) {
       if (err.textContent) clearError();
-      else if (S.open && matchMedia('(max-width: 40rem)').matches) $('back').click();
+      else if (S.open && narrow()) $('back').click();
     }
   });
 
