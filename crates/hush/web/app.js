@@ -941,9 +941,13 @@ function showError(message) {
   const box = $('error');
   box.textContent = oneLine(message);
   box.classList.remove('faded');
+  box.tabIndex = 0;
   clearTimeout(errorTimer);
   // The toast steps aside after a while; its text stays as "the last error" until replaced.
-  errorTimer = setTimeout(() => box.classList.add('faded'), 12000);
+  errorTimer = setTimeout(() => {
+    box.classList.add('faded');
+    box.tabIndex = -1;
+  }, 12000);
 }
 
 function clearError() {
