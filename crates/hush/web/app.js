@@ -727,7 +727,8 @@ function renderChats() {
     paintAvatar(avatar, c.name, c.group);
     const q = (sel) => main.querySelector(sel);
     q('.name').textContent = oneLine(c.name);
-    q('.verified').hidden = !c.verified;
+    // A tick next to a changed key would vouch for a key nobody compared: the tick is for the old one.
+    q('.verified').hidden = !c.verified || c.keyChanged;
     q('.key-changed').hidden = !c.keyChanged;
     const last = S.last.get(c.key);
     q('.chat-time').textContent = last ? listStamp(last.ts) : '';
