@@ -129,6 +129,17 @@ pub enum Command {
     },
     /// Serve JSON-RPC 2.0 on stdin/stdout, one JSON object per line (for bots and scripts).
     Rpc,
+    /// Open the local web UI: serve it on loopback, print its URL (with a one-time token) on
+    /// stdout, and open the browser. This process keeps every key; the browser only shows.
+    Web {
+        /// Listen on ADDR (HOST:PORT) instead of 127.0.0.1 on a free port. A non-loopback
+        /// address exposes the profile to the network (plain HTTP): a warning is printed.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Do not open the browser; only print the URL.
+        #[arg(long)]
+        no_open: bool,
+    },
     /// Show every security property with evidence: embedded relay and temporary profiles on
     /// loopback, a PASS/FAIL table, non-zero exit if any fails (needs no profile or passphrase).
     Demo,
@@ -251,6 +262,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             drop(pass);
             crate::tui::run(client, name).await
         }
+        Command::Web { listen, no_open } => {
+            let pass = passphrase()?;
+            let mut client = Client::open(&dir, pass.as_bytes()).map_err(err)?;
+            drop(pass);
+            let options = crate::web::Options {
+                listen,
+                open: !no_open,
+            };
+            crate::web::run(&mut client, &dir, options).await
+        }
         command => {
             let pass = passphrase()?;
             let mut client = Client::open(&dir, pass.as_bytes()).map_err(err)?;
@@ -265,6 +286,7 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
     match command {
         Command::Init { .. } => Err("profile already exists".into()),
         Command::Chat { .. } => Err("chat needs the profile to itself".into()),
+        Command::Web { .. } => Err("web needs the profile to itself".into()),
         Command::Demo => Err("the demo uses its own temporary profiles".into()),
         Command::Completions { .. } | Command::Man => Err("needs no profile".into()),
         Command::Whoami => {

@@ -8,6 +8,7 @@ mod output;
 mod rpc;
 mod sanitize;
 mod tui;
+mod web;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
-//! docs/RPC.md documents exactly the methods `hush rpc` dispatches and the notifications it
-//! emits: read from the source (the match arms of `call`, the methods in
-//! `event_notification`), so a method added without documentation fails here.
+//! docs/RPC.md documents exactly the methods `hush rpc` (and `hush web`) dispatches and the
+//! notifications it emits: read from the source (the match arms of `call`, the methods in
+//! `event_notification` and `status_notification`, all in src/rpc/dispatch.rs), so a method
+//! added without documentation fails here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,7 +20,7 @@ fn function_body<'a>(source: &'a str, signature: &str) -> Vec<&'a str> {
     let mut lines = source.lines().skip_while(|l| !l.contains(signature));
     let first = lines
         .next()
-        .unwrap_or_else(|| panic!("no {signature} in rpc.rs"));
+        .unwrap_or_else(|| panic!("no {signature} in rpc/dispatch.rs"));
     let indent = first.len() - first.trim_start().len();
     let closing = format!("{}}}", " ".repeat(indent));
     lines.take_while(|l| *l != closing).collect()
@@ -43,11 +44,14 @@ fn dispatched_methods(rpc: &str) -> BTreeSet<String> {
     methods
 }
 
-/// The method names in `event_notification`: each arm yields `("name", params)`.
+/// The method names in `event_notification` and `status_notification`: each arm yields
+/// `("name", params)`.
 fn notification_methods(rpc: &str) -> BTreeSet<String> {
     let mut methods = BTreeSet::new();
     // rustfmt may break `(\n"name",` over lines: read the body as one line.
-    let body = function_body(rpc, "fn event_notification(").join(" ");
+    let mut body = function_body(rpc, "fn event_notification(");
+    body.extend(function_body(rpc, "fn status_notification("));
+    let body = body.join(" ");
     let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let body = body.replace("( ", "(");
     let mut rest = body.as_str();
@@ -85,7 +89,7 @@ fn documented(doc: &str, section: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_dispatched_method_and_notification_is_documented() {
-    let rpc = read("src/rpc.rs");
+    let rpc = read("src/rpc/dispatch.rs");
     let doc = read("../../docs/RPC.md");
     let methods = dispatched_methods(&rpc);
     let notifications = notification_methods(&rpc);
@@ -96,7 +100,7 @@ fn every_dispatched_method_and_notification_is_documented() {
             "parser missed {known}: {methods:?}"
         );
     }
-    for known in ["message", "delivered", "failed"] {
+    for known in ["message", "delivered", "failed", "status"] {
         assert!(
             notifications.contains(known),
             "parser missed {known}: {notifications:?}"
@@ -105,12 +109,12 @@ fn every_dispatched_method_and_notification_is_documented() {
     assert_eq!(
         documented(&doc, "Methods"),
         methods,
-        "docs/RPC.md `## Methods` headings differ from the methods rpc.rs dispatches"
+        "docs/RPC.md `## Methods` headings differ from the methods rpc/dispatch.rs dispatches"
     );
     assert_eq!(
         documented(&doc, "Notifications"),
         notifications,
-        "docs/RPC.md `## Notifications` headings differ from what rpc.rs emits"
+        "docs/RPC.md `## Notifications` headings differ from what rpc/dispatch.rs emits"
     );
 }
 

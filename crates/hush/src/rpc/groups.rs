@@ -1,12 +1,13 @@
-//! The `group.*` methods of `hush rpc` (dispatched from `call`, whose match arms
-//! tests/rpc_doc.rs reads): the operations of `hush group …`, with its JSON shapes. Events an
-//! operation meets on its way (commits of others, refusals) follow the response as
-//! notifications.
+//! The `group.*` methods of the JSON-RPC API (dispatched from `call` in [`super::dispatch`],
+//! whose match arms tests/rpc_doc.rs reads): the operations of `hush group …`, with its JSON
+//! shapes. Events an operation meets on its way (commits of others, refusals) follow the
+//! response as notifications.
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{params, Held, NoParams, Rpc, RpcError, INVALID_PARAMS, METHOD_NOT_FOUND};
+use super::dispatch::{Dispatcher, Held, NoParams};
+use super::protocol::{params, RpcError, INVALID_PARAMS, METHOD_NOT_FOUND};
 use crate::cli_group::group_json;
 
 #[derive(Debug, Deserialize)]
@@ -23,7 +24,7 @@ struct GroupMembersParams {
     members: Vec<String>,
 }
 
-impl Rpc<'_> {
+impl Dispatcher<'_> {
     /// One `group.*` method.
     pub(super) async fn group_call(
         &mut self,
