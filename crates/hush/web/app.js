@@ -599,7 +599,7 @@ function renderConn() {
     text = 'No access token';
   } else if (S.sock === 'open') {
     state = S.status.connected ? 'connected' : 'offline';
-    text = S.status.connected ? 'Connected' : 'Offline: relay unreachable';
+    text = S.status.connected ? 'Connected' : 'Relay offline';
   } else if (S.sock === 'connecting' && !S.everOpen && S.attempts === 0) {
     state = 'disconnected';
     text = 'Reaching hush web…';
@@ -853,11 +853,10 @@ function messageItem(m, isGroup) {
   text.append(textNodes(m.text));
   bubble.append(text);
   const meta = h('div', 'meta');
-  if (m.key_changed) meta.append(h('span', 'flag', 'KEY CHANGED'));
-  else if (m.verified) {
-    const v = h('span', 'flag ok', '✓');
-    v.title = 'Verified contact';
-    meta.append(v);
+  if (m.key_changed) {
+    const flag = h('span', 'flag', 'KEY CHANGED');
+    flag.title = 'This message came under an identity key you had not accepted';
+    meta.append(flag);
   }
   const shown = outgoing ? m.sent_at : (m.received_at ?? m.sent_at);
   const time = h('time', 'time', timeOf(shown));
