@@ -1183,7 +1183,7 @@ function renderMembers(g) {
     av.classList.add('small');
     av.setAttribute('aria-hidden', 'true');
     const info = h('div', 'member-info');
-    const name = h('span', 'member-name', oneLine(m.name) + (m.state === 'you' || m.name === me ? ' (you)' : ''));
+    const name = h('span', 'member-name', oneLine(m.name));
     const state = h('span', `member-state s-${String(m.state).replace(/[^a-z_]/g, '')}`, MEMBER_STATE[m.state] ?? oneLine(m.state));
     state.title = `fingerprint ${oneLine(m.fingerprint)}`;
     info.append(name, state);
