@@ -1233,8 +1233,15 @@ async function groupAction(btn, method, params, after) {
   dialogError(dlg, '');
   try {
     const g = await call(method, params);
-    if (g && typeof g === 'object' && Array.isArray(g.members)) renderMembers(g);
-    else await loadMembers();
+    if (g && typeof g === 'object' && Array.isArray(g.members)) {
+      renderMembers(g);
+      // Apply the answer at once (a left group locks the composer now, not after group.list).
+      if (typeof g.group === 'string') {
+        S.groups.set(`#${groupName(g.group)}`, g);
+        renderChats();
+        renderConvHeader();
+      }
+    } else await loadMembers();
     await loadGroups();
     if (after) after();
   } catch (e) {
