@@ -43,7 +43,9 @@ const WAIT: Duration = Duration::from_secs(30);
 const CONTROL_PREFIX: &str = "@@hush-control ";
 
 fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("web")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("web")
 }
 
 /// `HUSH_CHROMIUM`, else `chromium` on PATH (Debian's `/usr/bin/chromium`).
@@ -247,7 +249,9 @@ impl World {
                         .await
                         .unwrap()?;
                 self.webs.insert(name, web);
-                Ok(json!({"url": url, "spawned_at_ms": spawned_at as u64, "url_at_ms": url_at as u64}))
+                Ok(
+                    json!({"url": url, "spawned_at_ms": spawned_at as u64, "url_at_ms": url_at as u64}),
+                )
             }
             "stop-web" => {
                 let web = self

@@ -97,6 +97,8 @@ export function check(condition, message) {
 export class Runner {
   constructor() {
     this.results = new Map();
+    /** Called after a failure, for more context (e.g. what the pages' #error says). */
+    this.onFailure = async () => [];
   }
 
   async run(name, { needs = [], timeout = 30_000 }, body) {
@@ -114,6 +116,7 @@ export class Runner {
     } catch (e) {
       this.results.set(name, 'failed');
       log(`web scenario ${name}: FAILED after ${Date.now() - start} ms: ${e.stack ?? e}`);
+      for (const line of await this.onFailure().catch((why) => [`(no context: ${why})`])) log(`  ${line}`);
     }
   }
 

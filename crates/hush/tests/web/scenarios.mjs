@@ -83,6 +83,21 @@ async function closeUser(name) {
   await control('stop-web', { name });
 }
 
+// What the pages themselves said when a scenario failed.
+runner.onFailure = async () => {
+  const lines = [];
+  for (const [name, user] of Object.entries(users)) {
+    if (user.page.isClosed()) continue;
+    const seen = await user.page.evaluate(() => ({
+      error: document.getElementById('error')?.textContent ?? null,
+      conn: document.getElementById('conn')?.dataset.state ?? null,
+      title: document.getElementById('conv-title')?.textContent ?? null,
+    }));
+    lines.push(`${name}'s page: #error ${JSON.stringify(seen.error)}, #conn ${seen.conn}, #conv-title ${JSON.stringify(seen.title)}`);
+  }
+  return lines;
+};
+
 const A = () => users.alice.page;
 const B = () => users.bob.page;
 
