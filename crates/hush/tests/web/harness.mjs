@@ -97,24 +97,31 @@ export function check(condition, message) {
 export class Runner {
   constructor() {
     this.results = new Map();
+    this.passed = new Map();
     /** Called after a failure, for more context (e.g. what the pages' #error says). */
     this.onFailure = async () => [];
   }
 
+  /** `name` starts with the scenario's letter and a colon (`b: ...`); `needs` lists letters. */
   async run(name, { needs = [], timeout = 30_000 }, body) {
-    const missing = needs.filter((n) => this.results.get(n) !== 'ok');
+    const letter = name.split(':')[0];
+    const missing = needs.filter((n) => this.passed.get(n) !== true);
+    const record = (result) => {
+      this.results.set(name, result);
+      this.passed.set(letter, result === 'ok');
+    };
     if (missing.length > 0) {
-      this.results.set(name, 'not run');
+      record('not run');
       log(`web scenario ${name}: NOT RUN (needs ${missing.join(', ')})`);
       return;
     }
     const start = Date.now();
     try {
       await withTimeout(body(), timeout, `scenario ${name}`);
-      this.results.set(name, 'ok');
+      record('ok');
       log(`web scenario ${name}: ok (${Date.now() - start} ms)`);
     } catch (e) {
-      this.results.set(name, 'failed');
+      record('failed');
       log(`web scenario ${name}: FAILED after ${Date.now() - start} ms: ${e.stack ?? e}`);
       for (const line of await this.onFailure().catch((why) => [`(no context: ${why})`])) log(`  ${line}`);
     }
