@@ -299,6 +299,12 @@ await runner.run('i: figures: message latency over 100 messages', { needs: ['b']
     check(typeof enter === 'number', `alice's page saw no Enter keydown for ${text}`);
     latencies.push(shown - enter);
   }
+  const slowest = latencies
+    .map((ms, i) => ({ i, ms }))
+    .sort((x, y) => y.ms - x.ms)
+    .slice(0, 5)
+    .map(({ i, ms }) => `#${i} ${ms} ms`);
+  log(`web figure: message latency slowest: ${slowest.join(', ')}`);
   latencies.sort((x, y) => x - y);
   const at = (q) => latencies[Math.min(latencies.length - 1, Math.ceil(q * latencies.length) - 1)];
   const n = latencies.length;
