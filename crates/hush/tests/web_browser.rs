@@ -6,8 +6,9 @@
 //!
 //! Without node, Chromium or `node_modules/playwright-core` it prints one line and passes,
 //! unless `HUSH_REQUIRE_BROWSER=1` (as `.ci/run` sets), where a missing browser is a failure.
-//! `HUSH_WEB_SCREENSHOTS=DIR` writes screenshots of the main views into DIR. The figures
-//! (`web figure: ...` lines) show with `cargo test -p hush --test web_browser -- --nocapture`.
+//! `HUSH_WEB_SCREENSHOTS=DIR` writes screenshots of the main views into DIR (relative: to the
+//! workspace root, e.g. `docs/screenshots`). The figures (`web figure: ...` lines) show with
+//! `cargo test -p hush --test web_browser -- --nocapture`.
 
 #![allow(
     clippy::unwrap_used,
@@ -368,10 +369,16 @@ async fn the_web_ui_in_a_real_browser() {
         world.profiles.insert(name.to_owned(), profile);
     }
 
-    let mut node = tokio::process::Command::new("node")
-        .arg("scenarios.mjs")
+    let mut node = tokio::process::Command::new("node");
+    node.arg("scenarios.mjs")
         .current_dir(web_dir())
-        .env("HUSH_CHROMIUM", &chromium)
+        .env("HUSH_CHROMIUM", &chromium);
+    // The script runs in tests/web; a relative screenshot directory means the workspace's.
+    if let Some(dir) = std::env::var_os("HUSH_WEB_SCREENSHOTS").filter(|d| !d.is_empty()) {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        node.env("HUSH_WEB_SCREENSHOTS", workspace.join(dir));
+    }
+    let mut node = node
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

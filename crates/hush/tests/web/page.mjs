@@ -17,11 +17,19 @@ export async function connState(page) {
   return page.locator('#conn').getAttribute('data-state');
 }
 
-/** Open a conversation by clicking its `#chats` entry; wait for its title. */
-export async function openChat(page, name) {
+/**
+ * Open a conversation by clicking its `#chats` entry (or, with `keyboard`, focusing it and
+ * pressing Enter); wait for its title.
+ */
+export async function openChat(page, name, { keyboard = false } = {}) {
   const entry = chat(page, name);
   await entry.waitFor({ state: 'visible' });
-  await entry.click();
+  if (keyboard) {
+    await entry.focus();
+    await page.keyboard.press('Enter');
+  } else {
+    await entry.click();
+  }
   const bare = name.replace(/^#/, '');
   await until(
     async () => ((await page.locator('#conv-title').textContent()) ?? '').includes(bare),

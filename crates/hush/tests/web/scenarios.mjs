@@ -170,7 +170,8 @@ await runner.run('c: safety numbers match, QR drawn, confirm marks verified', { 
     ['alice', A(), 'bob'],
     ['bob', B(), 'alice'],
   ]) {
-    await openChat(page, peer);
+    // bob uses the keyboard: Enter on the focused #chats entry opens it.
+    await openChat(page, peer, { keyboard: name === 'bob' });
     await openDialog(page, '#verify', '#safety-dialog');
     const digits = page.locator('#safety-number span.digits');
     await until(async () => (await digits.count()) === 12, `${name}: 12 #safety-number span.digits`);
@@ -379,6 +380,7 @@ await runner.run('e: a changed key blocks sending until accepted', { needs: ['b'
     async () => !(await enabled(a.locator('#composer'))) && !(await enabled(a.locator('#send'))),
     '#composer and #send disabled while the banner shows',
   );
+  await waitMessage(a, 'new phone, same bob', "the message under bob's new key, shown at alice");
   await screenshot(a, 'key-change');
 
   await a.locator('#accept-key').click();
