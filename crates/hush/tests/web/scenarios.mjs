@@ -1,0 +1,414 @@
+// The browser scenarios of `hush web`, in one real Chromium with a browser context per user.
+// Run by crates/hush/tests/web_browser.rs, which owns the relay and the `hush web` processes
+// and acts on them when asked over the control channel (harness.mjs). Exit status 0 only when
+// every scenario passed. Env: HUSH_CHROMIUM (the browser), HUSH_WEB_SCREENSHOTS (optional
+// directory for the screenshots of the main views).
+
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+import { Runner, Watch, check, closeControl, control, log, sleep, until } from './harness.mjs';
+import {
+  canvasInk,
+  chat,
+  connState,
+  connected,
+  enabled,
+  escapeCloses,
+  firstContentfulPaint,
+  openChat,
+  openDialog,
+  send,
+  tokenOf,
+  waitMessage,
+} from './page.mjs';
+import { originAndToken } from './origin.mjs';
+
+const VIEWPORT = { width: 1280, height: 800 };
+const SHOTS = process.env.HUSH_WEB_SCREENSHOTS || null;
+const LATENCY_MESSAGES = 100;
+
+const watch = new Watch();
+const runner = new Runner();
+const browser = await chromium.launch({
+  executablePath: process.env.HUSH_CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
+});
+if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+
+async function screenshot(page, name) {
+  if (!SHOTS) return;
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+  log(`web screenshot: ${path.join(SHOTS, `${name}.png`)}`);
+}
+
+async function newContext() {
+  const context = await browser.newContext({ viewport: VIEWPORT });
+  context.setDefaultTimeout(10_000);
+  await watch.context(context);
+  return context;
+}
+
+/** The users: a browser context each, the current page, and their `hush web`. */
+const users = {};
+
+/**
+ * Start NAME's `hush web` (through the Rust test), open the URL it printed in a new page of
+ * `context`, and wait until the page is usable. Returns timings for the figures.
+ */
+async function openUser(name, context, ready = async () => {}) {
+  const web = await control('start-web', { name });
+  const page = await context.newPage();
+  watch.page(page, name);
+  await page.goto(web.url);
+  await connected(page);
+  await ready(page);
+  const usableAt = Date.now();
+  users[name] = { context, page, url: web.url, token: tokenOf(web.url) };
+  return {
+    page,
+    spawnToUrl: web.url_at_ms - web.spawned_at_ms,
+    spawnToUsable: usableAt - web.spawned_at_ms,
+    fcp: await firstContentfulPaint(page),
+  };
+}
+
+/** Close NAME's page (after collecting its CSP violations) and stop its `hush web`. */
+async function closeUser(name) {
+  const { page } = users[name];
+  watch.problems.push(...(await Watch.csp(page, name)));
+  await page.close();
+  await control('stop-web', { name });
+}
+
+// What the pages themselves said when a scenario failed.
+runner.onFailure = async () => {
+  const lines = [];
+  for (const [name, user] of Object.entries(users)) {
+    if (user.page.isClosed()) continue;
+    const seen = await user.page.evaluate(() => ({
+      error: document.getElementById('error')?.textContent ?? null,
+      conn: document.getElementById('conn')?.dataset.state ?? null,
+      title: document.getElementById('conv-title')?.textContent ?? null,
+    }));
+    lines.push(`${name}'s page: #error ${JSON.stringify(seen.error)}, #conn ${seen.conn}, #conv-title ${JSON.stringify(seen.title)}`);
+  }
+  return lines;
+};
+
+const A = () => users.alice.page;
+const B = () => users.bob.page;
+
+await runner.run('a: pages load, connect, and stay on this machine', { timeout: 45_000 }, async () => {
+  const alice = await newContext();
+  const bob = await newContext();
+  for (const [name, context] of [
+    ['alice', alice],
+    ['bob', bob],
+  ]) {
+    const t = await openUser(name, context);
+    log(`web figure: ${name}: hush web spawn to URL line = ${t.spawnToUrl} ms`);
+    log(`web figure: ${name}: first-contentful-paint = ${t.fcp?.toFixed(0)} ms`);
+    const page = users[name].page;
+    await until(
+      async () => ((await page.locator('#me').textContent()) ?? '').includes(name),
+      `#me to show ${name}`,
+    );
+    // The token must not stay in the address bar (history, screenshots, shoulder surfing).
+    check(!page.url().includes(users[name].token), `${name}: the token is still in location: ${page.url()}`);
+  }
+  check(watch.requests >= 6, `expected the pages' requests to be seen, saw ${watch.requests}`);
+  watch.assertClean([...(await Watch.csp(A(), 'alice')), ...(await Watch.csp(B(), 'bob'))]);
+});
+
+const FIRST = 'hello bob,\nthis is line two';
+await runner.run('b: add a contact, multi-line message, unread, delivered, reply', { needs: ['a'] }, async () => {
+  const a = A();
+  const b = B();
+  await openDialog(a, '#add-contact', '#add-contact-dialog');
+  await a.locator('#add-contact-name').fill('bob');
+  await a.locator('#add-contact-submit').click();
+  await chat(a, 'bob').waitFor({ state: 'visible', timeout: 15_000 });
+  await a.locator('#add-contact-dialog').waitFor({ state: 'hidden' });
+  await openChat(a, 'bob');
+
+  const composer = a.locator('#composer');
+  await until(() => enabled(composer), '#composer enabled in an open conversation');
+  await composer.click();
+  await a.keyboard.type('hello bob,');
+  await a.keyboard.press('Shift+Enter');
+  await a.keyboard.type('this is line two');
+  await a.keyboard.press('Enter');
+  const mine = await waitMessage(a, FIRST, "alice's own message shown");
+  check(mine.outgoing === 'true', `alice's message: data-outgoing expected "true", got ${mine.outgoing}`);
+  check(/^[0-9a-f]{32}$/.test(mine.id ?? ''), `alice's message: data-id expected 32 hex digits, got ${mine.id}`);
+
+  const unread = chat(b, 'alice').locator('.unread');
+  await unread.waitFor({ state: 'visible', timeout: 15_000 });
+  await until(async () => (await unread.textContent()).trim() === '1', "bob's #chats li[data-chat=alice] .unread = 1");
+  await openChat(b, 'alice');
+  const theirs = await waitMessage(b, FIRST, 'bob sees the exact multi-line text');
+  check(theirs.outgoing === 'false', `bob's copy: data-outgoing expected "false", got ${theirs.outgoing}`);
+  check(theirs.id === mine.id, `the message has id ${mine.id} at alice and ${theirs.id} at bob`);
+  check(theirs.state === 'received', `bob's copy: .state expected received, got ${theirs.state}`);
+  await unread.waitFor({ state: 'hidden' }).catch(() => {
+    throw new Error('.unread still shown after bob opened the conversation (history mark_read)');
+  });
+  await waitMessage(a, FIRST, "alice's message .state delivered", (m) => m.state === 'delivered');
+
+  await send(b, 'hi alice');
+  const reply = await waitMessage(a, 'hi alice', "bob's reply at alice");
+  check(reply.outgoing === 'false', `the reply at alice: data-outgoing expected "false", got ${reply.outgoing}`);
+  await screenshot(a, 'conversation');
+});
+
+await runner.run('c: safety numbers match, QR drawn, confirm marks verified', { needs: ['b'] }, async () => {
+  const numbers = {};
+  for (const [name, page, peer] of [
+    ['alice', A(), 'bob'],
+    ['bob', B(), 'alice'],
+  ]) {
+    // bob uses the keyboard: Enter on the focused #chats entry opens it.
+    await openChat(page, peer, { keyboard: name === 'bob' });
+    await openDialog(page, '#verify', '#safety-dialog');
+    const digits = page.locator('#safety-number span.digits');
+    await until(async () => (await digits.count()) === 12, `${name}: 12 #safety-number span.digits`);
+    numbers[name] = (await digits.allTextContents()).map((d) => d.trim());
+    for (const group of numbers[name]) check(/^\d{5}$/.test(group), `${name}: a digits group is ${JSON.stringify(group)}`);
+    const ink = await until(async () => {
+      const seen = await canvasInk(page, '#safety-qr');
+      return seen && seen.dark > 0 && seen;
+    }, `${name}: canvas#safety-qr drawn`);
+    const share = ink.dark / (ink.dark + ink.light);
+    check(share > 0.1 && share < 0.9, `${name}: QR canvas ${JSON.stringify(ink)} is not a QR code (dark share ${share})`);
+  }
+  check(
+    numbers.alice.join(' ') === numbers.bob.join(' '),
+    `safety numbers differ: alice ${numbers.alice.join(' ')} / bob ${numbers.bob.join(' ')}`,
+  );
+  await screenshot(A(), 'safety-number');
+  const verified = chat(A(), 'bob').locator('.verified');
+  check(!(await verified.isVisible()), 'alice: li[data-chat=bob] .verified shown before confirming');
+  await A().locator('#confirm-verified').click();
+  await verified.waitFor({ state: 'visible' }).catch(() => {
+    throw new Error('alice: li[data-chat=bob] .verified not shown after #confirm-verified');
+  });
+  await escapeCloses(A(), '#safety-dialog');
+  await escapeCloses(B(), '#safety-dialog');
+});
+
+const HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>';
+await runner.run('d: hostile text is shown as text, never markup', { needs: ['b'] }, async () => {
+  await send(A(), HOSTILE);
+  await waitMessage(B(), HOSTILE, 'bob sees the hostile text literally');
+  await waitMessage(A(), HOSTILE, 'alice sees her hostile text literally');
+  await sleep(500); // an injected <img src=x> would have failed to load and run onerror by now
+  for (const [name, page] of [
+    ['alice', A()],
+    ['bob', B()],
+  ]) {
+    const found = await page.evaluate(() => ({
+      pwned: typeof window.__pwned,
+      elements: document.querySelectorAll('#messages img, #messages b, #messages script').length,
+      handlers: document.querySelectorAll('[onerror]').length,
+      inlineScripts: document.querySelectorAll('script:not([src])').length,
+    }));
+    check(found.pwned === 'undefined', `${name}: window.__pwned is ${found.pwned}: the text ran as script`);
+    check(found.elements === 0, `${name}: ${found.elements} img/b/script elements inside #messages`);
+    check(found.handlers === 0 && found.inlineScripts === 0, `${name}: markup from the text in the DOM: ${JSON.stringify(found)}`);
+  }
+});
+
+await runner.run('g: a group: create, message with sender, members', { needs: ['b'] }, async () => {
+  const a = A();
+  const b = B();
+  await openDialog(a, '#new-group', '#new-group-dialog');
+  await a.locator('#group-name').fill('team');
+  await a.locator('#group-members').fill('bob');
+  await a.locator('#group-create-submit').click();
+  await chat(a, '#team').waitFor({ state: 'visible', timeout: 15_000 });
+  await openChat(a, '#team');
+  await send(a, 'hello team');
+  await waitMessage(a, 'hello team', "alice's group message shown");
+
+  await chat(b, '#team').waitFor({ state: 'visible', timeout: 15_000 });
+  await openChat(b, '#team');
+  const got = await waitMessage(b, 'hello team', "bob sees alice's group message");
+  check((got.from ?? '').includes('alice'), `bob's group message .from expected alice, got ${JSON.stringify(got.from)}`);
+
+  await openDialog(a, '#members', '#members-dialog');
+  for (const member of ['alice', 'bob']) {
+    await a
+      .locator(`#member-list li[data-member="${member}"]`)
+      .waitFor({ state: 'visible' })
+      .catch(() => {
+        throw new Error(`#member-list li[data-member=${member}] not shown in alice's members dialog`);
+      });
+  }
+  await screenshot(a, 'group-members');
+  await escapeCloses(a, '#members-dialog');
+});
+
+await runner.run('f: origin and token guard the socket', { needs: ['a'] }, async () => {
+  // Not watched: the refused sockets are logged as console errors, as they should be.
+  const context = await browser.newContext({ viewport: VIEWPORT });
+  try {
+    await originAndToken(context, users.alice);
+  } finally {
+    await context.close();
+  }
+});
+
+await runner.run('i: figures: message latency over 100 messages', { needs: ['b'], timeout: 60_000 }, async () => {
+  const a = A();
+  const b = B();
+  await openChat(a, 'bob');
+  await openChat(b, 'alice');
+  await a.evaluate(() => {
+    window.__enterAt = new Map();
+    document.addEventListener(
+      'keydown',
+      (e) => {
+        if (e.target?.id === 'composer' && e.key === 'Enter' && !e.shiftKey) {
+          window.__enterAt.set(e.target.value, Date.now());
+        }
+      },
+      true,
+    );
+  });
+  await b.evaluate(() => {
+    window.__shownAt = new Map();
+    const scan = () => {
+      for (const el of document.querySelectorAll('#messages li.msg .text')) {
+        const text = el.textContent;
+        if (text.startsWith('latency ') && !window.__shownAt.has(text)) window.__shownAt.set(text, Date.now());
+      }
+    };
+    new MutationObserver(scan).observe(document.body, { childList: true, subtree: true, characterData: true });
+  });
+  const latencies = [];
+  for (let i = 0; i < LATENCY_MESSAGES; i += 1) {
+    const text = `latency ${i}`;
+    await send(a, text);
+    await b.waitForFunction((t) => window.__shownAt.has(t), text, { timeout: 10_000 });
+    const [enter, shown] = await Promise.all([
+      a.evaluate((t) => window.__enterAt.get(t), text),
+      b.evaluate((t) => window.__shownAt.get(t), text),
+    ]);
+    check(typeof enter === 'number', `alice's page saw no Enter keydown for ${text}`);
+    latencies.push(shown - enter);
+  }
+  const slowest = latencies
+    .map((ms, i) => ({ i, ms }))
+    .sort((x, y) => y.ms - x.ms)
+    .slice(0, 5)
+    .map(({ i, ms }) => `#${i} ${ms} ms`);
+  log(`web figure: message latency slowest: ${slowest.join(', ')}`);
+  latencies.sort((x, y) => x - y);
+  const at = (q) => latencies[Math.min(latencies.length - 1, Math.ceil(q * latencies.length) - 1)];
+  const n = latencies.length;
+  log(`web figure: message latency p50 = ${at(0.5)} ms over ${n}`);
+  log(`web figure: message latency p99 = ${at(0.99)} ms over ${n}`);
+  log(`web figure: message latency max = ${latencies[n - 1]} ms over ${n}`);
+  check(at(0.99) < 2_000, `message latency p99 ${at(0.99)} ms is not under 2 s`);
+});
+
+await runner.run('i: figures: hush web spawn to usable page', { needs: ['b'], timeout: 45_000 }, async () => {
+  await closeUser('alice');
+  const t = await openUser('alice', users.alice.context, async (page) => {
+    await chat(page, 'bob').waitFor({ state: 'visible' });
+  });
+  log(`web figure: hush web spawn to URL line = ${t.spawnToUrl} ms`);
+  log(`web figure: hush web spawn to usable page (connected, chats shown) = ${t.spawnToUsable} ms`);
+  log(`web figure: first-contentful-paint = ${t.fcp?.toFixed(0)} ms`);
+  check(t.spawnToUsable < 15_000, `hush web took ${t.spawnToUsable} ms to a usable page`);
+});
+
+await runner.run('h: relay offline: queued, then sent without a reload', { needs: ['b'], timeout: 75_000 }, async () => {
+  const a = A();
+  await openChat(a, 'bob');
+  await control('stop-relay');
+  await until(async () => (await connState(a)) === 'offline', 'alice #conn[data-state=offline]', 15_000);
+  const text = 'sent while the relay was down';
+  await send(a, text);
+  await waitMessage(a, text, 'the message .state queued', (m) => m.state === 'queued');
+  const queued = a.locator('#queued');
+  await until(
+    async () => (await queued.isVisible()) && Number((await queued.textContent()).trim()) >= 1,
+    '#queued shown with a count of at least 1',
+  );
+  // Set in this document: still there afterwards only if the page was not reloaded.
+  await a.evaluate(() => {
+    window.__noReload = true;
+  });
+  await control('start-relay');
+  await until(async () => (await connState(a)) === 'connected', 'alice #conn back to connected', 45_000);
+  await waitMessage(a, text, 'the queued message to reach on relay or delivered', (m) =>
+    ['on relay', 'delivered'].includes(m.state),
+  );
+  await queued.waitFor({ state: 'hidden' }).catch(() => {
+    throw new Error('#queued still shown after the outbox drained');
+  });
+  check(await a.evaluate(() => window.__noReload === true), 'the page reloaded to get there');
+  await waitMessage(B(), text, 'bob receives the message sent while the relay was down', () => true, 45_000);
+});
+
+await runner.run('e: a changed key blocks sending until accepted', { needs: ['b'], timeout: 60_000 }, async () => {
+  const a = A();
+  await openChat(a, 'bob');
+  check(!(await a.locator('#key-change-banner').isVisible()), '#key-change-banner shown before any key change');
+  // bob loses his keys: his name is freed on the relay and a new identity takes it.
+  await closeUser('bob');
+  await control('new-identity', { name: 'bob' });
+  await openUser('bob', await newContext());
+  const b = B();
+  await openDialog(b, '#add-contact', '#add-contact-dialog');
+  await b.locator('#add-contact-name').fill('alice');
+  await b.locator('#add-contact-submit').click();
+  await openChat(b, 'alice');
+  await send(b, 'new phone, same bob');
+
+  await a.locator('#key-change-banner').waitFor({ state: 'visible', timeout: 15_000 }).catch(() => {
+    throw new Error("#key-change-banner not shown in alice's open conversation with bob after his key changed");
+  });
+  const flag = chat(a, 'bob').locator('.key-changed');
+  await flag.waitFor({ state: 'visible' });
+  check((await flag.textContent()).includes('KEY CHANGED'), `.key-changed text: ${await flag.textContent()}`);
+  await until(
+    async () => !(await enabled(a.locator('#composer'))) && !(await enabled(a.locator('#send'))),
+    '#composer and #send disabled while the banner shows',
+  );
+  await waitMessage(a, 'new phone, same bob', "the message under bob's new key, shown at alice");
+  await screenshot(a, 'key-change');
+
+  await a.locator('#accept-key').click();
+  await a.locator('#key-change-banner').waitFor({ state: 'hidden' });
+  await until(
+    async () => (await enabled(a.locator('#composer'))) && (await enabled(a.locator('#send'))),
+    '#composer and #send enabled after #accept-key',
+  );
+  await flag.waitFor({ state: 'hidden' });
+  check(!(await chat(a, 'bob').locator('.verified').isVisible()), 'bob still shown verified after accepting a new key');
+  await send(a, 'welcome back');
+  await waitMessage(a, 'welcome back', 'the message after accepting reaches the relay', (m) =>
+    ['on relay', 'delivered'].includes(m.state),
+  );
+  await waitMessage(b, 'welcome back', 'new bob receives it');
+});
+
+await runner.run('a (whole run): nothing left the machine, no console errors or CSP violations', {}, async () => {
+  const extra = [];
+  for (const [name, user] of Object.entries(users)) {
+    if (!user.page.isClosed()) extra.push(...(await Watch.csp(user.page, name)));
+  }
+  watch.assertClean(extra);
+  log(`web: ${watch.requests} requests, all to loopback`);
+});
+
+await browser.close();
+closeControl();
+const failed = runner.failed;
+log(failed.length === 0 ? 'web scenarios: all passed' : `web scenarios: FAILED: ${failed.join(', ')}`);
+process.exit(failed.length === 0 ? 0 : 1);
