@@ -127,7 +127,9 @@ fn binaries() -> [(&'static Path, &'static [&'static str]); 2] {
     [
         (
             Path::new(HUSH),
-            &["init", "whoami", "send", "recv", "history", "verify", "rpc"],
+            &[
+                "init", "whoami", "relays", "send", "recv", "history", "verify", "rpc",
+            ],
         ),
         (relay_binary(), &["free-name"]),
     ]
@@ -240,6 +242,7 @@ async fn a_closed_stdout_ends_each_printing_command_quietly_and_keeps_state() {
         &["history", "alice"],
         &["contacts", "--json"],
         &["whoami"],
+        &["relays"],
         &["verify", "alice"],
         &["send", "alice", "a reply"],
     ] {
