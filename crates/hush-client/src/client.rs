@@ -32,6 +32,7 @@ mod keypackages;
 mod outbox;
 mod prekeys;
 mod receive;
+mod relays;
 mod retry;
 mod upgrade;
 
@@ -42,6 +43,7 @@ pub use keypackages::{KEY_PACKAGE_BATCH, KEY_PACKAGE_LAST_RESORT_MAX_AGE, KEY_PA
 pub use outbox::{Flushed, Sent};
 pub use prekeys::{PQ_PREKEY_BATCH, PQ_PREKEY_LOW_WATER};
 use receive::dedupe_key;
+pub use relays::{parse_relay_list, MAX_RELAY_ADDRESSES};
 pub use retry::{
     MESSAGE_GIVE_UP, RECEIPTS_HELD_MAX, RECEIPTS_QUEUED_MAX, RECEIPT_GIVE_UP, RETRY_FIRST,
     RETRY_MAX,
@@ -158,8 +160,14 @@ fn now_ms() -> u64 {
 pub struct ProfileConfig {
     /// Our registered name.
     pub name: String,
-    /// Relay address, `host:port`.
+    /// The relay address tried first, `host:port`: the one that answered last (see
+    /// [`ProfileConfig::relay_list`]). The only address in profiles made before failover.
     pub relay: String,
+    /// Every address of the relay's deployment, in the user's order. Absent (empty) in
+    /// profiles made before failover, which then have only `relay`; kept beside `relay` so
+    /// that an older build still opens the profile and uses the address that answered last.
+    #[serde(default)]
+    pub relays: Vec<String>,
     /// The pinned relay key (hex).
     pub relay_key: String,
 }
@@ -443,7 +451,8 @@ impl Client {
         &self.config.name
     }
 
-    /// The relay address.
+    /// The relay address tried first: the one that answered last (all of them:
+    /// [`Client::relays`]).
     pub fn relay(&self) -> &str {
         &self.config.relay
     }
@@ -469,14 +478,7 @@ impl Client {
 
     async fn connection(&mut self) -> Result<&mut Connection, ClientError> {
         if self.conn.is_none() {
-            let key = self.relay_key()?;
-            let conn = hush_net::connect(
-                self.config.relay.as_str(),
-                &key,
-                &self.identity,
-                CONNECT_TIMEOUT,
-            )
-            .await?;
+            let conn = self.connect_relay().await?;
             // The relay stores prekeys only for an identity with a name (`init` publishes
             // them itself right after Register).
             let registered = conn.registered_name.is_some();

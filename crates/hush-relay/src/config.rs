@@ -99,6 +99,23 @@ pub struct Config {
     pub metrics_timeout_secs: u64,
     /// Most writes committed in one transaction (group commit).
     pub max_batch: usize,
+    /// How log lines on stderr are written (`--log-format` wins over the file).
+    pub log_format: LogFormat,
+}
+
+/// The shape of the relay's log lines on stderr.
+///
+/// Text is for people reading a terminal or `journalctl`; JSON is for log collectors (Loki,
+/// Elasticsearch, Vector), which otherwise have to guess where a message ends and its fields
+/// begin. Either way a line never carries an envelope, a key or a message body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
 }
 
 impl Default for Config {
@@ -138,6 +155,7 @@ impl Default for Config {
             metrics_max_connections: 16,
             metrics_timeout_secs: 5,
             max_batch: 4096,
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! `hush-relay`: run the relay until SIGINT or SIGTERM, or run an operator command on its data.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::LazyLock;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use hush_relay::config::LogFormat;
 use hush_relay::store::sqlite::SqliteStore;
 use hush_relay::Config;
 
@@ -29,6 +30,9 @@ struct Args {
     /// TOML configuration file (see docs/OPERATIONS.md).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log line format on stderr (overrides the config file; default text).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,13 +108,6 @@ fn generate(command: Option<&Command>) -> Option<ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = match Args::from_arg_matches(&command().get_matches()) {
         Ok(args) => args,
         Err(e) => e.exit(),
@@ -137,6 +134,11 @@ async fn main() -> ExitCode {
     if args.metrics.is_some() {
         config.metrics = args.metrics;
     }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
+    }
+    // After the config is read, since it may choose the format; nothing is logged before.
+    init_logging(config.log_format);
     if let Some(Command::FreeName { name }) = &args.command {
         return free_name(&config, name);
     }
@@ -164,6 +166,29 @@ async fn main() -> ExitCode {
     });
     relay.wait().await;
     ExitCode::SUCCESS
+}
+
+/// Send `tracing` events to stderr, filtered by `HUSH_LOG` (default `info`).
+///
+/// Colour codes only when stderr is a terminal (and `NO_COLOR` is unset): under systemd,
+/// `2>relay.log` or a container runtime, escapes would end up in the log files and break
+/// `grep` and log parsers.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .init();
+        }
+        // JSON has no colour; one object per line, as log collectors expect.
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// `hush-relay free-name NAME`: exit 0 when freed, 1 when the name was not registered, 2 on

@@ -22,8 +22,9 @@ use crate::writer::Writer;
 /// Database file name inside the data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite3";
 /// How long shutdown waits for connections to finish their current request and flush replies
-/// before closing them.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// before closing them. Public so that a service manager's stop timeout can be checked
+/// against it (contrib/systemd/hush-relay.service).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]

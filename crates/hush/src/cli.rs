@@ -51,7 +51,8 @@ pub enum Command {
         /// Username to register (1-32 of a-z 0-9 _ - .).
         #[arg(long)]
         name: String,
-        /// Relay address HOST:PORT.
+        /// Relay address HOST:PORT; several nodes of one deployment (one relay key) separated
+        /// by commas, tried in order when one is down.
         #[arg(long)]
         relay: String,
         /// The relay's public key (hex); without it the key is pinned on first use.
@@ -62,8 +63,15 @@ pub enum Command {
         #[arg(long)]
         allow_empty_passphrase: bool,
     },
-    /// Show name, relay, identity fingerprint and the pinned relay key.
+    /// Show name, relay addresses, identity fingerprint and the pinned relay key.
     Whoami,
+    /// Show the relay addresses, marking the one tried first (it answered last); `relays set`
+    /// replaces them.
+    Relays {
+        /// What to do (without: show).
+        #[command(subcommand)]
+        command: Option<RelaysCommand>,
+    },
     /// Fetch NAME's prekey bundle and start a session (trust on first use).
     Add {
         /// Contact name.
@@ -151,6 +159,17 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `hush man > ~/.local/share/man/man1/hush.1`.
     Man,
+}
+
+/// `hush relays` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RelaysCommand {
+    /// Replace the relay addresses: HOST:PORT nodes of the same deployment (they must present
+    /// the pinned relay key), separated by commas; the first is tried first.
+    Set {
+        /// The addresses, e.g. relay1.example:7443,relay2.example:7443.
+        list: String,
+    },
 }
 
 fn passphrase() -> Result<Zeroizing<String>, String> {
@@ -292,11 +311,26 @@ async fn run_open(client: &mut Client, command: Command) -> Result<ExitCode, Str
         Command::Whoami => {
             out!("name {}", sanitize::line(client.name()))?;
             out!("relay {}", sanitize::line(client.relay()))?;
+            out!("relays {}", sanitize::line(&client.relays().join(",")))?;
             out!("fingerprint {}", client.identity_key().fingerprint())?;
             out!(
                 "relay public key: {}",
                 hex::encode(client.relay_key().map_err(err)?)
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Relays { command } => {
+            if let Some(RelaysCommand::Set { list }) = command {
+                client.set_relays(&list).map_err(err)?;
+            }
+            for relay in client.relays() {
+                let first = if relay == client.relay() {
+                    "\t(tried first)"
+                } else {
+                    ""
+                };
+                out!("{}{first}", sanitize::line(&relay))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Add { name } => {

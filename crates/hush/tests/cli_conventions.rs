@@ -128,7 +128,7 @@ fn binaries() -> [(&'static Path, &'static [&'static str]); 2] {
         (
             Path::new(HUSH),
             &[
-                "init", "whoami", "send", "recv", "history", "verify", "rpc", "web",
+                "init", "whoami", "relays", "send", "recv", "history", "verify", "rpc", "web",
             ],
         ),
         (relay_binary(), &["free-name"]),
@@ -242,6 +242,7 @@ async fn a_closed_stdout_ends_each_printing_command_quietly_and_keeps_state() {
         &["history", "alice"],
         &["contacts", "--json"],
         &["whoami"],
+        &["relays"],
         &["verify", "alice"],
         &["send", "alice", "a reply"],
     ] {

@@ -95,9 +95,12 @@ fn refused_for_good(e: &ClientError) -> bool {
 
 impl Client {
     /// Create a profile, register `name` and publish prekeys. The identity is committed before
-    /// anything is sent. Without `relay_key`, the relay's key is fetched and pinned (trust on
-    /// first use). `dir` must be new, empty, or a profile whose registration of `name` on
-    /// `relay` is still pending (then this finishes it with the same identity).
+    /// anything is sent. `relay` is one `host:port` or several addresses of one deployment
+    /// separated by commas, tried in that order (see [`parse_relay_list`]). Without
+    /// `relay_key`, the key of the first address that answers is fetched and pinned for all
+    /// of them (trust on first use). `dir` must be new, empty, or a profile whose
+    /// registration of `name` on `relay` is still pending (then this finishes it with the
+    /// same identity).
     /// An empty passphrase is refused unless given as [`Passphrase::allow_empty`].
     pub async fn init<'p>(
         dir: &Path,
@@ -112,26 +115,22 @@ impl Client {
                 "invalid name {name:?}: use 1-32 of a-z 0-9 _ - . starting with a letter or digit"
             )));
         }
+        let relays = parse_relay_list(relay)?;
         let created_dirs = match inspect(dir)? {
             ProfileDir::Foreign => return Err(ClientError::NotAProfile(dir.to_owned())),
             ProfileDir::Profile => {
-                return Self::resume_init(dir, passphrase.bytes(), name, relay, relay_key).await
+                return Self::resume_init(dir, passphrase.bytes(), name, &relays, relay_key).await
             }
             ProfileDir::Missing(dirs) => dirs,
             ProfileDir::Empty => Vec::new(),
         };
-        let relay_key = match relay_key {
-            Some(k) => k,
-            None => {
-                let stream =
-                    tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(relay))
-                        .await
-                        .map_err(|_| ClientError::Network(NetError::Timeout))?
-                        .map_err(|e| ClientError::Network(e.into()))?;
-                hush_net::noise::fetch_relay_key(stream).await?
-            }
+        // The address that gave the key is tried first for the registration.
+        let (relay_key, first) = match relay_key {
+            Some(k) => (k, relays.first().cloned().unwrap_or_default()),
+            None => super::relays::fetch_key_first(&relays).await?,
         };
-        let mut client = match Self::create(dir, passphrase, name, relay, relay_key) {
+        let config = ProfileConfig::new(name, relays, first, relay_key);
+        let mut client = match Self::create(dir, passphrase, config) {
             Ok(client) => client,
             Err(e) => {
                 // Locked or already created by a concurrent init: not ours to remove.
@@ -168,18 +167,11 @@ impl Client {
     fn create(
         dir: &Path,
         passphrase: Passphrase<'_>,
-        name: &str,
-        relay: &str,
-        relay_key: [u8; 32],
+        config: ProfileConfig,
     ) -> Result<Self, ClientError> {
         let mut store = Store::create(dir, passphrase, KdfParams::default())?;
         let identity = IdentityKeyPair::generate(&mut OsRng);
         let prekeys = LocalPrekeys::new(&mut OsRng, &identity, now_ms() / 1000);
-        let config = ProfileConfig {
-            name: name.to_owned(),
-            relay: relay.to_owned(),
-            relay_key: hex::encode(relay_key),
-        };
         {
             let tx = store.tx()?;
             tx.put(NS_IDENTITY, KEY_SELF, &identity.pickle())?;
@@ -205,14 +197,7 @@ impl Client {
     /// (the name is not ours); anything that leaves the outcome unknown is
     /// [`ClientError::RegistrationPending`].
     async fn register_new(&mut self) -> Result<(), ClientError> {
-        let key = self.relay_key()?;
-        let conn = hush_net::connect(
-            self.config.relay.as_str(),
-            &key,
-            &self.identity,
-            CONNECT_TIMEOUT,
-        )
-        .await?;
+        let conn = self.connect_relay().await?;
         self.conn = Some(conn);
         self.subscribed = false;
         let confirmed = tokio::time::timeout(REQUEST_TIMEOUT, self.confirm_registration())
@@ -236,19 +221,19 @@ impl Client {
         dir: &Path,
         passphrase: &[u8],
         name: &str,
-        relay: &str,
+        relays: &[String],
         relay_key: Option<[u8; 32]>,
     ) -> Result<Self, ClientError> {
         let mut client = Self::open(dir, passphrase)?;
         if !client.registration_pending {
             return Err(StoreError::AlreadyExists(dir.to_owned()).into());
         }
-        if client.config.name != name || client.config.relay != relay {
+        if client.config.name != name || client.config.relay_list() != relays {
             return Err(ClientError::Invalid(format!(
                 "the profile at {} is registering {} on {}; run init with that name and relay to finish it, or choose another --profile",
                 dir.display(),
                 client.config.name,
-                client.config.relay
+                client.config.relay_list().join(",")
             )));
         }
         if relay_key.is_some_and(|k| hex::encode(k) != client.config.relay_key) {

@@ -46,6 +46,7 @@ pub struct Relay {
     pub data: PathBuf,
     config: Option<PathBuf>,
     with_metrics: bool,
+    extra_args: Vec<String>,
     log: PathBuf,
 }
 
@@ -57,6 +58,21 @@ impl Relay {
 
     /// Start a relay on `data` with an optional TOML config and optional metrics endpoint.
     pub async fn start_with(data: &Path, config_toml: Option<&str>, with_metrics: bool) -> Relay {
+        Self::start_full(data, config_toml, with_metrics, &[]).await
+    }
+
+    /// Start a relay on `data` with an optional TOML config and more command-line flags
+    /// (after `--listen`, `--data` and `--config`, so a flag here can override the file).
+    pub async fn start_with_args(data: &Path, config_toml: Option<&str>, args: &[&str]) -> Relay {
+        Self::start_full(data, config_toml, false, args).await
+    }
+
+    async fn start_full(
+        data: &Path,
+        config_toml: Option<&str>,
+        with_metrics: bool,
+        args: &[&str],
+    ) -> Relay {
         let data = data.to_owned();
         let config = config_toml.map(|text| {
             let path = data.join("relay-test.toml");
@@ -72,6 +88,7 @@ impl Relay {
             data,
             config,
             with_metrics,
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
             log,
         };
         relay.spawn().await;
@@ -91,6 +108,9 @@ impl Relay {
             .arg("--data")
             .arg(&self.data)
             .env("HUSH_LOG", "info,hush_relay=debug")
+            // The relay decides colour itself; a NO_COLOR in the test's environment would
+            // hide whether it does.
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -100,6 +120,7 @@ impl Relay {
         if self.with_metrics {
             cmd.arg("--metrics").arg("127.0.0.1:0");
         }
+        cmd.args(&self.extra_args);
         let mut child = cmd.spawn().expect("start hush-relay");
         let stdout = child.stdout.take().unwrap();
         self.child = Some(child);
