@@ -291,3 +291,51 @@ async fn receipts_to_a_full_mailbox_are_capped_and_receiving_goes_on() {
         hush_client::client::RECEIPTS_HELD_MAX + 1
     );
 }
+
+/// `pump_until` (what `hush web` waits with): a request arriving while the client waits for
+/// deliveries ends the wait at once, with the request, and a delivery that comes later is
+/// still received whole, neither lost nor half read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_pump_returns_at_once_and_loses_no_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(dir.path()).await;
+    let mut alice = init(dir.path(), "alice", &relay).await;
+    let mut bob = init(dir.path(), "bob", &relay).await;
+    alice.send_text("bob", "first").await.unwrap();
+    assert_eq!(texts(&recv(&mut bob).await), vec!["first"]);
+
+    // Nothing to receive: the interrupt ends a 30 s wait long before it runs out.
+    let started = std::time::Instant::now();
+    let (events, interrupted) = bob
+        .pump_until(Duration::from_secs(30), async { 7 })
+        .await
+        .unwrap();
+    assert!(events.is_empty());
+    assert_eq!(interrupted, Some(7));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the wait was not interrupted: {:?}",
+        started.elapsed()
+    );
+
+    // Interrupted waits while a message is on its way, then a plain wait: it arrives once.
+    alice.send_text("bob", "second").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let (events, _) = bob
+            .pump_until(
+                Duration::from_millis(50),
+                tokio::time::sleep(Duration::from_millis(1)),
+            )
+            .await
+            .unwrap();
+        got.extend(texts(&events));
+    }
+    for _ in 0..20 {
+        if !got.is_empty() {
+            break;
+        }
+        got.extend(texts(&bob.pump(Duration::from_millis(200)).await.unwrap()));
+    }
+    assert_eq!(got, vec!["second"]);
+}

@@ -50,6 +50,14 @@ enum SenderRecord {
     ChangedKey,
 }
 
+/// How one pump step ended.
+enum PumpStep<T> {
+    /// The wait ended: whether a delivery came (and was processed).
+    Received(bool),
+    /// The interrupt completed first, with this output; nothing was received.
+    Interrupted(T),
+}
+
 impl Client {
     /// One step of a long-running client (TUI, JSON-RPC): connect and subscribe if needed
     /// (then flush the outbox), wait up to `wait` for one delivery, process and ack it, and
@@ -60,9 +68,31 @@ impl Client {
     /// Call [`Client::mark_emitted`] for each message once the consumer has it; until then a
     /// restart finds it in [`Client::unemitted_messages`].
     pub async fn pump(&mut self, wait: Duration) -> Result<Vec<Event>, ClientError> {
+        let (events, _) = self.pump_until(wait, std::future::pending::<()>()).await?;
+        Ok(events)
+    }
+
+    /// [`Client::pump`] whose idle wait also ends when `interrupt` completes, with its output:
+    /// a caller that serves requests (`hush web`) answers one at once instead of after `wait`.
+    /// `interrupt` is polled only while nothing is being processed (the wait for a delivery,
+    /// which is cancel-safe), and is dropped unfinished when a delivery comes first, so it
+    /// must be cancel-safe itself (`mpsc::Receiver::recv` is).
+    pub async fn pump_until<T>(
+        &mut self,
+        wait: Duration,
+        interrupt: impl std::future::Future<Output = T>,
+    ) -> Result<(Vec<Event>, Option<T>), ClientError> {
         let mut events = Vec::new();
-        let result = match self.pump_inner(wait, &mut events).await {
-            Ok(got) => {
+        let mut interrupted = None;
+        let result = match self.pump_step(wait, interrupt, &mut events).await {
+            Ok(step) => {
+                let got = match step {
+                    PumpStep::Received(got) => got,
+                    PumpStep::Interrupted(value) => {
+                        interrupted = Some(value);
+                        false
+                    }
+                };
                 let due = self.outbox_due_ms.is_some_and(|t| now_ms() >= t);
                 if got || due {
                     self.flush_after_receiving(&mut events).await
@@ -74,7 +104,7 @@ impl Client {
         };
         match result {
             Err(e) if events.is_empty() => Err(e),
-            _ => Ok(events),
+            _ => Ok((events, interrupted)),
         }
     }
 
@@ -84,6 +114,22 @@ impl Client {
         wait: Duration,
         events: &mut Vec<Event>,
     ) -> Result<bool, ClientError> {
+        match self
+            .pump_step(wait, std::future::pending::<()>(), events)
+            .await?
+        {
+            PumpStep::Received(got) => Ok(got),
+            PumpStep::Interrupted(()) => Ok(false),
+        }
+    }
+
+    /// [`Client::pump_inner`] with an interrupt for the idle wait.
+    async fn pump_step<T>(
+        &mut self,
+        wait: Duration,
+        interrupt: impl std::future::Future<Output = T>,
+        events: &mut Vec<Event>,
+    ) -> Result<PumpStep<T>, ClientError> {
         if !self.subscribed || self.conn.is_none() {
             // Subscribe first: receiving never waits on the outbox.
             self.request(&Request::Subscribe).await?;
@@ -94,7 +140,13 @@ impl Client {
             }
         }
         let conn = self.connection().await?;
-        let delivery = match conn.next_delivery(wait).await {
+        // Both branches are cancel-safe: a frame half read stays in the reader's buffer.
+        let next = tokio::select! {
+            biased;
+            next = conn.next_delivery(wait) => next,
+            value = interrupt => return Ok(PumpStep::Interrupted(value)),
+        };
+        let delivery = match next {
             Ok(Some(d)) => d,
             Ok(None) => {
                 // Keep an idle connection alive well inside the relay's idle timeout.
@@ -102,7 +154,7 @@ impl Client {
                     self.request(&Request::Ping).await?;
                     self.last_traffic = std::time::Instant::now();
                 }
-                return Ok(false);
+                return Ok(PumpStep::Received(false));
             }
             Err(e) => {
                 self.conn = None;
@@ -111,7 +163,7 @@ impl Client {
         };
         self.last_traffic = std::time::Instant::now();
         events.extend(self.process_delivery(&delivery).await?);
-        Ok(true)
+        Ok(PumpStep::Received(true))
     }
 
     /// Flush for a receiving client, its events into `events`: a lost connection or a relay
