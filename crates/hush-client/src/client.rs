@@ -391,6 +391,9 @@ pub struct Client {
     /// When the outbox is next worth a flush (the earliest parked recipient comes due, or
     /// a flush stopped early), so an idle long-running client retries it (`pump`).
     outbox_due_ms: Option<u64>,
+    /// The last pump processed a delivery and returned its events before flushing the
+    /// receipts it queued: the next pump flushes first.
+    flush_next: bool,
 }
 
 /// The platform default profile directory (`$XDG_DATA_HOME/hush` or `~/.local/share/hush`).
@@ -439,6 +442,7 @@ impl Client {
             registration_pending,
             // Whatever the profile holds queued is tried by the first pump.
             outbox_due_ms: Some(0),
+            flush_next: false,
         };
         // A profile written before hush-v2 holds no PQ prekey: give it its last-resort one
         // now (committed before any connection publishes it).

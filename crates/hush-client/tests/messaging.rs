@@ -339,3 +339,41 @@ async fn an_interrupted_pump_returns_at_once_and_loses_no_delivery() {
     }
     assert_eq!(got, vec!["second"]);
 }
+
+/// A long-running client shows a message before sending its receipt: the pump that received
+/// it returns at once with the receipt committed in the outbox, and the next pump sends it
+/// first thing (so the sender still sees "delivered").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pump_hands_a_message_over_before_its_receipt_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(dir.path()).await;
+    let mut alice = init(dir.path(), "alice", &relay).await;
+    let mut bob = init(dir.path(), "bob", &relay).await;
+    alice.send_text("bob", "hello").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = bob.pump(Duration::from_millis(200)).await.unwrap();
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(texts(&got), vec!["hello"]);
+    assert_eq!(
+        bob.outbox_len().unwrap(),
+        1,
+        "the receipt waits for the next pump"
+    );
+    let _ = bob.pump(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(
+        bob.outbox_len().unwrap(),
+        0,
+        "the next pump sent the receipt"
+    );
+    let delivered = recv(&mut alice).await;
+    assert!(
+        delivered
+            .iter()
+            .any(|e| matches!(e, Event::Delivered { contact, .. } if contact == "bob")),
+        "{delivered:?}"
+    );
+}

@@ -190,6 +190,7 @@ impl Client {
             last_traffic: std::time::Instant::now(),
             registration_pending: true,
             outbox_due_ms: None,
+            flush_next: false,
         })
     }
 

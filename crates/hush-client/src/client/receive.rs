@@ -61,7 +61,10 @@ enum PumpStep<T> {
 impl Client {
     /// One step of a long-running client (TUI, JSON-RPC): connect and subscribe if needed
     /// (then flush the outbox), wait up to `wait` for one delivery, process and ack it, and
-    /// send any receipts it queued; when idle, flush once a parked recipient comes due.
+    /// return its events at once: the receipts it queued are sent first thing in the next
+    /// call (so a long-running caller shows a message one relay round trip sooner; they are
+    /// committed, and a caller that stops flushes the outbox). When idle, flush once a parked
+    /// recipient comes due.
     /// Network errors drop the connection; call again to retry. The outbox never fails a
     /// pump: refused rows are parked (see [`Client::flush_outbox`]). Committed events are
     /// always returned: an error met after them is dropped (it recurs on the next call).
@@ -83,18 +86,23 @@ impl Client {
         interrupt: impl std::future::Future<Output = T>,
     ) -> Result<(Vec<Event>, Option<T>), ClientError> {
         let mut events = Vec::new();
+        // Receipts the last delivery queued: they go out before waiting again.
+        if std::mem::take(&mut self.flush_next) {
+            self.flush_after_receiving(&mut events).await?;
+        }
         let mut interrupted = None;
         let result = match self.pump_step(wait, interrupt, &mut events).await {
+            Ok(PumpStep::Received(true)) => {
+                // Hand the message over now; its receipt (a commit and a relay round trip)
+                // goes out at the start of the next call.
+                self.flush_next = true;
+                Ok(())
+            }
             Ok(step) => {
-                let got = match step {
-                    PumpStep::Received(got) => got,
-                    PumpStep::Interrupted(value) => {
-                        interrupted = Some(value);
-                        false
-                    }
-                };
-                let due = self.outbox_due_ms.is_some_and(|t| now_ms() >= t);
-                if got || due {
+                if let PumpStep::Interrupted(value) = step {
+                    interrupted = Some(value);
+                }
+                if self.outbox_due_ms.is_some_and(|t| now_ms() >= t) {
                     self.flush_after_receiving(&mut events).await
                 } else {
                     Ok(())
