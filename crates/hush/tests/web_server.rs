@@ -545,6 +545,59 @@ async fn json_rpc_over_the_socket_sends_verifies_and_notifies() {
     }));
     assert_eq!(verify["safety_number"].as_str().unwrap().len(), 60);
 
+    // Confirming a number that is not the current one (the key changed after it was shown)
+    // confirms nothing.
+    let stale = "1".repeat(60);
+    let response = alice
+        .call(
+            "verify",
+            json!({"contact": "bob", "confirm": true, "safety_number": stale}),
+        )
+        .await;
+    assert_eq!(response["error"]["code"], -32000, "{response}");
+    assert_eq!(
+        response["error"]["data"]["kind"], "safety_number_changed",
+        "{response}"
+    );
+    assert!(
+        response["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed since it was shown"),
+        "{response}"
+    );
+    let contacts = alice.result("contacts", json!({})).await;
+    assert_eq!(contacts[0]["verified"], false, "{contacts}");
+    // The number as shown (grouped, with spaces and line breaks) confirms.
+    let confirmed = alice
+        .result(
+            "verify",
+            json!({"contact": "bob", "confirm": true, "safety_number": verify["grouped"]}),
+        )
+        .await;
+    assert_eq!(confirmed["verified"], true, "{confirmed}");
+
+    // `history` with `limit`: the newest only; 0 and too many are invalid params.
+    let second = alice
+        .result("send", json!({"to": "bob", "text": "the newest"}))
+        .await;
+    let newest = alice
+        .result("history", json!({"contact": "bob", "limit": 1}))
+        .await;
+    assert_eq!(newest.as_array().unwrap().len(), 1, "{newest}");
+    assert_eq!(newest[0]["id"], second["id"], "{newest}");
+    let both = alice
+        .result("history", json!({"contact": "bob", "limit": 10000}))
+        .await;
+    assert_eq!(both.as_array().unwrap().len(), 2, "{both}");
+    assert_eq!(both[1]["text"], "the newest", "oldest first: {both}");
+    for bad in [json!(0), json!(10001), json!(-1)] {
+        let response = alice
+            .call("history", json!({"contact": "bob", "limit": bad}))
+            .await;
+        assert_eq!(response["error"]["code"], -32602, "limit {bad}: {response}");
+    }
+
     // The idle tab saw nothing but what it asked for.
     assert_eq!(bob_idle.result("whoami", json!({})).await["name"], "bob");
     assert!(
