@@ -344,8 +344,20 @@ impl Ws {
 
 /// One raw HTTP/1.1 GET: status, headers (names lowercased) and body.
 async fn get(port: u16, path: &str, host: &str) -> (u16, Vec<(String, String)>, String) {
+    get_with(port, path, host, &[]).await
+}
+
+/// [`get`] with extra request headers.
+async fn get_with(
+    port: u16,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let extra: String = extra.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     timeout(WAIT, stream.read_to_end(&mut raw))
@@ -384,6 +396,8 @@ fn assert_security_headers(headers: &[(String, String)], what: &str) {
         ("referrer-policy", "no-referrer"),
         ("x-frame-options", "DENY"),
         ("cache-control", "no-store"),
+        ("cross-origin-resource-policy", "same-origin"),
+        ("cross-origin-opener-policy", "same-origin"),
     ] {
         assert_eq!(header(headers, name), Some(value), "{what}: {name}");
     }
@@ -499,6 +513,38 @@ async fn every_response_carries_the_security_headers() {
     // `[::1]:PORT` names us too (the server listens on 127.0.0.1 only; the name is allowed).
     let (status, _, _) = get(web.port, "/", &format!("[::1]:{}", web.port)).await;
     assert_eq!(status, 200);
+
+    // Another site may link to the page (a top-level navigation), but not embed or fetch
+    // anything of ours: a `<script src>` probe gets 403 (with the headers all the same).
+    let link = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Mode", "navigate"),
+        ("Sec-Fetch-Dest", "document"),
+    ];
+    assert_eq!(get_with(web.port, "/", &host, &link).await.0, 200);
+    for site in ["cross-site", "same-site"] {
+        for (path, dest) in [
+            ("/app.js", "script"),
+            ("/app.css", "style"),
+            ("/", "iframe"),
+        ] {
+            let probe = [
+                ("Sec-Fetch-Site", site),
+                ("Sec-Fetch-Mode", "no-cors"),
+                ("Sec-Fetch-Dest", dest),
+            ];
+            let (status, headers, _) = get_with(web.port, path, &host, &probe).await;
+            assert_eq!(status, 403, "{site} {path} as {dest}");
+            assert_security_headers(&headers, "403 for a cross-site probe");
+        }
+    }
+    // Our own page's requests pass.
+    let ours = [
+        ("Sec-Fetch-Site", "same-origin"),
+        ("Sec-Fetch-Mode", "no-cors"),
+        ("Sec-Fetch-Dest", "script"),
+    ];
+    assert_eq!(get_with(web.port, "/app.js", &host, &ours).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,6 +562,8 @@ async fn json_rpc_over_the_socket_sends_verifies_and_notifies() {
     alice.result("subscribe", json!({})).await;
     let me = alice.result("whoami", json!({})).await;
     assert_eq!(me["name"], "alice");
+    assert_eq!(me["relays"], json!([w.addr.to_string()]), "{me}");
+    assert_eq!(me["relay"], w.addr.to_string(), "{me}");
     let sent = alice
         .result(
             "send",

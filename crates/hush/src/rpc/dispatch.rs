@@ -350,6 +350,9 @@ impl<'a> Dispatcher<'a> {
                 Ok(json!({
                     "name": self.client.name(),
                     "relay": self.client.relay(),
+                    // Every address of the relay (failover), in the user's order; `relay`
+                    // is the one in use or tried first.
+                    "relays": self.client.relays(),
                     "fingerprint": self.client.identity_key().fingerprint(),
                 }))
             }
