@@ -138,8 +138,16 @@ impl WebProc {
         // Nothing else ever comes on stdout; keep the pipe drained all the same.
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
         let rest = url
-            .strip_prefix("http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("stdout line 1 is not the loopback URL: {url:?}"));
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("stdout line 1 is not a URL: {url:?}"));
+        // The port follows the last colon of the host (an IPv6 host has more).
+        let (host, fragment) = rest
+            .split_once('/')
+            .unwrap_or_else(|| panic!("no path in {url:?}"));
+        let (_, port) = host
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("no port in {url:?}"));
+        let rest = format!("{port}/{fragment}");
         let (port, token) = rest
             .split_once("/#token=")
             .unwrap_or_else(|| panic!("no token fragment in {url:?}"));
@@ -354,7 +362,25 @@ async fn get_with(
     host: &str,
     extra: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    get_at(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        port,
+        path,
+        host,
+        extra,
+    )
+    .await
+}
+
+/// [`get_with`] to the server listening on `ip`.
+async fn get_at(
+    ip: std::net::IpAddr,
+    port: u16,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = TcpStream::connect((ip, port)).await.unwrap();
     let extra: String = extra.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
@@ -829,15 +855,55 @@ async fn at_most_16_sockets_are_open_at_once() {
     }
 }
 
+/// The address this machine would send from to a public address (no packet is sent: a UDP
+/// `connect` only picks the route), if it is not loopback.
+fn first_non_loopback_ipv4() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listening_beyond_loopback_warns_and_a_loopback_url_is_printed() {
+async fn listening_beyond_loopback_warns_and_every_interface_is_refused() {
     let w = world().await;
-    // Every interface (nothing is sent anywhere but loopback here).
-    let mut web = WebProc::spawn_with(&w.alice, "alice", &["--listen", "0.0.0.0:0"]).await;
-    let warning = web.stderr_contains("WARNING").await;
-    assert!(warning.contains("NOT loopback"), "{warning}");
-    let mut ws = web.socket().await;
-    assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    // Every interface: refused at startup, with a clear reason (the Host check could never
+    // match what a browser on the network sends).
+    for any in ["0.0.0.0:0", "[::]:0"] {
+        let output = timeout(
+            WAIT,
+            Command::new(HUSH)
+                .arg("--profile")
+                .arg(&w.alice)
+                .args(["web", "--no-open", "--listen", any])
+                .env("HUSH_PASSPHRASE", PASS)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("hush web did not exit")
+        .unwrap();
+        assert!(!output.status.success(), "{any} was accepted");
+        assert!(output.stdout.is_empty(), "a URL was printed for {any}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("one interface's address"),
+            "{any}: {stderr}"
+        );
+    }
+    // One non-loopback interface (when this machine has one): served, with the warning,
+    // and the page loads under that address.
+    if let Some(ip) = first_non_loopback_ipv4() {
+        let listen = format!("{ip}:0");
+        let mut web = WebProc::spawn_with(&w.alice, "alice", &["--listen", &listen]).await;
+        let warning = web.stderr_contains("WARNING").await;
+        assert!(warning.contains("NOT loopback"), "{warning}");
+        let (status, _, _) = get_at(ip, web.port, "/", &format!("{ip}:{}", web.port), &[]).await;
+        assert_eq!(status, 200);
+    } else {
+        eprintln!("no non-loopback IPv4 address here: the warning is not checked");
+    }
     // An explicit loopback address says nothing of the kind.
     let mut quiet = WebProc::spawn_with(&w.bob, "bob", &["--listen", "127.0.0.1:0"]).await;
     let line = quiet.stderr_contains("serving").await;
