@@ -964,3 +964,45 @@ async fn idle_connections_are_bounded_and_time_out() {
     let mut ws = web.socket().await;
     assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_queued_to_a_socket_that_dies_unwritten_goes_to_the_next_subscriber() {
+    let w = world().await;
+    let alice_web = WebProc::spawn(&w.alice, "alice").await;
+    let mut alice = alice_web.socket().await;
+    alice.result("subscribe", json!({})).await;
+    let bob_web = WebProc::spawn(&w.bob, "bob").await;
+
+    // A tab of bob's subscribes, then stops reading: big answers (an unknown method's name
+    // comes back in the error) fill the connection, so the server's writes to it block.
+    let mut stuck = bob_web.socket().await;
+    stuck.result("subscribe", json!({})).await;
+    let big = json!({"jsonrpc": "2.0", "id": 9, "method": "x".repeat(1_000_000)}).to_string();
+    for _ in 0..8 {
+        if timeout(Duration::from_secs(2), stuck.send_text(big.clone()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // A message arrives and is queued to that tab behind the blocked answers.
+    let sent = alice
+        .result("send", json!({"to": "bob", "text": "do not lose me"}))
+        .await;
+    assert_eq!(
+        alice.notification("delivered").await["ids"],
+        json!([sent["id"]])
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The tab dies (unread data: the connection is reset), the message never written to it.
+    drop(stuck);
+
+    // Queued is not written: the next subscriber gets it.
+    let mut bob = bob_web.socket().await;
+    bob.result("subscribe", json!({})).await;
+    let message = timeout(Duration::from_secs(15), bob.notification("message"))
+        .await
+        .expect("the message queued to the dead socket was lost");
+    assert_eq!(message["text"], "do not lose me");
+}
