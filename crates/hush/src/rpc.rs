@@ -40,3 +40,7 @@ pub use stdio::run;
 pub const MAX_LINE: usize = 1 << 20;
 /// Notifications held until the client subscribes; beyond this the oldest are dropped.
 pub const MAX_PENDING: usize = 10_000;
+/// Bytes of notifications (their JSON) held until the client subscribes; beyond this the
+/// oldest are dropped too. 10,000 maximal messages would be gigabytes: a peer could send them
+/// to a `hush web` that runs for days with no page open.
+pub const MAX_PENDING_BYTES: usize = 16 << 20;
