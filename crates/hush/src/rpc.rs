@@ -13,10 +13,11 @@
 //! `status` {}, `contacts` {}, `history` {contact, mark_read?, limit?}, `verify` {contact,
 //! confirm?, safety_number?}, `trust` {contact}, `add` {contact}, `whoami` {}, and `group.*`
 //! (in [`groups`]); `send` and `history` take `#NAME` for a group. Notifications after
-//! `subscribe`: `message`,
-//! `delivered`, `key_changed`, `group`, `rejected`, and `failed` {contact, id, reason} (a
+//! `subscribe`: `message`, `delivered`, `key_changed`, `group`, `rejected`, and `failed`
+//! {contact, id, reason} (a
 //! message we sent will never be delivered: the recipient is gone, or the relay refused it for
-//! too long); those that happen earlier are held (up to [`MAX_PENDING`]) and sent right after
+//! too long); those that happen earlier are held (up to [`MAX_PENDING`] and
+//! [`MAX_PENDING_BYTES`]) and sent right after
 //! the `subscribe` response. `status` notifications (relay connection, outbox length) go to a
 //! subscriber that has called `status` once. A message's `state` is `queued`, `on relay`,
 //! `delivered`, `received` or `failed`; `failure` says why a queued one was refused or a

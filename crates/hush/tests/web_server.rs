@@ -914,6 +914,9 @@ async fn listening_beyond_loopback_warns_and_every_interface_is_refused() {
 async fn idle_connections_are_bounded_and_time_out() {
     let w = world().await;
     let web = WebProc::spawn(&w.alice, "alice").await;
+    // An open socket is a connection past its request head: it outlives the timeout below.
+    let mut early = web.socket().await;
+    assert_eq!(early.result("whoami", json!({})).await["name"], "alice");
     // 100 connections that never send a byte (a local user exhausting descriptors, or a
     // slowloris): beyond the cap of 64 they are closed at once.
     let mut idle = Vec::new();
@@ -960,9 +963,10 @@ async fn idle_connections_are_bounded_and_time_out() {
             .expect("an idle connection was never closed");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
-    // A socket opens and answers as usual.
+    // A socket opens and answers as usual, and the one opened before the timeout still does.
     let mut ws = web.socket().await;
     assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    assert_eq!(early.result("whoami", json!({})).await["name"], "alice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
