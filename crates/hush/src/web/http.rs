@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Request, State};
-use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
 use super::assets;
-use super::owner::{Frame, Inbound};
+use super::owner::{Frame, Inbound, Outbound};
 use crate::rpc::MAX_LINE;
 
 /// Sockets open at once (tabs); one more is refused with 503.
@@ -48,16 +48,24 @@ pub(crate) struct Shared {
     token: Vec<u8>,
     /// The accepted `Host` values.
     hosts: Vec<String>,
+    /// The `hello` notification, the first frame of every socket.
+    hello: String,
     inbox: mpsc::Sender<Inbound>,
     sockets: AtomicUsize,
     next_id: AtomicU64,
 }
 
 impl AppState {
-    pub(crate) fn new(token: &[u8], hosts: Vec<String>, inbox: mpsc::Sender<Inbound>) -> Self {
+    pub(crate) fn new(
+        token: &[u8],
+        hosts: Vec<String>,
+        hello: String,
+        inbox: mpsc::Sender<Inbound>,
+    ) -> Self {
         Self(Arc::new(Shared {
             token: token.to_vec(),
             hosts,
+            hello,
             inbox,
             sockets: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -94,11 +102,27 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     let mut response = match host {
-        Some(host) if state.host_allowed(host) => next.run(request).await,
-        _ => refuse(StatusCode::FORBIDDEN, "forbidden: unknown Host\n"),
+        Some(host) if !state.host_allowed(host) => {
+            refuse(StatusCode::FORBIDDEN, "forbidden: unknown Host\n")
+        }
+        None => refuse(StatusCode::FORBIDDEN, "forbidden: unknown Host\n"),
+        Some(_) if !fetch_allowed(request.uri(), request.headers()) => {
+            refuse(StatusCode::FORBIDDEN, "forbidden: cross-site request\n")
+        }
+        Some(_) => next.run(request).await,
     };
     let headers = response.headers_mut();
     for (name, value) in [
+        // Another site may not embed our files (a `<script src>` probe that tells it hush
+        // runs here) nor keep a handle on a window of ours that it opened.
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -108,6 +132,26 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// The browser's `Sec-Fetch-*` metadata allows the request: absent (not a browser, or an old
+/// one), from our own origin or typed by the user (`same-origin`, `none`), or a top-level
+/// navigation to `/` (a link to the page from elsewhere). Any other request another site
+/// makes (an embedded script, style or image, a fetch) is refused, so it cannot even learn
+/// that hush runs on this port. The socket also checks `Origin`.
+fn fetch_allowed(uri: &Uri, headers: &HeaderMap) -> bool {
+    let value = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
+    match value("sec-fetch-site") {
+        Some(site)
+            if site.eq_ignore_ascii_case("cross-site")
+                || site.eq_ignore_ascii_case("same-site") =>
+        {
+            uri.path() == "/"
+                && value("sec-fetch-mode").is_some_and(|m| m.eq_ignore_ascii_case("navigate"))
+                && value("sec-fetch-dest").is_some_and(|d| d.eq_ignore_ascii_case("document"))
+        }
+        _ => true,
+    }
 }
 
 /// A plain-text refusal.
@@ -212,10 +256,23 @@ impl Drop for Slot {
 }
 
 /// Relay frames between one socket and the owner task until either side closes. The owner
-/// answers in order on `out`; dropping its sender closes the socket.
+/// answers in order on `out`; dropping its sender closes the socket. The `hello` goes out
+/// first, before the owner knows the socket, so nothing can precede it.
+///
+/// A frame that carries a message is reported back ([`Inbound::Written`]) once written, and
+/// only then does the owner count the message as emitted. A closing socket first stops
+/// accepting frames, then reports its closure: whatever was queued but not written is given
+/// back, for the next subscriber or the next run.
 async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
+    let hello = Message::Text(state.0.hello.clone().into());
+    if !matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(hello)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
     let id = state.0.next_id.fetch_add(1, Ordering::Relaxed);
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND);
     let inbox = state.0.inbox.clone();
     if inbox.send(Inbound::Open { id, tx: out_tx }).await.is_err() {
         return;
@@ -224,10 +281,15 @@ async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
         // Both are cancel-safe: a frame is either received whole or still in the socket.
         tokio::select! {
             out = out_rx.recv() => {
-                let Some(text) = out else { break };
-                let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(text.into()))).await;
+                let Some(out) = out else { break };
+                let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(out.text.into()))).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     break;
+                }
+                if let Some(seq) = out.seq {
+                    if inbox.send(Inbound::Written { id, seq }).await.is_err() {
+                        break;
+                    }
                 }
             }
             frame = ws.recv() => {
@@ -244,6 +306,9 @@ async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
             }
         }
     }
+    // Take nothing more (the owner's next frame for us fails at once), then say so; what is
+    // still queued is dropped unwritten and, for messages, handed out again.
+    out_rx.close();
     // The owner may already have forgotten this socket (it closed it); that is fine.
     let _ = inbox.send(Inbound::Closed { id }).await;
 }
@@ -258,6 +323,49 @@ mod tests {
         assert_eq!(query_token(&uri), Some("abc"));
         let uri: Uri = "/api/ws".parse().unwrap();
         assert_eq!(query_token(&uri), None);
+    }
+
+    #[test]
+    fn other_sites_may_only_navigate_to_the_page() {
+        let root: Uri = "/".parse().unwrap();
+        let script: Uri = "/app.js".parse().unwrap();
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, HeaderValue::from_static(value));
+            }
+            headers
+        };
+        assert!(fetch_allowed(&script, &HeaderMap::new()), "not a browser");
+        let ours = with(&[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-dest", "script"),
+        ]);
+        assert!(fetch_allowed(&script, &ours));
+        let typed = with(&[("sec-fetch-site", "none"), ("sec-fetch-mode", "navigate")]);
+        assert!(fetch_allowed(&root, &typed));
+        for site in ["cross-site", "same-site"] {
+            let probe = with(&[
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "script"),
+            ]);
+            assert!(!fetch_allowed(&script, &probe), "{site}");
+            assert!(!fetch_allowed(&root, &probe), "{site}");
+            let link = with(&[
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "document"),
+            ]);
+            assert!(fetch_allowed(&root, &link), "{site}");
+            assert!(!fetch_allowed(&script, &link), "{site}");
+            let framed = with(&[
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "iframe"),
+            ]);
+            assert!(!fetch_allowed(&root, &framed), "{site}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::output::out;
 use crate::rpc::dispatch::Dispatcher;
 
 mod assets;
+mod conn;
 mod http;
 mod owner;
 
@@ -53,6 +54,7 @@ pub async fn run(
 ) -> Result<ExitCode, String> {
     let explicit = options.listen;
     let listen = explicit.unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    check_listen(listen)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -63,21 +65,13 @@ pub async fn run(
         eprintln!("{LABEL}: WARNING: listening on {addr}, which is NOT loopback. Anyone who can reach this address and learns the URL controls this profile: reads every conversation and sends as you. The traffic is plain HTTP (no TLS): the token and all messages cross the network readable. Use only on a network you fully trust.");
     }
     let token = token()?;
-    let url = Zeroizing::new(format!(
-        "http://{}/#token={}",
-        url_host(addr),
-        token.as_str()
-    ));
+    let url = Zeroizing::new(format!("http://{addr}/#token={}", token.as_str()));
     let hosts = allowed_hosts(addr, explicit);
+    let hello = crate::rpc::dispatch::hello_notification(&instance()?, client.name());
 
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
-    let state = http::AppState::new(token.as_bytes(), hosts, inbox_tx.clone());
-    let server = axum::serve(listener, http::router(state));
-    let server = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            eprintln!("{LABEL}: the server stopped: {e}");
-        }
-    });
+    let state = http::AppState::new(token.as_bytes(), hosts, hello.to_string(), inbox_tx.clone());
+    let server = tokio::spawn(conn::serve(listener, http::router(state)));
     tokio::spawn(owner::forward_shutdown(inbox_tx));
 
     out!("{}", url.as_str())?;
@@ -111,18 +105,18 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the browser should go: the listening address, or loopback when it listens on every
-/// interface (`0.0.0.0`, `::`), which is not an address to connect to.
-fn url_host(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
-        }
-        _ => addr,
+/// Refuse an every-interface address (`0.0.0.0`, `::`): a browser on the network would name
+/// the server by one of the machine's addresses, which the `Host` check (against DNS
+/// rebinding) cannot know, so the page could never load there; listening on every
+/// interface would only expose the port. One interface's address works.
+fn check_listen(listen: SocketAddr) -> Result<(), String> {
+    if listen.ip().is_unspecified() {
+        return Err(format!(
+            "cannot listen on {listen}: an every-interface address cannot be checked against the Host a browser sends; give one interface's address (e.g. --listen 192.168.1.20:{port}), or leave --listen out for loopback",
+            port = listen.port()
+        ));
     }
+    Ok(())
 }
 
 /// 32 bytes from the OS RNG, in hex: the capability to use this server.
@@ -132,6 +126,17 @@ fn token() -> Result<Zeroizing<String>, String> {
         .try_fill_bytes(bytes.as_mut_slice())
         .map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
     Ok(Zeroizing::new(hex::encode(bytes.as_slice())))
+}
+
+/// 16 bytes from the OS RNG, in hex: this run's identity, sent first on every socket (the
+/// `hello` notification). Not a secret (every token holder sees it), only unpredictable, so
+/// another process that takes the port after this one stops cannot present it.
+fn instance() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
+    Ok(hex::encode(bytes))
 }
 
 /// The `Host` values that name this server: the loopback spellings with the real port, and
@@ -201,6 +206,14 @@ mod tests {
         assert_ne!(a.as_str(), b.as_str());
     }
 
+    #[test]
+    fn instances_are_fresh_32_hex_digits() {
+        let a = instance().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, instance().unwrap());
+    }
+
     #[cfg(unix)]
     #[test]
     fn the_redirect_file_is_private_and_points_at_the_url() {
@@ -218,13 +231,14 @@ mod tests {
     }
 
     #[test]
-    fn an_any_address_listener_is_reached_on_loopback() {
-        let any: SocketAddr = "0.0.0.0:8123".parse().unwrap();
-        assert_eq!(url_host(any).to_string(), "127.0.0.1:8123");
-        let any6: SocketAddr = "[::]:8123".parse().unwrap();
-        assert_eq!(url_host(any6).to_string(), "[::1]:8123");
-        let lan: SocketAddr = "192.0.2.7:9000".parse().unwrap();
-        assert_eq!(url_host(lan), lan);
+    fn an_every_interface_address_is_refused() {
+        for any in ["0.0.0.0:8123", "[::]:0"] {
+            let e = check_listen(any.parse().unwrap()).unwrap_err();
+            assert!(e.contains("one interface's address"), "{e}");
+        }
+        for one in ["127.0.0.1:0", "192.0.2.7:9000", "[::1]:80"] {
+            assert!(check_listen(one.parse().unwrap()).is_ok(), "{one}");
+        }
     }
 
     #[test]
