@@ -1010,3 +1010,28 @@ async fn a_message_queued_to_a_socket_that_dies_unwritten_goes_to_the_next_subsc
         .expect("the message queued to the dead socket was lost");
     assert_eq!(message["text"], "do not lose me");
 }
+
+/// A request does not wait for the relay: the owner's wait for a delivery (up to 250 ms) ends
+/// as soon as a frame arrives. Forty requests one after another, each sent right after the
+/// previous answer (so each would find the owner just starting a wait), take far less than
+/// forty waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_without_waiting_for_the_relay_step() {
+    let w = world().await;
+    let web = WebProc::spawn(&w.alice, "alice").await;
+    let mut tab = web.socket().await;
+    tab.result("subscribe", json!({})).await;
+    // Let the first connection to the relay settle.
+    tab.result("whoami", json!({})).await;
+    let started = Instant::now();
+    for _ in 0..40 {
+        tab.result("whoami", json!({})).await;
+    }
+    let took = started.elapsed();
+    // Waiting out each 250 ms step would take about 10 s; answered at once, well under 1 s.
+    assert!(
+        took < Duration::from_secs(4),
+        "40 requests took {took:?}: requests wait for the relay step"
+    );
+    drop(w);
+}

@@ -1,8 +1,9 @@
 //! The task that owns the [`Client`] for `hush web` and multiplexes the sockets over it.
 //!
 //! Like `hush rpc`'s loop it alternates between answering queued requests and one pump step,
-//! because [`Client::pump`] is not cancel-safe and so is never raced against a request. Here
-//! the pump waits only [`PUMP_WAIT`], so a click in the page is answered within about that.
+//! because [`Client::pump`] is not cancel-safe once it processes a delivery. Here the pump is
+//! [`Client::pump_until`] with the inbox as its interrupt: the idle wait for a delivery (the
+//! one cancel-safe part) ends when a socket sends a frame, so a click is answered at once.
 //! A relay failure backs off (as stdio does) without stopping the answers: sends then queue.
 //!
 //! Responses go to the socket that asked; notifications to every socket that called
@@ -26,8 +27,9 @@ use crate::rpc::dispatch::{Caller, Dispatcher, Held};
 use crate::rpc::protocol::{too_long, INVALID_REQUEST};
 use crate::rpc::MAX_LINE;
 
-/// How long one pump step waits for a delivery: the latency a request may see.
-const PUMP_WAIT: Duration = Duration::from_millis(25);
+/// Longest a pump step waits for a delivery. A socket's frame ends the wait at once
+/// ([`Client::pump_until`]), so this only paces the idle work (keep-alive, retries, `status`).
+const PUMP_WAIT: Duration = Duration::from_millis(250);
 /// Inbox items handled per round, so a flood of requests cannot starve the relay.
 const PER_ROUND: usize = 64;
 /// How often an idle pump step re-reads the outbox length for `status` (reading it opens a
@@ -126,14 +128,17 @@ pub(crate) async fn serve(core: &mut Dispatcher<'_>, mut inbox: mpsc::Receiver<I
             }
         }
         if backoff.due() {
-            let received = match owner.core.client.pump(PUMP_WAIT).await {
-                Ok(events) => {
+            // The wait for a delivery ends as soon as a socket has something for us.
+            let mut interrupted = None;
+            let received = match owner.core.client.pump_until(PUMP_WAIT, inbox.recv()).await {
+                Ok((events, inbound)) => {
                     backoff.succeeded();
                     for event in &events {
                         owner.notify(Held::event(event));
                     }
                     // Messages given back by a socket that failed on the way.
                     owner.release_held();
+                    interrupted = inbound;
                     !events.is_empty()
                 }
                 Err(e) => {
@@ -141,6 +146,11 @@ pub(crate) async fn serve(core: &mut Dispatcher<'_>, mut inbox: mpsc::Receiver<I
                     false
                 }
             };
+            match interrupted {
+                None => {}
+                Some(Some(Inbound::Shutdown) | None) => return,
+                Some(Some(inbound)) => owner.inbound(inbound).await,
+            }
             owner.status_after_pump(received);
         } else {
             // The relay is backing off: wait for a request or the next attempt (both
