@@ -846,3 +846,29 @@ async fn groups_create_send_members_and_remove() {
     assert!(alice.finish().await.success());
     assert!(bob.finish().await.success());
 }
+
+/// A request does not wait out the wait for a delivery (200 ms): a line on stdin ends it.
+/// Forty requests, each sent right after the previous answer, take far less than forty waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_without_waiting_for_the_receive_step() {
+    let w = world().await;
+    let mut alice = RpcProc::spawn(&w.alice, "alice");
+    alice.result(1, "subscribe", json!({})).await;
+    // Connected to the relay (so the loop waits for deliveries, not out a back-off).
+    let sent = alice
+        .result(2, "send", json!({"to": "bob", "text": "hi"}))
+        .await;
+    assert_eq!(sent["state"], "on relay", "{sent}");
+    let started = std::time::Instant::now();
+    for id in 3..43 {
+        alice.result(id, "whoami", json!({})).await;
+    }
+    let took = started.elapsed();
+    // Waiting out each 200 ms step would take about 8 s; answered at once, well under 1 s.
+    assert!(
+        took < Duration::from_secs(4),
+        "40 requests took {took:?}: requests wait for the receive step"
+    );
+    assert!(alice.finish().await.success());
+    drop(w);
+}

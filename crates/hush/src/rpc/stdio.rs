@@ -2,9 +2,10 @@
 //!
 //! A dedicated thread reads stdin (a blocking read that never holds up runtime shutdown) and
 //! hands complete lines over a bounded channel. The owner task alternates: it answers every
-//! queued request, then calls [`Client::pump`] with a short wait. `pump` is never cancelled
-//! (it is not cancel-safe once a delivery is being processed), so a request waits at most one
-//! pump step. A notification counts as emitted once its line is flushed.
+//! queued request, then calls [`Client::pump_until`] with the channel as its interrupt: the
+//! wait for a delivery (its one cancel-safe part) ends when a line arrives, so a request waits
+//! only for a delivery being processed at that moment. A notification counts as emitted once
+//! its line is flushed.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -20,7 +21,8 @@ use super::dispatch::{Caller, Dispatcher, Held};
 use super::protocol::too_long;
 use super::MAX_LINE;
 
-/// How long one pump step waits for a delivery, which bounds the latency of a request.
+/// Longest one pump step waits for a delivery (a line on stdin ends it sooner): paces the
+/// idle work (keep-alive, retries).
 const PUMP_WAIT: Duration = Duration::from_millis(200);
 /// Lines read ahead of the owner task.
 const INPUT_QUEUE: usize = 64;
@@ -174,16 +176,28 @@ impl Stdio<'_> {
                 }
             }
             if backoff.due() {
-                match self.core.client.pump(PUMP_WAIT).await {
-                    Ok(events) => {
+                // A line on stdin ends the wait for a delivery at once.
+                let mut interrupted = None;
+                match self.core.client.pump_until(PUMP_WAIT, rx.recv()).await {
+                    Ok((events, input)) => {
                         backoff.succeeded();
                         for event in &events {
                             self.notify(Held::event(event)).await?;
                         }
+                        interrupted = input;
                     }
                     Err(e) => backoff.failed(&e),
                 }
                 self.status().await?;
+                match interrupted {
+                    None => {}
+                    Some(None) => return Ok(()),
+                    Some(Some(input)) => {
+                        if self.input(input).await? == Flow::Stop {
+                            return Ok(());
+                        }
+                    }
+                }
             } else {
                 // Relay is backing off: wait for a request or the next attempt. Both are
                 // cancel-safe.
