@@ -189,13 +189,10 @@ impl Stdio<'_> {
                     Err(e) => backoff.failed(&e),
                 }
                 self.status().await?;
-                match interrupted {
-                    None => {}
-                    Some(None) => return Ok(()),
-                    Some(Some(input)) => {
-                        if self.input(input).await? == Flow::Stop {
-                            return Ok(());
-                        }
+                if let Some(input) = interrupted {
+                    let Some(input) = input else { return Ok(()) };
+                    if self.input(input).await? == Flow::Stop {
+                        return Ok(());
                     }
                 }
             } else {
