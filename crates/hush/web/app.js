@@ -9,6 +9,14 @@
 //   for reloads, and is removed from the address bar at once.
 
 const TOKEN_KEY = 'hush-web-token';
+/**
+ * The `instance` of the hush web run this tab first reached (its `hello`). A reconnect talks
+ * only to that same run: anything else on the port (a stopped hush web's port taken by another
+ * program) gets nothing from this page, not one request.
+ */
+const INSTANCE_KEY = 'hush-web-instance';
+/** A socket that says nothing this long after opening is not a hush web (which says hello first). */
+const HELLO_TIMEOUT_MS = 10000;
 /** Reconnect delays (ms): quick at first (a restart), then slower so a dead server costs little. */
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000, 15000];
 /** Past this many messages a conversation renders only the newest ones (the DOM stays light). */
@@ -121,8 +129,14 @@ const S = {
   nextId: 1,
   /** id -> {resolve, reject} of requests in flight on the current socket. */
   pending: new Map(),
-  /** 'connecting' (never reached yet) | 'open' | 'down' */
+  /**
+   * 'connecting' (never reached yet) | 'hello' (socket open, waiting for the server's hello;
+   * nothing may be sent) | 'open' | 'down' | 'gone' (another server answered: never again)
+   */
   sock: 'connecting',
+  /** The pinned hush web run (`hello` instance), or null before the first hello. */
+  instance: null,
+  helloTimer: 0,
   attempts: 0,
   retryAt: 0,
   retryTimer: 0,
@@ -170,7 +184,8 @@ class RpcError extends Error {
 function call(method, params = {}) {
   return new Promise((resolve, reject) => {
     const ws = S.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) {
+    // Nothing goes out before the server proved it is the pinned run (S.sock turns 'open' only then).
+    if (!ws || ws.readyState !== WebSocket.OPEN || S.sock !== 'open') {
       reject(new RpcError('hush web is not reachable', 0, 'disconnected'));
       return;
     }
@@ -185,15 +200,85 @@ function call(method, params = {}) {
   });
 }
 
-function onFrame(event) {
-  if (typeof event.data !== 'string') return;
-  let msg;
+/** The `instance` of a frame that is a well-formed `hello`, else null. */
+function helloInstance(msg) {
+  if (!msg || typeof msg !== 'object' || msg.method !== 'hello' || msg.id !== undefined) return null;
+  const instance = msg.params?.instance;
+  return typeof instance === 'string' && /^[0-9a-f]{32}$/i.test(instance) ? instance.toLowerCase() : null;
+}
+
+function parseFrame(event) {
+  if (typeof event.data !== 'string') return null;
   try {
-    msg = JSON.parse(event.data);
+    return JSON.parse(event.data);
   } catch {
+    return null;
+  }
+}
+
+/**
+ * The first frame of every socket must be `hello` with the pinned instance (or, on the tab's very
+ * first socket, any instance, which is then pinned). Anything else: this is not our hush web.
+ */
+function onFirstFrame(ws, event) {
+  clearTimeout(S.helloTimer);
+  const instance = helloInstance(parseFrame(event));
+  if (!instance || (S.instance && instance !== S.instance)) {
+    serverGone(ws);
     return;
   }
+  if (!S.instance) {
+    S.instance = instance;
+    try {
+      sessionStorage.setItem(INSTANCE_KEY, instance);
+    } catch {
+      // Storage refused: the pin still holds for this page's life.
+    }
+  }
+  S.sock = 'open';
+  S.everOpen = true;
+  S.attempts = 0;
+  renderConn();
+  renderConvHeader();
+  bootstrap().catch((e) => showError(e.message));
+}
+
+/**
+ * The server on the port is not the hush web this tab was opened for (it stopped and something
+ * else took the port, or it never said hello): close, forget the token, never reconnect.
+ */
+function serverGone(ws) {
+  clearTimeout(S.helloTimer);
+  clearTimeout(S.retryTimer);
+  clearInterval(S.tickTimer);
+  if (S.ws === ws) S.ws = null;
+  try {
+    ws?.close();
+  } catch {
+    // Already closing.
+  }
+  for (const w of S.pending.values()) w.reject(new RpcError('hush web is gone', 0, 'disconnected'));
+  S.pending.clear();
+  S.ready = false;
+  S.sock = 'gone';
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(INSTANCE_KEY);
+  } catch {
+    // Nothing stored.
+  }
+  renderConn();
+  renderConvHeader();
+}
+
+function onFrame(event) {
+  const msg = parseFrame(event);
   if (!msg || typeof msg !== 'object') return;
+  // A later hello must still be ours (a server never changes its run in the middle of a socket).
+  if (msg.method === 'hello') {
+    if (helloInstance(msg) !== S.instance) serverGone(S.ws);
+    return;
+  }
   if (msg.id !== undefined && msg.id !== null && (msg.result !== undefined || msg.error)) {
     const waiter = S.pending.get(msg.id);
     if (!waiter) return;
@@ -226,19 +311,26 @@ function connect() {
     return;
   }
   S.ws = ws;
+  let first = true;
   ws.addEventListener('open', () => {
     if (S.ws !== ws) return;
-    S.sock = 'open';
-    S.everOpen = true;
-    S.attempts = 0;
-    renderConn();
-    bootstrap().catch((e) => showError(e.message));
+    // Send nothing (not even subscribe) until the server's hello proves it is our hush web.
+    S.sock = 'hello';
+    clearTimeout(S.helloTimer);
+    S.helloTimer = setTimeout(() => {
+      if (S.ws === ws && S.sock === 'hello') serverGone(ws);
+    }, HELLO_TIMEOUT_MS);
   });
   ws.addEventListener('message', (e) => {
-    if (S.ws === ws) onFrame(e);
+    if (S.ws !== ws) return;
+    if (first) {
+      first = false;
+      onFirstFrame(ws, e);
+    } else onFrame(e);
   });
   ws.addEventListener('close', () => {
     if (S.ws !== ws) return;
+    clearTimeout(S.helloTimer);
     S.ws = null;
     S.ready = false;
     for (const w of S.pending.values()) w.reject(new RpcError('hush web is not reachable', 0, 'disconnected'));
@@ -594,13 +686,16 @@ function renderConn() {
   const banner = $('sock-banner');
   let state;
   let text;
-  if (!S.token) {
+  if (S.sock === 'gone') {
+    state = 'disconnected';
+    text = 'hush web is gone';
+  } else if (!S.token) {
     state = 'disconnected';
     text = 'No access token';
   } else if (S.sock === 'open') {
     state = S.status.connected ? 'connected' : 'offline';
     text = S.status.connected ? 'Connected' : 'Relay offline';
-  } else if (S.sock === 'connecting' && !S.everOpen && S.attempts === 0) {
+  } else if ((S.sock === 'connecting' || S.sock === 'hello') && !S.everOpen && S.attempts === 0) {
     state = 'disconnected';
     text = 'Reaching hush web…';
   } else {
@@ -620,10 +715,14 @@ function renderConn() {
   queued.hidden = q === 0;
   queued.title = `${q} ${q === 1 ? 'item' : 'items'} (messages and receipts) waiting for the relay`;
 
-  if (!S.token) {
+  if (S.sock === 'gone') {
+    banner.hidden = false;
+    banner.textContent =
+      'This hush web is gone: it stopped, and whatever answers on its address now is not it, so this page sends it nothing. Open the new URL hush web printed when you started it again.';
+  } else if (!S.token) {
     banner.hidden = true;
     banner.textContent = '';
-  } else if (S.sock === 'down' || (S.sock === 'connecting' && S.attempts > 0)) {
+  } else if (S.sock === 'down' || ((S.sock === 'connecting' || S.sock === 'hello') && S.attempts > 0)) {
     const secs = Math.max(0, Math.ceil((S.retryAt - Date.now()) / 1000));
     banner.hidden = false;
     banner.textContent = `hush web is not reachable. ${secs > 0 ? `Retrying in ${secs} s.` : 'Retrying…'} If you restarted it, open the new URL it printed.`;
@@ -811,7 +910,7 @@ function renderConvHeader() {
       ),
     );
   }
-  const disabled = !key || blocked || gone;
+  const disabled = !key || blocked || gone || S.sock === 'gone';
   box.disabled = disabled;
   $('send').disabled = disabled;
   box.placeholder = !key
@@ -1399,26 +1498,40 @@ function takeToken() {
       // Storage refused (private mode): the token still works until the page is reloaded.
     }
     window.history.replaceState(null, '', location.pathname + location.search);
-    return m[1];
+    return { token: m[1], fresh: true };
   }
   try {
-    return sessionStorage.getItem(TOKEN_KEY);
+    return { token: sessionStorage.getItem(TOKEN_KEY), fresh: false };
   } catch {
-    return null;
+    return { token: null, fresh: false };
+  }
+}
+
+/** The pinned run: forgotten for a URL just printed by hush web (its first hello is pinned afresh). */
+function pinFor(fresh) {
+  try {
+    if (fresh) sessionStorage.removeItem(INSTANCE_KEY);
+    S.instance = fresh ? null : sessionStorage.getItem(INSTANCE_KEY);
+  } catch {
+    if (fresh) S.instance = null;
   }
 }
 
 function start() {
   wire();
   renderMe();
-  S.token = takeToken();
+  const taken = takeToken();
+  S.token = taken.token;
+  pinFor(taken.fresh);
   renderConvHeader();
   renderChats();
   renderConn();
   // Pasting a new URL (hush web restarted) into this tab changes only the fragment: no reload.
   window.addEventListener('hashchange', () => {
-    const token = takeToken();
+    const { token, fresh } = takeToken();
     if (!token || (token === S.token && S.sock === 'open')) return;
+    clearTimeout(S.helloTimer);
+    pinFor(fresh);
     S.token = token;
     document.body.classList.remove('no-token');
     $('welcome-text').textContent = WELCOME;

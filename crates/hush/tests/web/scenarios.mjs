@@ -24,6 +24,7 @@ import {
   waitMessage,
 } from './page.mjs';
 import { originAndToken } from './origin.mjs';
+import { squat } from './squat.mjs';
 
 const VIEWPORT = { width: 1280, height: 800 };
 const SHOTS = process.env.HUSH_WEB_SCREENSHOTS || null;
@@ -396,6 +397,75 @@ await runner.run('e: a changed key blocks sending until accepted', { needs: ['b'
     ['on relay', 'delivered'].includes(m.state),
   );
   await waitMessage(b, 'welcome back', 'new bob receives it');
+});
+
+/**
+ * alice's page is open and connected; her hush web stops and `squat.mjs` takes its port in
+ * `mode`. The page must reconnect to it (the squatter sees the upgrade), send it no frame but a
+ * close, never show connected, stop reconnecting, lock the composer and say this hush web is gone.
+ */
+async function squatted(context, mode) {
+  const web = await control('start-web', { name: 'alice' });
+  const page = await context.newPage();
+  const uncaught = [];
+  page.on('pageerror', (e) => uncaught.push(e.message));
+  await page.goto(web.url);
+  await connected(page);
+  await chat(page, 'bob').waitFor({ state: 'visible' });
+  await openChat(page, 'bob');
+  await page.evaluate(() => {
+    window.__connStates = [];
+    new MutationObserver(() => window.__connStates.push(document.getElementById('conn').dataset.state)).observe(
+      document.getElementById('conn'),
+      { attributes: true, attributeFilter: ['data-state'] },
+    );
+  });
+  const port = Number(new URL(web.url).port);
+  await control('stop-web', { name: 'alice' });
+  const fake = await squat(port, mode);
+  try {
+    await until(() => fake.upgrades.length > 0, `${mode}: the page reconnects to the squatter on port ${port}`, 20_000);
+    check(
+      fake.upgrades[0].includes(tokenOf(web.url)),
+      `${mode}: the squatter's upgrade is not the page's reconnect: ${fake.upgrades[0]}`,
+    );
+    await until(
+      async () =>
+        (await page.locator('body[data-sock="gone"]').count()) === 1 &&
+        (await page.locator('#sock-banner').isVisible()) &&
+        /gone/i.test((await page.locator('#sock-banner').textContent()) ?? ''),
+      `${mode}: #sock-banner says this hush web is gone`,
+      mode === 'silent' ? 20_000 : 10_000,
+    );
+    const upgrades = fake.upgrades.length;
+    await sleep(2_500); // the first reconnect delay is 300 ms: a page still retrying would show it
+    check(fake.upgrades.length === upgrades, `${mode}: the page kept reconnecting (${fake.upgrades.length} upgrades)`);
+    check(
+      fake.dataFrames().length === 0,
+      `${mode}: the page sent the squatter ${fake.dataFrames().length} frames: ${JSON.stringify(fake.dataFrames().slice(0, 3))}`,
+    );
+    const states = await page.evaluate(() => window.__connStates);
+    check(!states.includes('connected'), `${mode}: #conn went back to connected: ${states.join(', ')}`);
+    check((await connState(page)) === 'disconnected', `${mode}: #conn is ${await connState(page)}`);
+    check(!(await enabled(page.locator('#composer'))), `${mode}: #composer still enabled on a gone hush web`);
+    check(uncaught.length === 0, `${mode}: uncaught errors in the page: ${uncaught.join('; ')}`);
+    log(`web squatter (${mode}): ${upgrades} upgrade(s), frames received: ${fake.frames.map((f) => f.opcode).join(',') || 'none'}`);
+    if (mode === 'other-instance') await screenshot(page, 'hush-web-gone');
+  } finally {
+    await fake.close();
+    await page.close();
+  }
+}
+
+await runner.run('j: a stopped hush web\'s port taken by another server gets nothing', { needs: ['b'], timeout: 90_000 }, async () => {
+  // Not watched: the refused reconnects while the port is free are logged as console errors.
+  await closeUser('alice');
+  const context = await browser.newContext({ viewport: VIEWPORT });
+  try {
+    for (const mode of ['other-instance', 'not-hello', 'silent']) await squatted(context, mode);
+  } finally {
+    await context.close();
+  }
 });
 
 await runner.run('a (whole run): nothing left the machine, no console errors or CSP violations', {}, async () => {
