@@ -21,6 +21,11 @@ const HELLO_TIMEOUT_MS = 10000;
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000, 15000];
 /** Past this many messages a conversation renders only the newest ones (the DOM stays light). */
 const MAX_RENDERED = 1500;
+/**
+ * A conversation reads only its newest this-many messages: a peer can fill a history with big
+ * messages, and a whole history in one frame would stall hush web and this tab.
+ */
+const HISTORY_LIMIT = 500;
 
 // ---------------------------------------------------------------------------------------------
 // DOM helpers
@@ -153,13 +158,20 @@ const S = {
   open: null,
   /** The open chat's messages, oldest first. */
   messages: [],
+  /** Whether the open chat has older messages than those in S.messages (not shown). */
+  truncated: false,
+  /** Read-marking of the open chat: one `history {limit:1, mark_read}` in flight, one queued. */
+  marking: false,
+  markAgain: false,
   /** chat key -> [{text, ts}] system lines seen while this page lives (groups). */
   system: new Map(),
   drafts: new Map(),
   /** Bumped on every open, so a slow answer for a chat no longer open is ignored. */
   openSeq: 0,
   refreshing: false,
-  refreshAgain: false,
+  /** The limit of a re-read queued behind the one in flight (0: none). */
+  refreshAgain: 0,
+  refreshMark: false,
   /** The chat whose safety number / members dialog is showing. */
   dialogChat: null,
 };
@@ -402,7 +414,7 @@ async function loadPreviews() {
   await Promise.all(
     keys.map(async (key) => {
       try {
-        const msgs = await call('history', { contact: key });
+        const msgs = await call('history', { contact: key, limit: 1 });
         if (Array.isArray(msgs) && msgs.length) noteLast(key, msgs[msgs.length - 1], false);
       } catch {
         // A chat that cannot be read just has no preview.
@@ -471,7 +483,7 @@ function onMessage(m) {
   if (key === S.open) {
     upsertMessage(m);
     renderMessages({ stick: true });
-    refreshOpen(true);
+    markRead();
   } else {
     const chat = isGroupKey(key) ? S.groups.get(key) : S.contacts.get(key);
     if (chat) chat.unread = (chat.unread ?? 0) + 1;
@@ -542,7 +554,13 @@ function applyStatus(st, fromNotification) {
   renderConn();
   if (!fromNotification) return;
   // queued dropped: something reached the relay; reconnected: states may have moved.
-  if (S.open && (next.queued < prev.queued || (next.connected && !prev.connected))) refreshOpen(false);
+  if (!S.open) return;
+  if (next.connected && !prev.connected) refreshOpen(false, HISTORY_LIMIT);
+  else if (next.queued < prev.queued) {
+    // Only queued messages can have moved on: re-read from the oldest one shown (plus a margin).
+    const i = S.messages.findIndex((m) => (m.from === null || m.from === undefined) && m.state === 'queued');
+    if (i >= 0) refreshOpen(false, Math.min(HISTORY_LIMIT, S.messages.length - i + 20));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,23 +571,52 @@ function upsertMessage(m) {
   const i = S.messages.findIndex((x) => msgKey(x) === k);
   if (i >= 0) S.messages[i] = m;
   else S.messages.push(m);
+  trimMessages();
 }
 
-/** Re-read the open chat (coalesced: at most one read in flight and one queued). */
-async function refreshOpen(markRead) {
+/** The page keeps at most MAX_RENDERED messages of the open chat. */
+function trimMessages() {
+  if (S.messages.length > MAX_RENDERED) {
+    S.messages = S.messages.slice(-MAX_RENDERED);
+    S.truncated = true;
+  }
+}
+
+/**
+ * Apply a re-read of the newest `limit` messages: they replace the tail they overlap; with no
+ * overlap they replace everything (older ones, if any, are then not shown).
+ */
+function applyTail(msgs, limit) {
+  if (!msgs.length) return;
+  const first = msgKey(msgs[0]);
+  const i = S.messages.findIndex((m) => msgKey(m) === first);
+  if (i >= 0) S.messages = S.messages.slice(0, i).concat(msgs);
+  else {
+    S.messages = msgs.slice();
+    if (msgs.length >= limit) S.truncated = true;
+  }
+  trimMessages();
+}
+
+/**
+ * Re-read the newest `limit` messages of the open chat (coalesced: at most one read in flight
+ * and one queued, which takes the larger limit).
+ */
+async function refreshOpen(mark, limit = HISTORY_LIMIT) {
   if (!S.open || S.sock !== 'open') return;
   if (S.refreshing) {
-    S.refreshAgain = true;
+    S.refreshAgain = Math.max(S.refreshAgain || 0, limit);
+    S.refreshMark = S.refreshMark || mark;
     return;
   }
   S.refreshing = true;
   const key = S.open;
   const seq = S.openSeq;
   try {
-    const msgs = await call('history', { contact: key, mark_read: markRead || !document.hidden });
+    const msgs = await call('history', { contact: key, limit, mark_read: mark || !document.hidden });
     if (seq === S.openSeq && Array.isArray(msgs)) {
-      S.messages = msgs;
-      clearUnread(key);
+      applyTail(msgs, limit);
+      if (mark || !document.hidden) clearUnread(key);
       renderMessages({});
     }
   } catch (e) {
@@ -577,8 +624,37 @@ async function refreshOpen(markRead) {
   } finally {
     S.refreshing = false;
     if (S.refreshAgain) {
-      S.refreshAgain = false;
-      refreshOpen(markRead);
+      const again = S.refreshAgain;
+      const againMark = S.refreshMark;
+      S.refreshAgain = 0;
+      S.refreshMark = false;
+      refreshOpen(againMark, again);
+    }
+  }
+}
+
+/**
+ * The open chat's messages are on screen: mark them read in hush web without re-reading them
+ * (`limit: 1`; coalesced). A hidden tab marks nothing; coming back into view does.
+ */
+async function markRead() {
+  if (!S.open || S.sock !== 'open' || document.hidden) return;
+  if (S.marking) {
+    S.markAgain = true;
+    return;
+  }
+  S.marking = true;
+  const key = S.open;
+  try {
+    await call('history', { contact: key, mark_read: true, limit: 1 });
+    if (S.open === key) clearUnread(key);
+  } catch (e) {
+    if (e.kind !== 'disconnected') showError(e.message);
+  } finally {
+    S.marking = false;
+    if (S.markAgain) {
+      S.markAgain = false;
+      markRead();
     }
   }
 }
@@ -599,6 +675,7 @@ async function openChat(key, opts = {}) {
   document.body.classList.add('chat-open');
   if (switching) {
     S.messages = [];
+    S.truncated = false;
     $('composer').value = S.drafts.get(key) ?? '';
     autosize();
   }
@@ -606,9 +683,10 @@ async function openChat(key, opts = {}) {
   renderChats();
   if (switching) renderMessages({ stick: true });
   try {
-    const msgs = await call('history', { contact: key, mark_read: true });
+    const msgs = await call('history', { contact: key, limit: HISTORY_LIMIT, mark_read: true });
     if (seq !== S.openSeq) return;
     S.messages = Array.isArray(msgs) ? msgs : [];
+    S.truncated = S.messages.length >= HISTORY_LIMIT;
     const newest = S.messages[S.messages.length - 1];
     if (newest) noteLast(key, newest, false);
     clearUnread(key);
@@ -629,6 +707,7 @@ function closeChat() {
   S.open = null;
   S.openSeq += 1;
   S.messages = [];
+  S.truncated = false;
   document.body.classList.remove('chat-open');
   renderConvHeader();
   renderMessages({});
@@ -982,10 +1061,10 @@ function renderMessages({ stick }) {
   const frag = document.createDocumentFragment();
   if (key) {
     const isGroup = isGroupKey(key);
-    let msgs = S.messages;
-    if (msgs.length > MAX_RENDERED) {
-      frag.append(h('li', 'note', `${msgs.length - MAX_RENDERED} older messages are not shown.`));
-      msgs = msgs.slice(-MAX_RENDERED);
+    const msgs = S.messages;
+    if (S.truncated) {
+      const note = h('li', 'note older-hidden', 'Older messages are not shown.');
+      frag.append(note);
     }
     const sys = (S.system.get(key) ?? []).slice().sort((a, b) => a.ts - b.ts);
     let si = 0;
@@ -1481,7 +1560,7 @@ function wire() {
 
   // Back in view: the open chat's unread messages are now read.
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && S.open && S.ready) refreshOpen(true);
+    if (!document.hidden && S.open && S.ready) markRead();
   });
   // Local times and "Today" labels move on; refresh the list stamps now and then.
   setInterval(() => {
