@@ -74,9 +74,25 @@ function textNodes(text) {
   return frag;
 }
 
-/** A one-line form of peer text (names, previews). */
+/** Bidi embedding, override and isolate controls and marks: they could reorder the page's own text. */
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** A one-line form of peer text (names, previews, reasons, tooltips): no control or bidi characters. */
 function oneLine(text) {
-  return showable(text).replace(/[\n\t\u2400-\u241f]+/g, ' ').trim();
+  return showable(text)
+    .replace(BIDI, '')
+    .replace(/[\n\t\u2400-\u241f]+/g, ' ')
+    .trim();
+}
+
+/** Peer text inside a `title` (plain text, no elements): one line, bidi-isolated (FSI … PDI). */
+function iso(text) {
+  return `\u2068${oneLine(text)}\u2069`;
+}
+
+/** Peer text inside page text: one line in its own bidi-isolated <bdi>. */
+function peer(text) {
+  return h('bdi', null, oneLine(text));
 }
 
 const AVATAR_COLOURS = 8;
@@ -174,6 +190,8 @@ const S = {
   refreshMark: false,
   /** The chat whose safety number / members dialog is showing. */
   dialogChat: null,
+  /** The 60 digits the safety dialog shows (sent with a confirmation), or null. */
+  safetyShown: null,
 };
 
 const narrow = () => matchMedia('(max-width: 40rem)').matches;
@@ -449,7 +467,7 @@ function onNotification(method, p) {
       break;
     case 'failed':
       setStates([p.id], 'failed', p.reason);
-      if (p.reason) showError(`Message to ${oneLine(p.contact)} failed: ${oneLine(p.reason)}`);
+      if (p.reason) showError('Message to ', peer(p.contact), ' failed: ', peer(p.reason));
       break;
     case 'key_changed':
       if (S.ready) loadContacts().catch(() => {});
@@ -458,11 +476,8 @@ function onNotification(method, p) {
       onGroupChange(p);
       break;
     case 'rejected':
-      showError(
-        p.contact
-          ? `Refused a message from ${oneLine(p.contact)}: ${oneLine(p.reason)}`
-          : `Refused a message: ${oneLine(p.reason)}`,
-      );
+      if (p.contact) showError('Refused a message from ', peer(p.contact), ': ', peer(p.reason));
+      else showError('Refused a message: ', peer(p.reason));
       break;
     case 'status':
       applyStatus(p, true);
@@ -755,7 +770,7 @@ function renderMe() {
   const name = S.me?.name ?? 'hush';
   $('me').textContent = oneLine(name);
   $('me-avatar').hidden = !S.me;
-  $('me').title = S.me ? `${oneLine(S.me.name)} on ${oneLine(S.me.relay)}\nfingerprint ${oneLine(S.me.fingerprint)}` : '';
+  $('me').title = S.me ? `${iso(S.me.name)} on ${iso(S.me.relay)}\nfingerprint ${iso(S.me.fingerprint)}` : '';
   paintAvatar($('me-avatar'), name, false);
 }
 
@@ -787,7 +802,7 @@ function renderConn() {
     state === 'offline'
       ? 'The relay cannot be reached. Messages you send wait in the queue and go out when it is back.'
       : state === 'connected'
-        ? `Connected to the relay${S.me ? ` ${oneLine(S.me.relay)}` : ''}`
+        ? `Connected to the relay${S.me ? ` ${iso(S.me.relay)}` : ''}`
         : text;
   const q = S.sock === 'open' ? S.status.queued : 0;
   queued.textContent = String(q);
@@ -1046,7 +1061,7 @@ function messageItem(m, isGroup) {
   const state = h('span', 'state');
   state.dataset.state = m.state;
   state.append(h('span', 'state-word', m.state));
-  state.title = m.failure ? `${stateLabel(m.state)}\n${oneLine(m.failure)}` : stateLabel(m.state);
+  state.title = m.failure ? `${stateLabel(m.state)}\n${iso(m.failure)}` : stateLabel(m.state);
   if (!outgoing) state.classList.add('sr-only');
   meta.append(state);
   bubble.append(meta);
@@ -1115,9 +1130,15 @@ function renderMessages({ stick }) {
 
 let errorTimer = 0;
 
-function showError(message) {
+/**
+ * Show an error in #error. One string (an RpcError message: hush web's text, which may quote a
+ * peer or the relay) is shown bidi-isolated as a whole; several parts are the page's own strings
+ * and peer() nodes.
+ */
+function showError(...parts) {
   const box = $('error');
-  box.textContent = oneLine(message);
+  const only = parts.length === 1 && typeof parts[0] === 'string';
+  box.replaceChildren(...(only ? [peer(parts[0])] : parts.map((p) => (typeof p === 'string' ? document.createTextNode(p) : p))));
   box.classList.remove('faded');
   box.tabIndex = 0;
   clearTimeout(errorTimer);
@@ -1138,7 +1159,7 @@ function clearError() {
 /** Show an error in a dialog's own line and in #error. */
 function dialogError(dlg, message) {
   const line = dlg.querySelector('.dlg-error');
-  if (line) line.textContent = message ? oneLine(message) : '';
+  if (line) line.replaceChildren(...(message ? [peer(message)] : []));
   if (message) showError(message);
 }
 
@@ -1281,23 +1302,31 @@ function drawQr(canvas, qr) {
   canvas.hidden = false;
 }
 
-function renderSafety(v) {
+/** `note`: an extra line shown first in the status (e.g. the number changed under the dialog). */
+function renderSafety(v, note = '') {
   const box = $('safety-number');
   const groups = String(v.grouped ?? v.safety_number ?? '')
     .split(/\s+/)
     .filter(Boolean);
   const digits = groups.length === 12 ? groups : (String(v.safety_number ?? '').match(/\d{5}/g) ?? []);
   box.replaceChildren(...digits.map((d) => h('span', 'digits', d)));
+  // Exactly the digits on screen: confirming sends them, so hush web marks verified only the
+  // key whose number the user compared.
+  S.safetyShown = digits.join('');
   drawQr($('safety-qr'), v.qr);
   const status = $('safety-status');
   const name = oneLine(v.contact ?? S.dialogChat);
   status.dataset.verified = v.verified ? 'true' : 'false';
   status.dataset.keyChanged = v.key_changed ? 'true' : 'false';
-  status.textContent = v.key_changed
+  const text = v.key_changed
     ? `${name}'s key changed: this number is for the new key, which you have not accepted yet.`
     : v.verified
       ? `Verified: you confirmed ${name}'s safety number.`
       : `Not verified: compare this number with ${name} before marking it verified.`;
+  status.replaceChildren();
+  status.classList.toggle('changed', Boolean(note));
+  if (note) status.append(h('strong', 'safety-changed', note), h('br'));
+  status.append(document.createTextNode(text));
   const confirm = $('confirm-verified');
   confirm.disabled = Boolean(v.verified);
   confirm.textContent = v.verified ? 'Verified ✓' : 'Mark as verified';
@@ -1311,6 +1340,7 @@ async function openSafety(key) {
   $('safety-qr').hidden = true;
   $('safety-status').textContent = 'Loading…';
   $('safety-title').textContent = `Safety number with ${oneLine(key)}`;
+  S.safetyShown = null;
   openDialog(dlg);
   try {
     renderSafety(await call('verify', { contact: key }));
@@ -1325,15 +1355,33 @@ async function confirmVerified() {
   const key = S.dialogChat;
   if (!key) return;
   const btn = $('confirm-verified');
+  const shown = S.safetyShown;
+  if (!shown || !/^\d{60}$/.test(shown)) return;
   busy(btn, true);
   try {
-    const v = await call('verify', { contact: key, confirm: true });
+    const v = await call('verify', { contact: key, confirm: true, safety_number: shown });
     renderSafety(v);
     await loadContacts();
-    if (S.open === key) refreshOpen(false);
   } catch (e) {
-    dialogError(dlg, e.message);
-    btn.disabled = false;
+    if (e.kind === 'safety_number_changed' || e.kind === 'key_changed') {
+      // The key changed after this number was shown: show the current one; nothing was verified.
+      dialogError(dlg, '');
+      try {
+        const v = await call('verify', { contact: key });
+        if (S.dialogChat === key) {
+          renderSafety(
+            v,
+            'The safety number changed while this window was open: nothing was marked verified. Compare the new number below.',
+          );
+        }
+      } catch (e2) {
+        dialogError(dlg, e2.message);
+      }
+      loadContacts().catch(() => {});
+    } else {
+      dialogError(dlg, e.message);
+      btn.disabled = false;
+    }
   } finally {
     btn.classList.remove('busy');
   }
@@ -1363,7 +1411,7 @@ function renderMembers(g) {
     const info = h('div', 'member-info');
     const name = h('span', 'member-name', oneLine(m.name));
     const state = h('span', `member-state s-${String(m.state).replace(/[^a-z_]/g, '')}`, MEMBER_STATE[m.state] ?? oneLine(m.state));
-    state.title = `fingerprint ${oneLine(m.fingerprint)}`;
+    state.title = `fingerprint ${iso(m.fingerprint)}`;
     info.append(name, state);
     li.append(av, info);
     if (m.state !== 'you' && m.name !== me && g.member !== false) {
