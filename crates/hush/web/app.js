@@ -956,6 +956,7 @@ function renderConvHeader() {
   const avatar = $('conv-avatar');
   const box = $('composer');
   const banner = $('key-change-banner');
+  const bannerWasHidden = banner.hidden;
   let blocked = false;
   let gone = false;
   sub.classList.remove('warn');
@@ -1003,6 +1004,11 @@ function renderConvHeader() {
         ' They may have reinstalled hush, or someone may be intercepting. Compare safety numbers, then accept the new key to send again.',
       ),
     );
+  }
+  if (bannerWasHidden && !banner.hidden) {
+    // The banner takes room above the messages: keep the newest (under the new key) in view.
+    const ol = $('messages');
+    ol.scrollTop = ol.scrollHeight;
   }
   const disabled = !key || blocked || gone || S.sock === 'gone';
   box.disabled = disabled;

@@ -382,6 +382,20 @@ await runner.run('e: a changed key blocks sending until accepted', { needs: ['b'
     '#composer and #send disabled while the banner shows',
   );
   await waitMessage(a, 'new phone, same bob', "the message under bob's new key, shown at alice");
+  // The banner took room above the messages: the newest one must still be in view.
+  await until(
+    () =>
+      a.evaluate(() => {
+        const ol = document.getElementById('messages');
+        const last = [...ol.querySelectorAll('li.msg')].at(-1);
+        if (!last) return false;
+        const box = ol.getBoundingClientRect();
+        const r = last.getBoundingClientRect();
+        return r.bottom <= box.bottom + 1 && r.top >= box.top - 1;
+      }),
+    "the newest message (under bob's new key) scrolled into view of #messages below the banner",
+    5_000,
+  );
   await screenshot(a, 'key-change');
 
   await a.locator('#accept-key').click();
