@@ -47,10 +47,17 @@ fn dispatched_methods(rpc: &str) -> BTreeSet<String> {
 /// The method names in `event_notification` and `status_notification`: each arm yields
 /// `("name", params)`.
 fn notification_methods(rpc: &str) -> BTreeSet<String> {
+    methods_in(rpc, &["fn event_notification(", "fn status_notification("])
+}
+
+/// The `("name", params)` method names in the bodies of the functions `signatures`.
+fn methods_in(rpc: &str, signatures: &[&str]) -> BTreeSet<String> {
     let mut methods = BTreeSet::new();
     // rustfmt may break `(\n"name",` over lines: read the body as one line.
-    let mut body = function_body(rpc, "fn event_notification(");
-    body.extend(function_body(rpc, "fn status_notification("));
+    let mut body = Vec::new();
+    for signature in signatures {
+        body.extend(function_body(rpc, signature));
+    }
     let body = body.join(" ");
     let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let body = body.replace("( ", "(");
@@ -115,6 +122,18 @@ fn every_dispatched_method_and_notification_is_documented() {
         documented(&doc, "Notifications"),
         notifications,
         "docs/RPC.md `## Notifications` headings differ from what rpc/dispatch.rs emits"
+    );
+    // What only the WebSocket sends (`hello`, the first frame) is documented under its own
+    // section, not with the notifications both transports send.
+    let web_only = methods_in(&rpc, &["fn hello_notification("]);
+    assert!(
+        web_only.contains("hello"),
+        "parser missed hello: {web_only:?}"
+    );
+    assert_eq!(
+        documented(&doc, "Over a WebSocket (`hush web`)"),
+        web_only,
+        "docs/RPC.md's WebSocket section headings differ from the notifications only hush web sends"
     );
 }
 

@@ -195,11 +195,23 @@ impl WebProc {
             .await
             .expect("socket handshake timed out")?;
         assert_eq!(response.status(), 101);
-        Ok(Ws {
+        let mut ws = Ws {
             ws,
             notifications: VecDeque::new(),
             next_id: 1,
-        })
+            hello: Value::Null,
+        };
+        // The first frame, before anything is asked: who this server is.
+        let hello = ws.next(Instant::now() + WAIT).await;
+        assert_eq!(
+            hello["method"], "hello",
+            "the first frame is not a hello: {hello}"
+        );
+        let instance = hello["params"]["instance"].as_str().unwrap();
+        assert_eq!(instance.len(), 32, "{hello}");
+        assert!(instance.bytes().all(|b| b.is_ascii_hexdigit()), "{hello}");
+        ws.hello = hello["params"].clone();
+        Ok(ws)
     }
 
     /// A socket as the page opens it: right token, our Origin.
@@ -240,6 +252,8 @@ struct Ws {
     /// Notifications read while looking for a response.
     notifications: VecDeque<Value>,
     next_id: u64,
+    /// The params of the `hello` the server sent first.
+    hello: Value,
 }
 
 impl Ws {
@@ -432,6 +446,8 @@ async fn the_socket_needs_the_token_our_origin_and_our_host() {
     // is not a browser may leave Origin out.
     let mut ws = web.socket().await;
     assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    assert_eq!(ws.hello["name"], "alice");
+    let instance = ws.hello["instance"].clone();
     let localhost = format!("localhost:{}", web.port);
     let mut ws = web
         .open(
@@ -442,8 +458,11 @@ async fn the_socket_needs_the_token_our_origin_and_our_host() {
         .await
         .unwrap();
     assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    // Every socket of one run presents the same instance.
+    assert_eq!(ws.hello["instance"], instance);
     let mut ws = web.open(Some(&web.token), &host, None).await.unwrap();
     assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    assert_eq!(ws.hello["instance"], instance);
 
     // Ctrl-C / SIGTERM: a clean exit.
     assert!(web.stop().await.success());
@@ -651,9 +670,12 @@ async fn a_message_that_came_before_any_subscribe_goes_to_the_first_subscriber_o
 
     // Handed to a socket, it counts as emitted: the next run does not send it again (the
     // first message a new subscriber sees is the next one).
+    let first_run = bob.hello["instance"].clone();
     assert!(bob_web.stop().await.success());
     let bob_web = WebProc::spawn(&w.bob, "bob").await;
     let mut bob = bob_web.socket().await;
+    // Another run: another instance in its hello.
+    assert_ne!(bob.hello["instance"], first_run);
     bob.result("subscribe", json!({})).await;
     alice
         .result("send", json!({"to": "bob", "text": "after the restart"}))

@@ -168,6 +168,15 @@ fn status_notification(status: Value) -> Value {
     json!({ "jsonrpc": "2.0", "method": method, "params": params })
 }
 
+/// The first frame `hush web` sends on every socket, before any response: which run
+/// (`instance`, random per process) of which profile this is. A page pins the instance it met
+/// first and refuses a reconnect to a server that presents another one or none, so a tab left
+/// open after `hush web` stopped does not talk to whatever process binds the port next.
+pub(crate) fn hello_notification(instance: &str, name: &str) -> Value {
+    let (method, params) = ("hello", json!({ "instance": instance, "name": name }));
+    json!({ "jsonrpc": "2.0", "method": method, "params": params })
+}
+
 /// The methods over one [`Client`], with the notifications waiting for a subscriber.
 pub(crate) struct Dispatcher<'a> {
     pub(crate) client: &'a mut Client,

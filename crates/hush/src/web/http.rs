@@ -48,16 +48,24 @@ pub(crate) struct Shared {
     token: Vec<u8>,
     /// The accepted `Host` values.
     hosts: Vec<String>,
+    /// The `hello` notification, the first frame of every socket.
+    hello: String,
     inbox: mpsc::Sender<Inbound>,
     sockets: AtomicUsize,
     next_id: AtomicU64,
 }
 
 impl AppState {
-    pub(crate) fn new(token: &[u8], hosts: Vec<String>, inbox: mpsc::Sender<Inbound>) -> Self {
+    pub(crate) fn new(
+        token: &[u8],
+        hosts: Vec<String>,
+        hello: String,
+        inbox: mpsc::Sender<Inbound>,
+    ) -> Self {
         Self(Arc::new(Shared {
             token: token.to_vec(),
             hosts,
+            hello,
             inbox,
             sockets: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -212,8 +220,16 @@ impl Drop for Slot {
 }
 
 /// Relay frames between one socket and the owner task until either side closes. The owner
-/// answers in order on `out`; dropping its sender closes the socket.
+/// answers in order on `out`; dropping its sender closes the socket. The `hello` goes out
+/// first, before the owner knows the socket, so nothing can precede it.
 async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
+    let hello = Message::Text(state.0.hello.clone().into());
+    if !matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(hello)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
     let id = state.0.next_id.fetch_add(1, Ordering::Relaxed);
     let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND);
     let inbox = state.0.inbox.clone();

@@ -69,9 +69,10 @@ pub async fn run(
         token.as_str()
     ));
     let hosts = allowed_hosts(addr, explicit);
+    let hello = crate::rpc::dispatch::hello_notification(&instance()?, client.name());
 
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
-    let state = http::AppState::new(token.as_bytes(), hosts, inbox_tx.clone());
+    let state = http::AppState::new(token.as_bytes(), hosts, hello.to_string(), inbox_tx.clone());
     let server = axum::serve(listener, http::router(state));
     let server = tokio::spawn(async move {
         if let Err(e) = server.await {
@@ -132,6 +133,17 @@ fn token() -> Result<Zeroizing<String>, String> {
         .try_fill_bytes(bytes.as_mut_slice())
         .map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
     Ok(Zeroizing::new(hex::encode(bytes.as_slice())))
+}
+
+/// 16 bytes from the OS RNG, in hex: this run's identity, sent first on every socket (the
+/// `hello` notification). Not a secret (every token holder sees it), only unpredictable, so
+/// another process that takes the port after this one stops cannot present it.
+fn instance() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| format!("cannot read the OS random number generator: {e}"))?;
+    Ok(hex::encode(bytes))
 }
 
 /// The `Host` values that name this server: the loopback spellings with the real port, and
@@ -199,6 +211,14 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a.as_str(), b.as_str());
+    }
+
+    #[test]
+    fn instances_are_fresh_32_hex_digits() {
+        let a = instance().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, instance().unwrap());
     }
 
     #[cfg(unix)]
