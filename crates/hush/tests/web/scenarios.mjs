@@ -413,6 +413,54 @@ await runner.run('e: a changed key blocks sending until accepted', { needs: ['b'
   await waitMessage(b, 'welcome back', 'new bob receives it');
 });
 
+await runner.run('k: confirming a safety number that changed meanwhile verifies nothing', { needs: ['e'], timeout: 60_000 }, async () => {
+  const a = A();
+  await openChat(a, 'bob');
+  await openDialog(a, '#verify', '#safety-dialog');
+  const digits = a.locator('#safety-number span.digits');
+  await until(async () => (await digits.count()) === 12, 'alice: 12 #safety-number span.digits');
+  const before = (await digits.allTextContents()).join(' ');
+  check(await enabled(a.locator('#confirm-verified')), '#confirm-verified disabled for a bob not verified');
+  // While alice compares, bob's key changes again and alice accepts it in another tab.
+  await closeUser('bob');
+  await control('new-identity', { name: 'bob' });
+  await openUser('bob', await newContext());
+  const b = B();
+  await openDialog(b, '#add-contact', '#add-contact-dialog');
+  await b.locator('#add-contact-name').fill('alice');
+  await b.locator('#add-contact-submit').click();
+  await openChat(b, 'alice');
+  await send(b, 'third phone');
+  const other = await users.alice.context.newPage();
+  watch.page(other, 'alice (second tab)');
+  try {
+    await other.goto(users.alice.url);
+    await connected(other);
+    await openChat(other, 'bob');
+    await other.locator('#key-change-banner').waitFor({ state: 'visible', timeout: 15_000 });
+    await other.locator('#accept-key').click();
+    await other.locator('#key-change-banner').waitFor({ state: 'hidden' });
+    watch.problems.push(...(await Watch.csp(other, 'alice (second tab)')));
+  } finally {
+    await other.close();
+  }
+  // The first tab still shows the old number; confirming it must not verify the new key.
+  check((await digits.allTextContents()).join(' ') === before, 'the open dialog changed its number by itself');
+  await a.locator('#confirm-verified').click();
+  const status = a.locator('#safety-status');
+  await until(
+    async () => /changed/i.test((await status.textContent()) ?? '') && (await a.locator('#safety-status.changed').count()) === 1,
+    '#safety-status says the number changed (safety_number_changed)',
+  );
+  await until(
+    async () => (await digits.count()) === 12 && (await digits.allTextContents()).join(' ') !== before,
+    'the dialog shows the new safety number',
+  );
+  check(await enabled(a.locator('#confirm-verified')), '#confirm-verified not offered for the new number');
+  await escapeCloses(a, '#safety-dialog');
+  check(!(await chat(a, 'bob').locator('.verified').isVisible()), 'bob shown verified after confirming a stale number');
+});
+
 /**
  * alice's page is open and connected; her hush web stops and `squat.mjs` takes its port in
  * `mode`. The page must reconnect to it (the squatter sees the upgrade), send it no frame but a
@@ -443,6 +491,13 @@ async function squatted(context, mode) {
       fake.upgrades[0].includes(tokenOf(web.url)),
       `${mode}: the squatter's upgrade is not the page's reconnect: ${fake.upgrades[0]}`,
     );
+    const noData = () =>
+      check(
+        fake.dataFrames().length === 0,
+        `${mode}: the page sent the squatter ${fake.dataFrames().length} frames: ${JSON.stringify(fake.dataFrames().slice(0, 3))}`,
+      );
+    await sleep(500); // a page that trusts the socket sends subscribe at once
+    noData();
     await until(
       async () =>
         (await page.locator('body[data-sock="gone"]').count()) === 1 &&
@@ -454,10 +509,7 @@ async function squatted(context, mode) {
     const upgrades = fake.upgrades.length;
     await sleep(2_500); // the first reconnect delay is 300 ms: a page still retrying would show it
     check(fake.upgrades.length === upgrades, `${mode}: the page kept reconnecting (${fake.upgrades.length} upgrades)`);
-    check(
-      fake.dataFrames().length === 0,
-      `${mode}: the page sent the squatter ${fake.dataFrames().length} frames: ${JSON.stringify(fake.dataFrames().slice(0, 3))}`,
-    );
+    noData();
     const states = await page.evaluate(() => window.__connStates);
     check(!states.includes('connected'), `${mode}: #conn went back to connected: ${states.join(', ')}`);
     check((await connState(page)) === 'disconnected', `${mode}: #conn is ${await connState(page)}`);
