@@ -141,7 +141,8 @@ pub enum Command {
     /// stdout, and open the browser. This process keeps every key; the browser only shows.
     Web {
         /// Listen on ADDR (HOST:PORT) instead of 127.0.0.1 on a free port. A non-loopback
-        /// address exposes the profile to the network (plain HTTP): a warning is printed.
+        /// address exposes the profile to the network (plain HTTP): a warning is printed. An
+        /// every-interface address (0.0.0.0, [::]) is refused: give one interface's address.
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
         /// Do not open the browser; only print the URL.

@@ -10,9 +10,10 @@
 //! sockets. Both pump the relay between requests with the same [`backoff`].
 //!
 //! Requests (params by name): `send` {to, text}, `subscribe` (alias `receive`) {},
-//! `status` {}, `contacts` {}, `history` {contact, mark_read?}, `verify` {contact, confirm?},
-//! `trust` {contact}, `add` {contact}, `whoami` {}, and `group.*` (in [`groups`]); `send` and
-//! `history` take `#NAME` for a group. Notifications after `subscribe`: `message`,
+//! `status` {}, `contacts` {}, `history` {contact, mark_read?, limit?}, `verify` {contact,
+//! confirm?, safety_number?}, `trust` {contact}, `add` {contact}, `whoami` {}, and `group.*`
+//! (in [`groups`]); `send` and `history` take `#NAME` for a group. Notifications after
+//! `subscribe`: `message`,
 //! `delivered`, `key_changed`, `group`, `rejected`, and `failed` {contact, id, reason} (a
 //! message we sent will never be delivered: the recipient is gone, or the relay refused it for
 //! too long); those that happen earlier are held (up to [`MAX_PENDING`]) and sent right after

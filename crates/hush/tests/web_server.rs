@@ -138,8 +138,16 @@ impl WebProc {
         // Nothing else ever comes on stdout; keep the pipe drained all the same.
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
         let rest = url
-            .strip_prefix("http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("stdout line 1 is not the loopback URL: {url:?}"));
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("stdout line 1 is not a URL: {url:?}"));
+        // The port follows the last colon of the host (an IPv6 host has more).
+        let (host, fragment) = rest
+            .split_once('/')
+            .unwrap_or_else(|| panic!("no path in {url:?}"));
+        let (_, port) = host
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("no port in {url:?}"));
+        let rest = format!("{port}/{fragment}");
         let (port, token) = rest
             .split_once("/#token=")
             .unwrap_or_else(|| panic!("no token fragment in {url:?}"));
@@ -344,8 +352,38 @@ impl Ws {
 
 /// One raw HTTP/1.1 GET: status, headers (names lowercased) and body.
 async fn get(port: u16, path: &str, host: &str) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    get_with(port, path, host, &[]).await
+}
+
+/// [`get`] with extra request headers.
+async fn get_with(
+    port: u16,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    get_at(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        port,
+        path,
+        host,
+        extra,
+    )
+    .await
+}
+
+/// [`get_with`] to the server listening on `ip`.
+async fn get_at(
+    ip: std::net::IpAddr,
+    port: u16,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = TcpStream::connect((ip, port)).await.unwrap();
+    let extra: String = extra.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     timeout(WAIT, stream.read_to_end(&mut raw))
@@ -384,6 +422,8 @@ fn assert_security_headers(headers: &[(String, String)], what: &str) {
         ("referrer-policy", "no-referrer"),
         ("x-frame-options", "DENY"),
         ("cache-control", "no-store"),
+        ("cross-origin-resource-policy", "same-origin"),
+        ("cross-origin-opener-policy", "same-origin"),
     ] {
         assert_eq!(header(headers, name), Some(value), "{what}: {name}");
     }
@@ -499,6 +539,38 @@ async fn every_response_carries_the_security_headers() {
     // `[::1]:PORT` names us too (the server listens on 127.0.0.1 only; the name is allowed).
     let (status, _, _) = get(web.port, "/", &format!("[::1]:{}", web.port)).await;
     assert_eq!(status, 200);
+
+    // Another site may link to the page (a top-level navigation), but not embed or fetch
+    // anything of ours: a `<script src>` probe gets 403 (with the headers all the same).
+    let link = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Mode", "navigate"),
+        ("Sec-Fetch-Dest", "document"),
+    ];
+    assert_eq!(get_with(web.port, "/", &host, &link).await.0, 200);
+    for site in ["cross-site", "same-site"] {
+        for (path, dest) in [
+            ("/app.js", "script"),
+            ("/app.css", "style"),
+            ("/", "iframe"),
+        ] {
+            let probe = [
+                ("Sec-Fetch-Site", site),
+                ("Sec-Fetch-Mode", "no-cors"),
+                ("Sec-Fetch-Dest", dest),
+            ];
+            let (status, headers, _) = get_with(web.port, path, &host, &probe).await;
+            assert_eq!(status, 403, "{site} {path} as {dest}");
+            assert_security_headers(&headers, "403 for a cross-site probe");
+        }
+    }
+    // Our own page's requests pass.
+    let ours = [
+        ("Sec-Fetch-Site", "same-origin"),
+        ("Sec-Fetch-Mode", "no-cors"),
+        ("Sec-Fetch-Dest", "script"),
+    ];
+    assert_eq!(get_with(web.port, "/app.js", &host, &ours).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,6 +588,8 @@ async fn json_rpc_over_the_socket_sends_verifies_and_notifies() {
     alice.result("subscribe", json!({})).await;
     let me = alice.result("whoami", json!({})).await;
     assert_eq!(me["name"], "alice");
+    assert_eq!(me["relays"], json!([w.addr.to_string()]), "{me}");
+    assert_eq!(me["relay"], w.addr.to_string(), "{me}");
     let sent = alice
         .result(
             "send",
@@ -544,6 +618,59 @@ async fn json_rpc_over_the_socket_sends_verifies_and_notifies() {
         r.len() == size && r.bytes().all(|b| b == b'0' || b == b'1')
     }));
     assert_eq!(verify["safety_number"].as_str().unwrap().len(), 60);
+
+    // Confirming a number that is not the current one (the key changed after it was shown)
+    // confirms nothing.
+    let stale = "1".repeat(60);
+    let response = alice
+        .call(
+            "verify",
+            json!({"contact": "bob", "confirm": true, "safety_number": stale}),
+        )
+        .await;
+    assert_eq!(response["error"]["code"], -32000, "{response}");
+    assert_eq!(
+        response["error"]["data"]["kind"], "safety_number_changed",
+        "{response}"
+    );
+    assert!(
+        response["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed since it was shown"),
+        "{response}"
+    );
+    let contacts = alice.result("contacts", json!({})).await;
+    assert_eq!(contacts[0]["verified"], false, "{contacts}");
+    // The number as shown (grouped, with spaces and line breaks) confirms.
+    let confirmed = alice
+        .result(
+            "verify",
+            json!({"contact": "bob", "confirm": true, "safety_number": verify["grouped"]}),
+        )
+        .await;
+    assert_eq!(confirmed["verified"], true, "{confirmed}");
+
+    // `history` with `limit`: the newest only; 0 and too many are invalid params.
+    let second = alice
+        .result("send", json!({"to": "bob", "text": "the newest"}))
+        .await;
+    let newest = alice
+        .result("history", json!({"contact": "bob", "limit": 1}))
+        .await;
+    assert_eq!(newest.as_array().unwrap().len(), 1, "{newest}");
+    assert_eq!(newest[0]["id"], second["id"], "{newest}");
+    let both = alice
+        .result("history", json!({"contact": "bob", "limit": 10000}))
+        .await;
+    assert_eq!(both.as_array().unwrap().len(), 2, "{both}");
+    assert_eq!(both[1]["text"], "the newest", "oldest first: {both}");
+    for bad in [json!(0), json!(10001), json!(-1)] {
+        let response = alice
+            .call("history", json!({"contact": "bob", "limit": bad}))
+            .await;
+        assert_eq!(response["error"]["code"], -32602, "limit {bad}: {response}");
+    }
 
     // The idle tab saw nothing but what it asked for.
     assert_eq!(bob_idle.result("whoami", json!({})).await["name"], "bob");
@@ -728,15 +855,55 @@ async fn at_most_16_sockets_are_open_at_once() {
     }
 }
 
+/// The address this machine would send from to a public address (no packet is sent: a UDP
+/// `connect` only picks the route), if it is not loopback.
+fn first_non_loopback_ipv4() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listening_beyond_loopback_warns_and_a_loopback_url_is_printed() {
+async fn listening_beyond_loopback_warns_and_every_interface_is_refused() {
     let w = world().await;
-    // Every interface (nothing is sent anywhere but loopback here).
-    let mut web = WebProc::spawn_with(&w.alice, "alice", &["--listen", "0.0.0.0:0"]).await;
-    let warning = web.stderr_contains("WARNING").await;
-    assert!(warning.contains("NOT loopback"), "{warning}");
-    let mut ws = web.socket().await;
-    assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    // Every interface: refused at startup, with a clear reason (the Host check could never
+    // match what a browser on the network sends).
+    for any in ["0.0.0.0:0", "[::]:0"] {
+        let output = timeout(
+            WAIT,
+            Command::new(HUSH)
+                .arg("--profile")
+                .arg(&w.alice)
+                .args(["web", "--no-open", "--listen", any])
+                .env("HUSH_PASSPHRASE", PASS)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("hush web did not exit")
+        .unwrap();
+        assert!(!output.status.success(), "{any} was accepted");
+        assert!(output.stdout.is_empty(), "a URL was printed for {any}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("one interface's address"),
+            "{any}: {stderr}"
+        );
+    }
+    // One non-loopback interface (when this machine has one): served, with the warning,
+    // and the page loads under that address.
+    if let Some(ip) = first_non_loopback_ipv4() {
+        let listen = format!("{ip}:0");
+        let mut web = WebProc::spawn_with(&w.alice, "alice", &["--listen", &listen]).await;
+        let warning = web.stderr_contains("WARNING").await;
+        assert!(warning.contains("NOT loopback"), "{warning}");
+        let (status, _, _) = get_at(ip, web.port, "/", &format!("{ip}:{}", web.port), &[]).await;
+        assert_eq!(status, 200);
+    } else {
+        eprintln!("no non-loopback IPv4 address here: the warning is not checked");
+    }
     // An explicit loopback address says nothing of the kind.
     let mut quiet = WebProc::spawn_with(&w.bob, "bob", &["--listen", "127.0.0.1:0"]).await;
     let line = quiet.stderr_contains("serving").await;

@@ -15,7 +15,9 @@ use hush_client::{Client, ClientError, Contact, Event, HistoryEntry};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::protocol::{params, parse_frame, response, RpcError, METHOD_NOT_FOUND};
+use super::protocol::{
+    params, parse_frame, response, RpcError, APPLICATION_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND,
+};
 use super::MAX_PENDING;
 use crate::cli::entry_json;
 
@@ -69,7 +71,14 @@ struct HistoryParams {
     contact: String,
     #[serde(default)]
     mark_read: bool,
+    /// Only the newest this many entries: a page showing a preview or the end of a chat
+    /// does not make the owner build (and the socket carry) a whole long history.
+    #[serde(default)]
+    limit: Option<u64>,
 }
+
+/// The largest `limit` of `history`.
+const MAX_HISTORY_LIMIT: u64 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +86,11 @@ struct VerifyParams {
     contact: String,
     #[serde(default)]
     confirm: bool,
+    /// The number the user compared (spaces ignored): with `confirm`, the contact is marked
+    /// verified only if it is still the current number, so a key accepted elsewhere (another
+    /// tab, a bot) after the number was shown is not confirmed by mistake.
+    #[serde(default)]
+    safety_number: Option<String>,
 }
 
 /// The JSON shape of a contact (as `hush contacts --json`): `session` is the profile of the
@@ -262,6 +276,18 @@ impl<'a> Dispatcher<'a> {
             }
             "history" => {
                 let p: HistoryParams = params(raw)?;
+                let limit = match p.limit {
+                    None => None,
+                    Some(n @ 1..=MAX_HISTORY_LIMIT) => Some(n),
+                    Some(n) => {
+                        return Err(RpcError::new(
+                            INVALID_PARAMS,
+                            format!(
+                                "invalid params: limit must be 1 to {MAX_HISTORY_LIMIT}, not {n}"
+                            ),
+                        ))
+                    }
+                };
                 if !p.contact.starts_with('#') {
                     self.known_contact(&p.contact)?;
                 }
@@ -269,11 +295,27 @@ impl<'a> Dispatcher<'a> {
                 if p.mark_read {
                     self.client.mark_read(&p.contact)?;
                 }
-                Ok(Value::Array(history.iter().map(entry_json).collect()))
+                // The newest `limit`, still oldest first.
+                let skip = limit
+                    .and_then(|n| usize::try_from(n).ok())
+                    .map_or(0, |n| history.len().saturating_sub(n));
+                Ok(Value::Array(
+                    history.iter().skip(skip).map(entry_json).collect(),
+                ))
             }
             "verify" => {
                 let p: VerifyParams = params(raw)?;
                 let number = self.client.safety_number(&p.contact)?;
+                if let (true, Some(shown)) = (p.confirm, &p.safety_number) {
+                    let shown: String = shown.chars().filter(|c| !c.is_whitespace()).collect();
+                    if shown != number.digits() {
+                        return Err(RpcError {
+                            code: APPLICATION_ERROR,
+                            message: "the safety number changed since it was shown (the contact's key changed): nothing was confirmed; compare the new number".into(),
+                            data: Some(json!({ "kind": "safety_number_changed" })),
+                        });
+                    }
+                }
                 if p.confirm {
                     self.client.confirm_verified(&p.contact)?;
                 }
@@ -308,6 +350,9 @@ impl<'a> Dispatcher<'a> {
                 Ok(json!({
                     "name": self.client.name(),
                     "relay": self.client.relay(),
+                    // Every address of the relay (failover), in the user's order; `relay`
+                    // is the one in use or tried first.
+                    "relays": self.client.relays(),
                     "fingerprint": self.client.identity_key().fingerprint(),
                 }))
             }

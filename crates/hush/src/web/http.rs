@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Request, State};
-use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -102,11 +102,27 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     let mut response = match host {
-        Some(host) if state.host_allowed(host) => next.run(request).await,
-        _ => refuse(StatusCode::FORBIDDEN, "forbidden: unknown Host\n"),
+        Some(host) if !state.host_allowed(host) => {
+            refuse(StatusCode::FORBIDDEN, "forbidden: unknown Host\n")
+        }
+        None => refuse(StatusCode::FORBIDDEN, "forbidden: unknown Host\n"),
+        Some(_) if !fetch_allowed(request.uri(), request.headers()) => {
+            refuse(StatusCode::FORBIDDEN, "forbidden: cross-site request\n")
+        }
+        Some(_) => next.run(request).await,
     };
     let headers = response.headers_mut();
     for (name, value) in [
+        // Another site may not embed our files (a `<script src>` probe that tells it hush
+        // runs here) nor keep a handle on a window of ours that it opened.
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -116,6 +132,26 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// The browser's `Sec-Fetch-*` metadata allows the request: absent (not a browser, or an old
+/// one), from our own origin or typed by the user (`same-origin`, `none`), or a top-level
+/// navigation to `/` (a link to the page from elsewhere). Any other request another site
+/// makes (an embedded script, style or image, a fetch) is refused, so it cannot even learn
+/// that hush runs on this port. The socket also checks `Origin`.
+fn fetch_allowed(uri: &Uri, headers: &HeaderMap) -> bool {
+    let value = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
+    match value("sec-fetch-site") {
+        Some(site)
+            if site.eq_ignore_ascii_case("cross-site")
+                || site.eq_ignore_ascii_case("same-site") =>
+        {
+            uri.path() == "/"
+                && value("sec-fetch-mode").is_some_and(|m| m.eq_ignore_ascii_case("navigate"))
+                && value("sec-fetch-dest").is_some_and(|d| d.eq_ignore_ascii_case("document"))
+        }
+        _ => true,
+    }
 }
 
 /// A plain-text refusal.
@@ -274,6 +310,49 @@ mod tests {
         assert_eq!(query_token(&uri), Some("abc"));
         let uri: Uri = "/api/ws".parse().unwrap();
         assert_eq!(query_token(&uri), None);
+    }
+
+    #[test]
+    fn other_sites_may_only_navigate_to_the_page() {
+        let root: Uri = "/".parse().unwrap();
+        let script: Uri = "/app.js".parse().unwrap();
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, HeaderValue::from_static(value));
+            }
+            headers
+        };
+        assert!(fetch_allowed(&script, &HeaderMap::new()), "not a browser");
+        let ours = with(&[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-dest", "script"),
+        ]);
+        assert!(fetch_allowed(&script, &ours));
+        let typed = with(&[("sec-fetch-site", "none"), ("sec-fetch-mode", "navigate")]);
+        assert!(fetch_allowed(&root, &typed));
+        for site in ["cross-site", "same-site"] {
+            let probe = with(&[
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "script"),
+            ]);
+            assert!(!fetch_allowed(&script, &probe), "{site}");
+            assert!(!fetch_allowed(&root, &probe), "{site}");
+            let link = with(&[
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "document"),
+            ]);
+            assert!(fetch_allowed(&root, &link), "{site}");
+            assert!(!fetch_allowed(&script, &link), "{site}");
+            let framed = with(&[
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "iframe"),
+            ]);
+            assert!(!fetch_allowed(&root, &framed), "{site}");
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub async fn run(
 ) -> Result<ExitCode, String> {
     let explicit = options.listen;
     let listen = explicit.unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    check_listen(listen)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -63,11 +64,7 @@ pub async fn run(
         eprintln!("{LABEL}: WARNING: listening on {addr}, which is NOT loopback. Anyone who can reach this address and learns the URL controls this profile: reads every conversation and sends as you. The traffic is plain HTTP (no TLS): the token and all messages cross the network readable. Use only on a network you fully trust.");
     }
     let token = token()?;
-    let url = Zeroizing::new(format!(
-        "http://{}/#token={}",
-        url_host(addr),
-        token.as_str()
-    ));
+    let url = Zeroizing::new(format!("http://{addr}/#token={}", token.as_str()));
     let hosts = allowed_hosts(addr, explicit);
     let hello = crate::rpc::dispatch::hello_notification(&instance()?, client.name());
 
@@ -112,18 +109,18 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the browser should go: the listening address, or loopback when it listens on every
-/// interface (`0.0.0.0`, `::`), which is not an address to connect to.
-fn url_host(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
-        }
-        _ => addr,
+/// Refuse an every-interface address (`0.0.0.0`, `::`): a browser on the network would name
+/// the server by one of the machine's addresses, which the `Host` check (against DNS
+/// rebinding) cannot know, so the page could never load there; listening on every
+/// interface would only expose the port. One interface's address works.
+fn check_listen(listen: SocketAddr) -> Result<(), String> {
+    if listen.ip().is_unspecified() {
+        return Err(format!(
+            "cannot listen on {listen}: an every-interface address cannot be checked against the Host a browser sends; give one interface's address (e.g. --listen 192.168.1.20:{port}), or leave --listen out for loopback",
+            port = listen.port()
+        ));
     }
+    Ok(())
 }
 
 /// 32 bytes from the OS RNG, in hex: the capability to use this server.
@@ -238,13 +235,14 @@ mod tests {
     }
 
     #[test]
-    fn an_any_address_listener_is_reached_on_loopback() {
-        let any: SocketAddr = "0.0.0.0:8123".parse().unwrap();
-        assert_eq!(url_host(any).to_string(), "127.0.0.1:8123");
-        let any6: SocketAddr = "[::]:8123".parse().unwrap();
-        assert_eq!(url_host(any6).to_string(), "[::1]:8123");
-        let lan: SocketAddr = "192.0.2.7:9000".parse().unwrap();
-        assert_eq!(url_host(lan), lan);
+    fn an_every_interface_address_is_refused() {
+        for any in ["0.0.0.0:8123", "[::]:0"] {
+            let e = check_listen(any.parse().unwrap()).unwrap_err();
+            assert!(e.contains("one interface's address"), "{e}");
+        }
+        for one in ["127.0.0.1:0", "192.0.2.7:9000", "[::1]:80"] {
+            assert!(check_listen(one.parse().unwrap()).is_ok(), "{one}");
+        }
     }
 
     #[test]
