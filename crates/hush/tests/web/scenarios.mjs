@@ -290,6 +290,7 @@ await runner.run('i: figures: message latency over 100 messages', { needs: ['b']
     new MutationObserver(scan).observe(document.body, { childList: true, subtree: true, characterData: true });
   });
   const latencies = [];
+  const readsFrom = watch.history.length;
   for (let i = 0; i < LATENCY_MESSAGES; i += 1) {
     const text = `latency ${i}`;
     await send(a, text);
@@ -314,6 +315,16 @@ await runner.run('i: figures: message latency over 100 messages', { needs: ['b']
   log(`web figure: message latency p99 = ${at(0.99)} ms over ${n}`);
   log(`web figure: message latency max = ${latencies[n - 1]} ms over ${n}`);
   check(at(0.99) < 2_000, `message latency p99 ${at(0.99)} ms is not under 2 s`);
+  // bob has the chat open: each incoming message is added as it comes and marked read with a
+  // one-message read, never by re-reading the conversation.
+  const bobReads = watch.history.slice(readsFrom).filter((r) => r.who === 'bob');
+  const big = bobReads.filter((r) => r.params.limit > 1);
+  log(`web figure: bob's history reads over ${LATENCY_MESSAGES} incoming messages: ${bobReads.length}, ${big.length} with limit > 1`);
+  check(big.length <= 2, `bob re-read the open conversation ${big.length} times: ${JSON.stringify(big.slice(0, 3).map((r) => r.params))}`);
+  check(
+    bobReads.every((r) => r.params.limit > 1 || r.params.mark_read === true),
+    "a limit-1 read of bob's that does not mark read",
+  );
 });
 
 await runner.run('i: figures: hush web spawn to usable page', { needs: ['b'], timeout: 45_000 }, async () => {
