@@ -497,7 +497,7 @@ function onMessage(m) {
   }
   if (key === S.open) {
     upsertMessage(m);
-    renderMessages({ stick: true });
+    scheduleMessages({ stick: true });
     markRead();
   } else {
     const chat = isGroupKey(key) ? S.groups.get(key) : S.contacts.get(key);
@@ -517,7 +517,7 @@ function setStates(ids, state, reason) {
       changed = true;
     }
   }
-  if (changed) renderMessages({});
+  if (changed) scheduleMessages({});
 }
 
 function groupChangeText(p) {
@@ -551,7 +551,7 @@ function onGroupChange(p) {
   if (!S.system.has(key)) S.system.set(key, []);
   S.system.get(key).push(line);
   S.last.set(key, { text: line.text, ts: line.ts, outgoing: false, from: null, system: true });
-  if (S.open === key) renderMessages({ stick: true });
+  if (S.open === key) scheduleMessages({ stick: true });
   if (S.ready) {
     loadGroups()
       .then(() => {
@@ -632,7 +632,7 @@ async function refreshOpen(mark, limit = HISTORY_LIMIT) {
     if (seq === S.openSeq && Array.isArray(msgs)) {
       applyTail(msgs, limit);
       if (mark || !document.hidden) clearUnread(key);
-      renderMessages({});
+      scheduleMessages({});
     }
   } catch (e) {
     if (e.kind !== 'disconnected') showError(e.message);
@@ -1075,7 +1075,31 @@ function messageItem(m, isGroup) {
   return li;
 }
 
+/** A render asked for by notifications, not yet done: {stick}. */
+let renderPending = null;
+
+/**
+ * Render the open chat soon, once for a burst of notifications (a peer sending hundreds of
+ * messages must not make this tab rebuild the conversation hundreds of times).
+ */
+function scheduleMessages({ stick }) {
+  if (renderPending) {
+    renderPending.stick = renderPending.stick || Boolean(stick);
+    return;
+  }
+  renderPending = { stick: Boolean(stick) };
+  const run = () => {
+    if (renderPending) renderMessages(renderPending);
+  };
+  requestAnimationFrame(run);
+  setTimeout(run, 50);
+}
+
 function renderMessages({ stick }) {
+  if (renderPending) {
+    stick = stick || renderPending.stick;
+    renderPending = null;
+  }
   const ol = $('messages');
   const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 48;
   const key = S.open;

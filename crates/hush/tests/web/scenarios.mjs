@@ -327,6 +327,58 @@ await runner.run('i: figures: message latency over 100 messages', { needs: ['b']
   );
 });
 
+const LONG = 520;
+await runner.run('l: a long conversation opens with its newest 500 messages only', { needs: ['g'], timeout: 90_000 }, async () => {
+  const a = A();
+  const started = Date.now();
+  // bob sends LONG messages over a socket of his own (the page's origin, his token): faster
+  // than typing them, and the same requests the page makes.
+  const sent = await B().evaluate(
+    async ({ token, count }) => {
+      const ws = new WebSocket(`ws://${location.host}/api/ws?token=${token}`);
+      const answers = new Map();
+      let hello = null;
+      await new Promise((resolve, reject) => {
+        ws.onerror = () => reject(new Error('socket error'));
+        ws.onmessage = (e) => {
+          const msg = JSON.parse(e.data);
+          if (msg.method === 'hello') {
+            hello = msg;
+            resolve();
+          } else if (msg.id !== undefined) answers.set(msg.id, msg);
+        };
+      });
+      for (let i = 0; i < count; i += 1) {
+        ws.send(JSON.stringify({ jsonrpc: '2.0', id: i + 1, method: 'send', params: { to: 'alice', text: `long ${i}` } }));
+      }
+      const deadline = Date.now() + 60_000;
+      while (answers.size < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      ws.close();
+      const errors = [...answers.values()].filter((m) => m.error).map((m) => m.error.message);
+      return { hello: Boolean(hello), answered: answers.size, errors: errors.slice(0, 3) };
+    },
+    { token: users.bob.token, count: LONG },
+  );
+  check(sent.hello && sent.answered === LONG && sent.errors.length === 0, `bob's sends: ${JSON.stringify(sent)}`);
+  const sentAt = Date.now();
+  // alice has bob's chat open: the messages come in as notifications, added one by one.
+  await waitMessage(a, `long ${LONG - 1}`, 'the newest long message arrives in the open chat', () => true, 60_000);
+  log(`web figure: ${LONG} messages: sent (answered) in ${sentAt - started} ms, all shown at alice after ${Date.now() - started} ms`);
+  await openChat(a, '#team');
+  const readsFrom = watch.history.length;
+  await openChat(a, 'bob');
+  await waitMessage(a, `long ${LONG - 1}`, 'the newest long message shown');
+  const shown = await a.evaluate(() => ({
+    messages: document.querySelectorAll('#messages li.msg').length,
+    note: document.querySelector('#messages li.note')?.textContent ?? null,
+  }));
+  check(shown.messages === 500, `#messages shows ${shown.messages} li.msg, expected the newest 500`);
+  check(/older messages are not shown/i.test(shown.note ?? ''), `no "older messages are not shown" note: ${JSON.stringify(shown.note)}`);
+  const opened = watch.history.slice(readsFrom).filter((r) => r.who === 'alice' && r.params.contact === 'bob');
+  check(opened.some((r) => r.params.limit === 500 && r.params.mark_read === true), `opening read: ${JSON.stringify(opened.map((r) => r.params))}`);
+  await until(async () => !(await chat(a, 'bob').locator('.unread').isVisible()), ".unread of bob hidden after opening");
+});
+
 await runner.run('i: figures: hush web spawn to usable page', { needs: ['b'], timeout: 45_000 }, async () => {
   await closeUser('alice');
   const t = await openUser('alice', users.alice.context, async (page) => {
