@@ -13,10 +13,11 @@
 //! `status` {}, `contacts` {}, `history` {contact, mark_read?, limit?}, `verify` {contact,
 //! confirm?, safety_number?}, `trust` {contact}, `add` {contact}, `whoami` {}, and `group.*`
 //! (in [`groups`]); `send` and `history` take `#NAME` for a group. Notifications after
-//! `subscribe`: `message`,
-//! `delivered`, `key_changed`, `group`, `rejected`, and `failed` {contact, id, reason} (a
+//! `subscribe`: `message`, `delivered`, `key_changed`, `group`, `rejected`, and `failed`
+//! {contact, id, reason} (a
 //! message we sent will never be delivered: the recipient is gone, or the relay refused it for
-//! too long); those that happen earlier are held (up to [`MAX_PENDING`]) and sent right after
+//! too long); those that happen earlier are held (up to [`MAX_PENDING`] and
+//! [`MAX_PENDING_BYTES`]) and sent right after
 //! the `subscribe` response. `status` notifications (relay connection, outbox length) go to a
 //! subscriber that has called `status` once. A message's `state` is `queued`, `on relay`,
 //! `delivered`, `received` or `failed`; `failure` says why a queued one was refused or a
@@ -40,3 +41,7 @@ pub use stdio::run;
 pub const MAX_LINE: usize = 1 << 20;
 /// Notifications held until the client subscribes; beyond this the oldest are dropped.
 pub const MAX_PENDING: usize = 10_000;
+/// Bytes of notifications (their JSON) held until the client subscribes; beyond this the
+/// oldest are dropped too. 10,000 maximal messages would be gigabytes: a peer could send them
+/// to a `hush web` that runs for days with no page open.
+pub const MAX_PENDING_BYTES: usize = 16 << 20;

@@ -346,9 +346,10 @@ async fn messages_receipts_queries_and_errors() {
     let me = bob.result(10, "whoami", json!({})).await;
     assert_eq!(me["name"], "bob");
     assert_eq!(me["relay"], w.addr.to_string());
+    assert_eq!(me["relays"], json!([w.addr.to_string()]));
     assert_eq!(me["fingerprint"].as_str().unwrap().len(), 32);
     // No secret material in the answer.
-    assert_eq!(me.as_object().unwrap().len(), 3);
+    assert_eq!(me.as_object().unwrap().len(), 4);
 
     // `add` of a known contact with an unchanged key starts a fresh session.
     let added = alice.result(5, "add", json!({"contact": "bob"})).await;

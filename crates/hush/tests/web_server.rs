@@ -909,3 +909,104 @@ async fn listening_beyond_loopback_warns_and_every_interface_is_refused() {
     let line = quiet.stderr_contains("serving").await;
     assert!(!line.contains("WARNING"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_bounded_and_time_out() {
+    let w = world().await;
+    let web = WebProc::spawn(&w.alice, "alice").await;
+    // An open socket is a connection past its request head: it outlives the timeout below.
+    let mut early = web.socket().await;
+    assert_eq!(early.result("whoami", json!({})).await["name"], "alice");
+    // 100 connections that never send a byte (a local user exhausting descriptors, or a
+    // slowloris): beyond the cap of 64 they are closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(("127.0.0.1", web.port)).await.unwrap());
+    }
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut byte = [0u8; 1];
+        if let Ok(read) = timeout(Duration::from_millis(50), stream.read(&mut byte)).await {
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 36,
+        "only {closed} of 100 idle connections were closed at once"
+    );
+    // The rest are closed when they have sent no request head for 10 s, and the page
+    // answers again.
+    let started = Instant::now();
+    loop {
+        let mut stream = TcpStream::connect(("127.0.0.1", web.port)).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            web.host()
+        );
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut raw = Vec::new();
+        let _ = timeout(Duration::from_secs(2), stream.read_to_end(&mut raw)).await;
+        if raw.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the page never answered again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for stream in &mut idle {
+        let mut byte = [0u8; 1];
+        let read = timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("an idle connection was never closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    // A socket opens and answers as usual, and the one opened before the timeout still does.
+    let mut ws = web.socket().await;
+    assert_eq!(ws.result("whoami", json!({})).await["name"], "alice");
+    assert_eq!(early.result("whoami", json!({})).await["name"], "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_queued_to_a_socket_that_dies_unwritten_goes_to_the_next_subscriber() {
+    let w = world().await;
+    let alice_web = WebProc::spawn(&w.alice, "alice").await;
+    let mut alice = alice_web.socket().await;
+    alice.result("subscribe", json!({})).await;
+    let bob_web = WebProc::spawn(&w.bob, "bob").await;
+
+    // A tab of bob's subscribes, then stops reading: big answers (an unknown method's name
+    // comes back in the error) fill the connection, so the server's writes to it block.
+    let mut stuck = bob_web.socket().await;
+    stuck.result("subscribe", json!({})).await;
+    let big = json!({"jsonrpc": "2.0", "id": 9, "method": "x".repeat(1_000_000)}).to_string();
+    for _ in 0..8 {
+        if timeout(Duration::from_secs(2), stuck.send_text(big.clone()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // A message arrives and is queued to that tab behind the blocked answers.
+    let sent = alice
+        .result("send", json!({"to": "bob", "text": "do not lose me"}))
+        .await;
+    assert_eq!(
+        alice.notification("delivered").await["ids"],
+        json!([sent["id"]])
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The tab dies (unread data: the connection is reset), the message never written to it.
+    drop(stuck);
+
+    // Queued is not written: the next subscriber gets it.
+    let mut bob = bob_web.socket().await;
+    bob.result("subscribe", json!({})).await;
+    let message = timeout(Duration::from_secs(15), bob.notification("message"))
+        .await
+        .expect("the message queued to the dead socket was lost");
+    assert_eq!(message["text"], "do not lose me");
+}

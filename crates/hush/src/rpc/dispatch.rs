@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::protocol::{
     params, parse_frame, response, RpcError, APPLICATION_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND,
 };
-use super::MAX_PENDING;
+use super::{MAX_PENDING, MAX_PENDING_BYTES};
 use crate::cli::entry_json;
 
 /// What the dispatcher knows about whoever sent a request: the stdio consumer, or one socket.
@@ -134,16 +134,25 @@ fn qr_json(payload: &[u8]) -> Result<Value, RpcError> {
 pub(crate) struct Held {
     pub(crate) notification: Value,
     pub(crate) message: Option<HistoryEntry>,
+    /// What holding it costs, about: its JSON's length plus the message's text (also kept).
+    bytes: usize,
 }
 
 impl Held {
     pub(crate) fn event(event: &Event) -> Self {
+        let notification = event_notification(event);
+        let message = match event {
+            Event::Message(m) => Some(m.clone()),
+            _ => None,
+        };
+        let bytes = notification
+            .to_string()
+            .len()
+            .saturating_add(message.as_ref().map_or(0, |m| m.text.len()));
         Self {
-            notification: event_notification(event),
-            message: match event {
-                Event::Message(m) => Some(m.clone()),
-                _ => None,
-            },
+            notification,
+            message,
+            bytes,
         }
     }
 
@@ -191,14 +200,68 @@ pub(crate) fn hello_notification(instance: &str, name: &str) -> Value {
     json!({ "jsonrpc": "2.0", "method": method, "params": params })
 }
 
+/// Notifications waiting for a subscriber, bounded by count ([`MAX_PENDING`]) and by size
+/// ([`MAX_PENDING_BYTES`]): a peer sending many big messages while no page is open must not
+/// grow a long-running `hush web` without bound. Beyond either, the oldest are dropped (their
+/// messages stay in history and unemitted, so the next run offers them again).
+struct HeldQueue {
+    items: VecDeque<Held>,
+    /// The sum of the items' [`Held::bytes`].
+    bytes: usize,
+    /// How many were dropped.
+    dropped: u64,
+    max_items: usize,
+    max_bytes: usize,
+}
+
+impl HeldQueue {
+    fn new(max_items: usize, max_bytes: usize) -> Self {
+        Self {
+            items: VecDeque::new(),
+            bytes: 0,
+            dropped: 0,
+            max_items,
+            max_bytes,
+        }
+    }
+
+    /// Add at the end; how many of the oldest were dropped to make room.
+    fn push_back(&mut self, held: Held) -> u64 {
+        self.bytes = self.bytes.saturating_add(held.bytes);
+        self.items.push_back(held);
+        let mut dropped = 0;
+        while self.items.len() > self.max_items || self.bytes > self.max_bytes {
+            let Some(oldest) = self.items.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(oldest.bytes);
+            dropped += 1;
+        }
+        self.dropped = self.dropped.saturating_add(dropped);
+        dropped
+    }
+
+    /// Put back first in line (it was in the queue, or in flight, a moment ago: not bounded
+    /// again, so it is never dropped in favour of what came after it).
+    fn push_front(&mut self, held: Held) {
+        self.bytes = self.bytes.saturating_add(held.bytes);
+        self.items.push_front(held);
+    }
+
+    fn pop_front(&mut self) -> Option<Held> {
+        let held = self.items.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(held.bytes);
+        Some(held)
+    }
+}
+
 /// The methods over one [`Client`], with the notifications waiting for a subscriber.
 pub(crate) struct Dispatcher<'a> {
     pub(crate) client: &'a mut Client,
     /// Notifications not yet handed to a subscriber: held before any `subscribe` (up to
-    /// [`MAX_PENDING`]), or queued behind the response being prepared.
-    pending: VecDeque<Held>,
-    /// Notifications dropped because `pending` was full.
-    dropped: u64,
+    /// [`MAX_PENDING`] and [`MAX_PENDING_BYTES`]), or queued behind the response being
+    /// prepared.
+    pending: HeldQueue,
     /// Prefix of diagnostics on stderr (`hush rpc`, `hush web`).
     label: &'static str,
 }
@@ -210,8 +273,7 @@ impl<'a> Dispatcher<'a> {
         let backlog = client.unemitted_messages().map_err(|e| e.to_string())?;
         let mut dispatcher = Self {
             client,
-            pending: VecDeque::new(),
-            dropped: 0,
+            pending: HeldQueue::new(MAX_PENDING, MAX_PENDING_BYTES),
             label,
         };
         for message in backlog {
@@ -257,7 +319,7 @@ impl<'a> Dispatcher<'a> {
             "subscribe" | "receive" => {
                 let NoParams {} = params(raw)?;
                 caller.subscribed = true;
-                Ok(json!({ "subscribed": true, "dropped": self.dropped }))
+                Ok(json!({ "subscribed": true, "dropped": self.pending.dropped }))
             }
             "status" => {
                 let NoParams {} = params(raw)?;
@@ -419,17 +481,14 @@ impl<'a> Dispatcher<'a> {
     /// Queue a notification behind the response being prepared (handed out after it when
     /// someone is subscribed, or held until a `subscribe`).
     pub(crate) fn hold(&mut self, notification: Held) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.pop_front();
-            if self.dropped == 0 {
-                eprintln!(
-                    "{}: more than {MAX_PENDING} notifications before subscribe; dropping the oldest (messages stay in history, and unemitted ones are sent again by the next run)",
-                    self.label
-                );
-            }
-            self.dropped = self.dropped.saturating_add(1);
+        let first = self.pending.dropped == 0;
+        if self.pending.push_back(notification) > 0 && first {
+            eprintln!(
+                "{}: more than {MAX_PENDING} notifications or {} MiB of them before subscribe; dropping the oldest (messages stay in history, and unemitted ones are sent again by the next run)",
+                self.label,
+                MAX_PENDING_BYTES >> 20
+            );
         }
-        self.pending.push_back(notification);
     }
 
     /// The oldest notification waiting for a subscriber.
@@ -475,6 +534,59 @@ mod tests {
         assert_eq!(err.code, INVALID_PARAMS);
         let p = params::<VerifyParams>(Some(json!({"contact": "bob"}))).unwrap();
         assert!(!p.confirm);
+    }
+
+    /// A held notification of a message of `text_len` control characters (6 bytes each in
+    /// JSON, the worst case).
+    fn big(text_len: usize, n: usize) -> Held {
+        let notification = json!({
+            "jsonrpc": "2.0",
+            "method": "message",
+            "params": { "n": n, "text": "\u{1}".repeat(text_len) },
+        });
+        let bytes = notification.to_string().len() + text_len;
+        Held {
+            notification,
+            message: None,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn held_notifications_are_capped_by_bytes_oldest_dropped() {
+        let mut queue = HeldQueue::new(MAX_PENDING, MAX_PENDING_BYTES);
+        // 100 maximal messages (56 KiB, ~340 KiB of JSON each): far over 16 MiB.
+        for n in 0..100 {
+            queue.push_back(big(56 * 1024, n));
+        }
+        assert!(queue.bytes <= MAX_PENDING_BYTES, "{}", queue.bytes);
+        let sum: usize = queue.items.iter().map(|h| h.bytes).sum();
+        assert_eq!(sum, queue.bytes);
+        assert!(queue.dropped > 0);
+        assert_eq!(queue.dropped as usize + queue.items.len(), 100);
+        // The newest are kept, in order.
+        let kept: Vec<u64> = queue
+            .items
+            .iter()
+            .map(|h| h.notification["params"]["n"].as_u64().unwrap())
+            .collect();
+        let first = 100 - kept.len() as u64;
+        assert_eq!(kept, (first..100).collect::<Vec<_>>());
+        // Taking one out frees its bytes; putting it back counts them again.
+        let held = queue.pop_front().unwrap();
+        let after = queue.bytes;
+        queue.push_front(held);
+        assert!(queue.bytes > after);
+        assert_eq!(queue.items.len(), kept.len());
+    }
+
+    #[test]
+    fn held_notifications_are_capped_by_count() {
+        let mut queue = HeldQueue::new(3, MAX_PENDING_BYTES);
+        let dropped: u64 = (0..5).map(|n| queue.push_back(big(1, n))).sum();
+        assert_eq!(dropped, 2);
+        assert_eq!(queue.dropped, 2);
+        assert_eq!(queue.items.len(), 3);
     }
 
     #[test]

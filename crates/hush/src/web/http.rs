@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
 use super::assets;
-use super::owner::{Frame, Inbound};
+use super::owner::{Frame, Inbound, Outbound};
 use crate::rpc::MAX_LINE;
 
 /// Sockets open at once (tabs); one more is refused with 503.
@@ -258,6 +258,11 @@ impl Drop for Slot {
 /// Relay frames between one socket and the owner task until either side closes. The owner
 /// answers in order on `out`; dropping its sender closes the socket. The `hello` goes out
 /// first, before the owner knows the socket, so nothing can precede it.
+///
+/// A frame that carries a message is reported back ([`Inbound::Written`]) once written, and
+/// only then does the owner count the message as emitted. A closing socket first stops
+/// accepting frames, then reports its closure: whatever was queued but not written is given
+/// back, for the next subscriber or the next run.
 async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
     let hello = Message::Text(state.0.hello.clone().into());
     if !matches!(
@@ -267,7 +272,7 @@ async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
         return;
     }
     let id = state.0.next_id.fetch_add(1, Ordering::Relaxed);
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND);
     let inbox = state.0.inbox.clone();
     if inbox.send(Inbound::Open { id, tx: out_tx }).await.is_err() {
         return;
@@ -276,10 +281,15 @@ async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
         // Both are cancel-safe: a frame is either received whole or still in the socket.
         tokio::select! {
             out = out_rx.recv() => {
-                let Some(text) = out else { break };
-                let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(text.into()))).await;
+                let Some(out) = out else { break };
+                let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Text(out.text.into()))).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     break;
+                }
+                if let Some(seq) = out.seq {
+                    if inbox.send(Inbound::Written { id, seq }).await.is_err() {
+                        break;
+                    }
                 }
             }
             frame = ws.recv() => {
@@ -296,6 +306,9 @@ async fn run_socket(mut ws: WebSocket, state: AppState, _slot: Slot) {
             }
         }
     }
+    // Take nothing more (the owner's next frame for us fails at once), then say so; what is
+    // still queued is dropped unwritten and, for messages, handed out again.
+    out_rx.close();
     // The owner may already have forgotten this socket (it closed it); that is fine.
     let _ = inbox.send(Inbound::Closed { id }).await;
 }

@@ -25,6 +25,7 @@ use crate::output::out;
 use crate::rpc::dispatch::Dispatcher;
 
 mod assets;
+mod conn;
 mod http;
 mod owner;
 
@@ -70,12 +71,7 @@ pub async fn run(
 
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
     let state = http::AppState::new(token.as_bytes(), hosts, hello.to_string(), inbox_tx.clone());
-    let server = axum::serve(listener, http::router(state));
-    let server = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            eprintln!("{LABEL}: the server stopped: {e}");
-        }
-    });
+    let server = tokio::spawn(conn::serve(listener, http::router(state)));
     tokio::spawn(owner::forward_shutdown(inbox_tx));
 
     out!("{}", url.as_str())?;

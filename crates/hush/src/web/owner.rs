@@ -7,10 +7,12 @@
 //!
 //! Responses go to the socket that asked; notifications to every socket that called
 //! `subscribe`. Messages that arrive while no socket is subscribed are held and released to
-//! the next subscriber, and marked emitted once handed to a socket. The owner never waits on
-//! a socket: one whose queue is full (a stuck tab) is closed.
+//! the next subscriber. A message is marked emitted only once a socket reports that it wrote
+//! the frame ([`Inbound::Written`]); if every socket it went to closes first, it is held again
+//! (and, if the process stops before that, the next run offers it again). The owner never
+//! waits on a socket: one whose queue is full (a stuck tab) is closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::json;
@@ -44,13 +46,23 @@ pub(crate) enum Frame {
     Binary,
 }
 
+/// A frame for a socket to write.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) text: String,
+    /// For a message notification: report [`Inbound::Written`] with this once written.
+    pub(crate) seq: Option<u64>,
+}
+
 /// What reaches the owner: from the sockets, and the shutdown signal.
 #[derive(Debug)]
 pub(crate) enum Inbound {
     /// A socket opened; its responses and notifications go to `tx`.
-    Open { id: u64, tx: mpsc::Sender<String> },
+    Open { id: u64, tx: mpsc::Sender<Outbound> },
     /// A frame from socket `id`.
     Request { id: u64, frame: Frame },
+    /// Socket `id` wrote the message notification `seq`.
+    Written { id: u64, seq: u64 },
     /// Socket `id` closed.
     Closed { id: u64 },
     /// Ctrl-C or SIGTERM.
@@ -59,8 +71,15 @@ pub(crate) enum Inbound {
 
 /// One open socket.
 struct Socket {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Outbound>,
     caller: Caller,
+}
+
+/// A message notification queued to sockets, not yet written by any of them.
+struct InFlight {
+    held: Held,
+    /// The sockets it is queued to.
+    sockets: BTreeSet<u64>,
 }
 
 /// Wait for Ctrl-C or SIGTERM, then tell the owner to stop (after the request it is on).
@@ -93,6 +112,8 @@ pub(crate) async fn serve(core: &mut Dispatcher<'_>, mut inbox: mpsc::Receiver<I
         connected: core.client.is_connected(),
         core,
         sockets: BTreeMap::new(),
+        in_flight: BTreeMap::new(),
+        next_seq: 0,
         status_at: Instant::now(),
     };
     let mut backoff = Backoff::new(LABEL);
@@ -111,6 +132,8 @@ pub(crate) async fn serve(core: &mut Dispatcher<'_>, mut inbox: mpsc::Receiver<I
                     for event in &events {
                         owner.notify(Held::event(event));
                     }
+                    // Messages given back by a socket that failed on the way.
+                    owner.release_held();
                     !events.is_empty()
                 }
                 Err(e) => {
@@ -136,6 +159,9 @@ pub(crate) async fn serve(core: &mut Dispatcher<'_>, mut inbox: mpsc::Receiver<I
 struct Owner<'c, 'a> {
     core: &'c mut Dispatcher<'a>,
     sockets: BTreeMap<u64, Socket>,
+    /// Message notifications queued to sockets and not yet written, by sequence number.
+    in_flight: BTreeMap<u64, InFlight>,
+    next_seq: u64,
     /// When the relay state was last checked, and whether the client was connected then.
     status_at: Instant,
     connected: bool,
@@ -154,7 +180,18 @@ impl Owner<'_, '_> {
                 );
             }
             Inbound::Closed { id } => {
-                self.sockets.remove(&id);
+                self.forget(id);
+                self.release_held();
+            }
+            Inbound::Written { id, seq } => {
+                // The first socket that wrote it; later reports of the same are ignored.
+                let queued_to_it = self
+                    .in_flight
+                    .get(&seq)
+                    .is_some_and(|flight| flight.sockets.contains(&id));
+                if let Some(done) = queued_to_it.then(|| self.in_flight.remove(&seq)).flatten() {
+                    self.core.emitted(&done.held);
+                }
             }
             Inbound::Request { id, frame } => self.request(id, frame).await,
             // Handled by the loop.
@@ -192,19 +229,41 @@ impl Owner<'_, '_> {
 
     /// Queue a frame for one socket; a socket that cannot take it is closed.
     fn send(&mut self, id: u64, text: String) -> bool {
+        self.send_frame(id, Outbound { text, seq: None })
+    }
+
+    fn send_frame(&mut self, id: u64, frame: Outbound) -> bool {
         let Some(socket) = self.sockets.get(&id) else {
             return false;
         };
-        match socket.tx.try_send(text) {
+        match socket.tx.try_send(frame) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 eprintln!("{LABEL}: a page is not reading its socket; closed it (it reconnects by itself)");
-                self.sockets.remove(&id);
+                self.forget(id);
                 false
             }
             Err(TrySendError::Closed(_)) => {
-                self.sockets.remove(&id);
+                self.forget(id);
                 false
+            }
+        }
+    }
+
+    /// Drop socket `id` (closed, or closed by us): a message queued to it and to no other
+    /// socket still open was not written, and is held again, first in line and in order.
+    fn forget(&mut self, id: u64) {
+        self.sockets.remove(&id);
+        let mut orphans = Vec::new();
+        for (seq, flight) in &mut self.in_flight {
+            if flight.sockets.remove(&id) && flight.sockets.is_empty() {
+                orphans.push(*seq);
+            }
+        }
+        // Newest first, each put in front: the oldest ends up first.
+        for seq in orphans.into_iter().rev() {
+            if let Some(flight) = self.in_flight.remove(&seq) {
+                self.core.unhand(flight.held);
             }
         }
     }
@@ -236,17 +295,38 @@ impl Owner<'_, '_> {
         }
     }
 
-    /// Send to every subscriber; marked emitted if at least one took it, else held again.
+    /// Send to every subscriber; held again if none took it. A message is marked emitted
+    /// when the first socket reports it written ([`Inbound::Written`]), not here.
     fn emit(&mut self, held: Held) {
         let text = held.notification.to_string();
-        let mut taken = false;
+        let seq = held.message.is_some().then(|| {
+            self.next_seq = self.next_seq.wrapping_add(1);
+            self.next_seq
+        });
+        let mut took = BTreeSet::new();
         for id in self.subscribers(|c| c.subscribed) {
-            taken |= self.send(id, text.clone());
+            let frame = Outbound {
+                text: text.clone(),
+                seq,
+            };
+            if self.send_frame(id, frame) {
+                took.insert(id);
+            }
         }
-        if taken {
-            self.core.emitted(&held);
-        } else {
-            self.core.unhand(held);
+        // A socket that took it may have been closed by a later send in this loop.
+        took.retain(|id| self.sockets.contains_key(id));
+        match seq {
+            _ if took.is_empty() => self.core.unhand(held),
+            Some(seq) => {
+                self.in_flight.insert(
+                    seq,
+                    InFlight {
+                        held,
+                        sockets: took,
+                    },
+                );
+            }
+            None => {}
         }
     }
 
