@@ -608,7 +608,7 @@ function applyTail(msgs, limit) {
   if (i >= 0) S.messages = S.messages.slice(0, i).concat(msgs);
   else {
     S.messages = msgs.slice();
-    if (msgs.length >= limit) S.truncated = true;
+    S.truncated = msgs.length >= limit;
   }
   trimMessages();
 }
