@@ -1020,6 +1020,8 @@ function renderConvHeader() {
   $('send').disabled = disabled;
   box.placeholder = !key
     ? 'Message'
+    : S.sock === 'gone'
+      ? 'hush web is gone: open the new URL it printed'
     : blocked
       ? 'Sending is blocked: the key changed'
       : gone
