@@ -1022,11 +1022,11 @@ function renderConvHeader() {
     ? 'Message'
     : S.sock === 'gone'
       ? 'hush web is gone: open the new URL it printed'
-    : blocked
-      ? 'Sending is blocked: the key changed'
-      : gone
-        ? 'You are no longer a member of this group'
-        : `Message ${oneLine(key)}`;
+      : blocked
+        ? 'Sending is blocked: the key changed'
+        : gone
+          ? 'You are no longer a member of this group'
+          : `Message ${oneLine(key)}`;
 }
 
 function stateLabel(state) {
