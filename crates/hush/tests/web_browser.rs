@@ -36,8 +36,8 @@ const HUSH: &str = env!("CARGO_BIN_EXE_hush");
 const PASS: &str = "web test passphrase";
 const SKIP: &str = "skipped: browser tests need Chromium and playwright-core (apt-get install chromium; npm ci --prefix crates/hush/tests/web), or run .ci/run";
 /// Backstop for the whole browser run (the script bounds each scenario itself; a run takes
-/// well under a minute).
-const DEADLINE: Duration = Duration::from_secs(150);
+/// well under two minutes).
+const DEADLINE: Duration = Duration::from_secs(240);
 /// How long `hush web` may take to print its URL, and to exit after SIGTERM.
 const WAIT: Duration = Duration::from_secs(30);
 /// Lines of the script's stdout that ask this test to act (harness.mjs).

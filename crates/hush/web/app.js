@@ -9,10 +9,23 @@
 //   for reloads, and is removed from the address bar at once.
 
 const TOKEN_KEY = 'hush-web-token';
+/**
+ * The `instance` of the hush web run this tab first reached (its `hello`). A reconnect talks
+ * only to that same run: anything else on the port (a stopped hush web's port taken by another
+ * program) gets nothing from this page, not one request.
+ */
+const INSTANCE_KEY = 'hush-web-instance';
+/** A socket that says nothing this long after opening is not a hush web (which says hello first). */
+const HELLO_TIMEOUT_MS = 10000;
 /** Reconnect delays (ms): quick at first (a restart), then slower so a dead server costs little. */
 const BACKOFF_MS = [300, 1000, 2000, 4000, 8000, 15000];
 /** Past this many messages a conversation renders only the newest ones (the DOM stays light). */
 const MAX_RENDERED = 1500;
+/**
+ * A conversation reads only its newest this-many messages: a peer can fill a history with big
+ * messages, and a whole history in one frame would stall hush web and this tab.
+ */
+const HISTORY_LIMIT = 500;
 
 // ---------------------------------------------------------------------------------------------
 // DOM helpers
@@ -61,9 +74,25 @@ function textNodes(text) {
   return frag;
 }
 
-/** A one-line form of peer text (names, previews). */
+/** Bidi embedding, override and isolate controls and marks: they could reorder the page's own text. */
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** A one-line form of peer text (names, previews, reasons, tooltips): no control or bidi characters. */
 function oneLine(text) {
-  return showable(text).replace(/[\n\t\u2400-\u241f]+/g, ' ').trim();
+  return showable(text)
+    .replace(BIDI, '')
+    .replace(/[\n\t\u2400-\u241f]+/g, ' ')
+    .trim();
+}
+
+/** Peer text inside a `title` (plain text, no elements): one line, bidi-isolated (FSI … PDI). */
+function iso(text) {
+  return `\u2068${oneLine(text)}\u2069`;
+}
+
+/** Peer text inside page text: one line in its own bidi-isolated <bdi>. */
+function peer(text) {
+  return h('bdi', null, oneLine(text));
 }
 
 const AVATAR_COLOURS = 8;
@@ -121,8 +150,14 @@ const S = {
   nextId: 1,
   /** id -> {resolve, reject} of requests in flight on the current socket. */
   pending: new Map(),
-  /** 'connecting' (never reached yet) | 'open' | 'down' */
+  /**
+   * 'connecting' (never reached yet) | 'hello' (socket open, waiting for the server's hello;
+   * nothing may be sent) | 'open' | 'down' | 'gone' (another server answered: never again)
+   */
   sock: 'connecting',
+  /** The pinned hush web run (`hello` instance), or null before the first hello. */
+  instance: null,
+  helloTimer: 0,
   attempts: 0,
   retryAt: 0,
   retryTimer: 0,
@@ -139,15 +174,24 @@ const S = {
   open: null,
   /** The open chat's messages, oldest first. */
   messages: [],
+  /** Whether the open chat has older messages than those in S.messages (not shown). */
+  truncated: false,
+  /** Read-marking of the open chat: one `history {limit:1, mark_read}` in flight, one queued. */
+  marking: false,
+  markAgain: false,
   /** chat key -> [{text, ts}] system lines seen while this page lives (groups). */
   system: new Map(),
   drafts: new Map(),
   /** Bumped on every open, so a slow answer for a chat no longer open is ignored. */
   openSeq: 0,
   refreshing: false,
-  refreshAgain: false,
+  /** The limit of a re-read queued behind the one in flight (0: none). */
+  refreshAgain: 0,
+  refreshMark: false,
   /** The chat whose safety number / members dialog is showing. */
   dialogChat: null,
+  /** The 60 digits the safety dialog shows (sent with a confirmation), or null. */
+  safetyShown: null,
 };
 
 const narrow = () => matchMedia('(max-width: 40rem)').matches;
@@ -170,7 +214,8 @@ class RpcError extends Error {
 function call(method, params = {}) {
   return new Promise((resolve, reject) => {
     const ws = S.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) {
+    // Nothing goes out before the server proved it is the pinned run (S.sock turns 'open' only then).
+    if (!ws || ws.readyState !== WebSocket.OPEN || S.sock !== 'open') {
       reject(new RpcError('hush web is not reachable', 0, 'disconnected'));
       return;
     }
@@ -185,15 +230,85 @@ function call(method, params = {}) {
   });
 }
 
-function onFrame(event) {
-  if (typeof event.data !== 'string') return;
-  let msg;
+/** The `instance` of a frame that is a well-formed `hello`, else null. */
+function helloInstance(msg) {
+  if (!msg || typeof msg !== 'object' || msg.method !== 'hello' || msg.id !== undefined) return null;
+  const instance = msg.params?.instance;
+  return typeof instance === 'string' && /^[0-9a-f]{32}$/i.test(instance) ? instance.toLowerCase() : null;
+}
+
+function parseFrame(event) {
+  if (typeof event.data !== 'string') return null;
   try {
-    msg = JSON.parse(event.data);
+    return JSON.parse(event.data);
   } catch {
+    return null;
+  }
+}
+
+/**
+ * The first frame of every socket must be `hello` with the pinned instance (or, on the tab's very
+ * first socket, any instance, which is then pinned). Anything else: this is not our hush web.
+ */
+function onFirstFrame(ws, event) {
+  clearTimeout(S.helloTimer);
+  const instance = helloInstance(parseFrame(event));
+  if (!instance || (S.instance && instance !== S.instance)) {
+    serverGone(ws);
     return;
   }
+  if (!S.instance) {
+    S.instance = instance;
+    try {
+      sessionStorage.setItem(INSTANCE_KEY, instance);
+    } catch {
+      // Storage refused: the pin still holds for this page's life.
+    }
+  }
+  S.sock = 'open';
+  S.everOpen = true;
+  S.attempts = 0;
+  renderConn();
+  renderConvHeader();
+  bootstrap().catch((e) => showError(e.message));
+}
+
+/**
+ * The server on the port is not the hush web this tab was opened for (it stopped and something
+ * else took the port, or it never said hello): close, forget the token, never reconnect.
+ */
+function serverGone(ws) {
+  clearTimeout(S.helloTimer);
+  clearTimeout(S.retryTimer);
+  clearInterval(S.tickTimer);
+  if (S.ws === ws) S.ws = null;
+  try {
+    ws?.close();
+  } catch {
+    // Already closing.
+  }
+  for (const w of S.pending.values()) w.reject(new RpcError('hush web is gone', 0, 'disconnected'));
+  S.pending.clear();
+  S.ready = false;
+  S.sock = 'gone';
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(INSTANCE_KEY);
+  } catch {
+    // Nothing stored.
+  }
+  renderConn();
+  renderConvHeader();
+}
+
+function onFrame(event) {
+  const msg = parseFrame(event);
   if (!msg || typeof msg !== 'object') return;
+  // A later hello must still be ours (a server never changes its run in the middle of a socket).
+  if (msg.method === 'hello') {
+    if (helloInstance(msg) !== S.instance) serverGone(S.ws);
+    return;
+  }
   if (msg.id !== undefined && msg.id !== null && (msg.result !== undefined || msg.error)) {
     const waiter = S.pending.get(msg.id);
     if (!waiter) return;
@@ -226,19 +341,26 @@ function connect() {
     return;
   }
   S.ws = ws;
+  let first = true;
   ws.addEventListener('open', () => {
     if (S.ws !== ws) return;
-    S.sock = 'open';
-    S.everOpen = true;
-    S.attempts = 0;
-    renderConn();
-    bootstrap().catch((e) => showError(e.message));
+    // Send nothing (not even subscribe) until the server's hello proves it is our hush web.
+    S.sock = 'hello';
+    clearTimeout(S.helloTimer);
+    S.helloTimer = setTimeout(() => {
+      if (S.ws === ws && S.sock === 'hello') serverGone(ws);
+    }, HELLO_TIMEOUT_MS);
   });
   ws.addEventListener('message', (e) => {
-    if (S.ws === ws) onFrame(e);
+    if (S.ws !== ws) return;
+    if (first) {
+      first = false;
+      onFirstFrame(ws, e);
+    } else onFrame(e);
   });
   ws.addEventListener('close', () => {
     if (S.ws !== ws) return;
+    clearTimeout(S.helloTimer);
     S.ws = null;
     S.ready = false;
     for (const w of S.pending.values()) w.reject(new RpcError('hush web is not reachable', 0, 'disconnected'));
@@ -310,7 +432,7 @@ async function loadPreviews() {
   await Promise.all(
     keys.map(async (key) => {
       try {
-        const msgs = await call('history', { contact: key });
+        const msgs = await call('history', { contact: key, limit: 1 });
         if (Array.isArray(msgs) && msgs.length) noteLast(key, msgs[msgs.length - 1], false);
       } catch {
         // A chat that cannot be read just has no preview.
@@ -345,7 +467,7 @@ function onNotification(method, p) {
       break;
     case 'failed':
       setStates([p.id], 'failed', p.reason);
-      if (p.reason) showError(`Message to ${oneLine(p.contact)} failed: ${oneLine(p.reason)}`);
+      if (p.reason) showError('Message to ', peer(p.contact), ' failed: ', peer(p.reason));
       break;
     case 'key_changed':
       if (S.ready) loadContacts().catch(() => {});
@@ -354,11 +476,8 @@ function onNotification(method, p) {
       onGroupChange(p);
       break;
     case 'rejected':
-      showError(
-        p.contact
-          ? `Refused a message from ${oneLine(p.contact)}: ${oneLine(p.reason)}`
-          : `Refused a message: ${oneLine(p.reason)}`,
-      );
+      if (p.contact) showError('Refused a message from ', peer(p.contact), ': ', peer(p.reason));
+      else showError('Refused a message: ', peer(p.reason));
       break;
     case 'status':
       applyStatus(p, true);
@@ -378,8 +497,8 @@ function onMessage(m) {
   }
   if (key === S.open) {
     upsertMessage(m);
-    renderMessages({ stick: true });
-    refreshOpen(true);
+    scheduleMessages({ stick: true });
+    markRead();
   } else {
     const chat = isGroupKey(key) ? S.groups.get(key) : S.contacts.get(key);
     if (chat) chat.unread = (chat.unread ?? 0) + 1;
@@ -398,7 +517,7 @@ function setStates(ids, state, reason) {
       changed = true;
     }
   }
-  if (changed) renderMessages({});
+  if (changed) scheduleMessages({});
 }
 
 function groupChangeText(p) {
@@ -432,7 +551,7 @@ function onGroupChange(p) {
   if (!S.system.has(key)) S.system.set(key, []);
   S.system.get(key).push(line);
   S.last.set(key, { text: line.text, ts: line.ts, outgoing: false, from: null, system: true });
-  if (S.open === key) renderMessages({ stick: true });
+  if (S.open === key) scheduleMessages({ stick: true });
   if (S.ready) {
     loadGroups()
       .then(() => {
@@ -450,7 +569,13 @@ function applyStatus(st, fromNotification) {
   renderConn();
   if (!fromNotification) return;
   // queued dropped: something reached the relay; reconnected: states may have moved.
-  if (S.open && (next.queued < prev.queued || (next.connected && !prev.connected))) refreshOpen(false);
+  if (!S.open) return;
+  if (next.connected && !prev.connected) refreshOpen(false, HISTORY_LIMIT);
+  else if (next.queued < prev.queued) {
+    // Only queued messages can have moved on: re-read from the oldest one shown (plus a margin).
+    const i = S.messages.findIndex((m) => (m.from === null || m.from === undefined) && m.state === 'queued');
+    if (i >= 0) refreshOpen(false, Math.min(HISTORY_LIMIT, S.messages.length - i + 20));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,32 +586,95 @@ function upsertMessage(m) {
   const i = S.messages.findIndex((x) => msgKey(x) === k);
   if (i >= 0) S.messages[i] = m;
   else S.messages.push(m);
+  trimMessages();
 }
 
-/** Re-read the open chat (coalesced: at most one read in flight and one queued). */
-async function refreshOpen(markRead) {
+/** The page keeps at most MAX_RENDERED messages of the open chat. */
+function trimMessages() {
+  if (S.messages.length > MAX_RENDERED) {
+    S.messages = S.messages.slice(-MAX_RENDERED);
+    S.truncated = true;
+  }
+}
+
+/**
+ * Apply a re-read of the newest `limit` messages: they replace the tail they overlap; with no
+ * overlap they replace everything (older ones, if any, are then not shown).
+ */
+function applyTail(msgs, limit) {
+  if (!msgs.length) return;
+  const first = msgKey(msgs[0]);
+  const i = S.messages.findIndex((m) => msgKey(m) === first);
+  if (i >= 0) S.messages = S.messages.slice(0, i).concat(msgs);
+  else {
+    S.messages = msgs.slice();
+    S.truncated = msgs.length >= limit;
+  }
+  trimMessages();
+}
+
+/**
+ * Re-read the newest `limit` messages of the open chat (coalesced: at most one read in flight
+ * and one queued, which takes the larger limit).
+ */
+async function refreshOpen(mark, limit = HISTORY_LIMIT) {
   if (!S.open || S.sock !== 'open') return;
   if (S.refreshing) {
-    S.refreshAgain = true;
+    S.refreshAgain = Math.max(S.refreshAgain || 0, limit);
+    S.refreshMark = S.refreshMark || mark;
     return;
   }
   S.refreshing = true;
   const key = S.open;
   const seq = S.openSeq;
   try {
-    const msgs = await call('history', { contact: key, mark_read: markRead || !document.hidden });
+    const msgs = await call('history', { contact: key, limit, mark_read: mark || !document.hidden });
     if (seq === S.openSeq && Array.isArray(msgs)) {
-      S.messages = msgs;
-      clearUnread(key);
-      renderMessages({});
+      applyTail(msgs, limit);
+      if (mark || !document.hidden) clearUnread(key);
+      scheduleMessages({});
     }
   } catch (e) {
     if (e.kind !== 'disconnected') showError(e.message);
   } finally {
     S.refreshing = false;
     if (S.refreshAgain) {
-      S.refreshAgain = false;
-      refreshOpen(markRead);
+      const again = S.refreshAgain;
+      const againMark = S.refreshMark;
+      S.refreshAgain = 0;
+      S.refreshMark = false;
+      refreshOpen(againMark, again);
+    }
+  }
+}
+
+/**
+ * The open chat's messages are on screen: mark them read in hush web without re-reading them
+ * (`limit: 1`; coalesced). A hidden tab marks nothing; coming back into view does.
+ */
+async function markRead() {
+  if (!S.open || S.sock !== 'open' || document.hidden) return;
+  if (S.marking) {
+    S.markAgain = true;
+    return;
+  }
+  S.marking = true;
+  const key = S.open;
+  try {
+    await call('history', { contact: key, mark_read: true, limit: 1 });
+    if (S.open === key) clearUnread(key);
+  } catch (e) {
+    if (e.kind !== 'disconnected') showError(e.message);
+  } finally {
+    S.marking = false;
+    if (S.markAgain) {
+      // A burst of incoming messages costs hush web one mark per quarter second, not one each.
+      S.markAgain = false;
+      S.marking = true;
+      setTimeout(() => {
+        S.marking = false;
+        markRead();
+      }, 250);
     }
   }
 }
@@ -507,6 +695,7 @@ async function openChat(key, opts = {}) {
   document.body.classList.add('chat-open');
   if (switching) {
     S.messages = [];
+    S.truncated = false;
     $('composer').value = S.drafts.get(key) ?? '';
     autosize();
   }
@@ -514,9 +703,10 @@ async function openChat(key, opts = {}) {
   renderChats();
   if (switching) renderMessages({ stick: true });
   try {
-    const msgs = await call('history', { contact: key, mark_read: true });
+    const msgs = await call('history', { contact: key, limit: HISTORY_LIMIT, mark_read: true });
     if (seq !== S.openSeq) return;
     S.messages = Array.isArray(msgs) ? msgs : [];
+    S.truncated = S.messages.length >= HISTORY_LIMIT;
     const newest = S.messages[S.messages.length - 1];
     if (newest) noteLast(key, newest, false);
     clearUnread(key);
@@ -537,6 +727,7 @@ function closeChat() {
   S.open = null;
   S.openSeq += 1;
   S.messages = [];
+  S.truncated = false;
   document.body.classList.remove('chat-open');
   renderConvHeader();
   renderMessages({});
@@ -584,7 +775,7 @@ function renderMe() {
   const name = S.me?.name ?? 'hush';
   $('me').textContent = oneLine(name);
   $('me-avatar').hidden = !S.me;
-  $('me').title = S.me ? `${oneLine(S.me.name)} on ${oneLine(S.me.relay)}\nfingerprint ${oneLine(S.me.fingerprint)}` : '';
+  $('me').title = S.me ? `${iso(S.me.name)} on ${iso(S.me.relay)}\nfingerprint ${iso(S.me.fingerprint)}` : '';
   paintAvatar($('me-avatar'), name, false);
 }
 
@@ -594,13 +785,16 @@ function renderConn() {
   const banner = $('sock-banner');
   let state;
   let text;
-  if (!S.token) {
+  if (S.sock === 'gone') {
+    state = 'disconnected';
+    text = 'hush web is gone';
+  } else if (!S.token) {
     state = 'disconnected';
     text = 'No access token';
   } else if (S.sock === 'open') {
     state = S.status.connected ? 'connected' : 'offline';
     text = S.status.connected ? 'Connected' : 'Relay offline';
-  } else if (S.sock === 'connecting' && !S.everOpen && S.attempts === 0) {
+  } else if ((S.sock === 'connecting' || S.sock === 'hello') && !S.everOpen && S.attempts === 0) {
     state = 'disconnected';
     text = 'Reaching hush web…';
   } else {
@@ -613,17 +807,21 @@ function renderConn() {
     state === 'offline'
       ? 'The relay cannot be reached. Messages you send wait in the queue and go out when it is back.'
       : state === 'connected'
-        ? `Connected to the relay${S.me ? ` ${oneLine(S.me.relay)}` : ''}`
+        ? `Connected to the relay${S.me ? ` ${iso(S.me.relay)}` : ''}`
         : text;
   const q = S.sock === 'open' ? S.status.queued : 0;
   queued.textContent = String(q);
   queued.hidden = q === 0;
   queued.title = `${q} ${q === 1 ? 'item' : 'items'} (messages and receipts) waiting for the relay`;
 
-  if (!S.token) {
+  if (S.sock === 'gone') {
+    banner.hidden = false;
+    banner.textContent =
+      'This hush web is gone: it stopped, and whatever answers on its address now is not it, so this page sends it nothing. Open the new URL hush web printed when you started it again.';
+  } else if (!S.token) {
     banner.hidden = true;
     banner.textContent = '';
-  } else if (S.sock === 'down' || (S.sock === 'connecting' && S.attempts > 0)) {
+  } else if (S.sock === 'down' || ((S.sock === 'connecting' || S.sock === 'hello') && S.attempts > 0)) {
     const secs = Math.max(0, Math.ceil((S.retryAt - Date.now()) / 1000));
     banner.hidden = false;
     banner.textContent = `hush web is not reachable. ${secs > 0 ? `Retrying in ${secs} s.` : 'Retrying…'} If you restarted it, open the new URL it printed.`;
@@ -763,6 +961,7 @@ function renderConvHeader() {
   const avatar = $('conv-avatar');
   const box = $('composer');
   const banner = $('key-change-banner');
+  const bannerWasHidden = banner.hidden;
   let blocked = false;
   let gone = false;
   sub.classList.remove('warn');
@@ -811,16 +1010,23 @@ function renderConvHeader() {
       ),
     );
   }
-  const disabled = !key || blocked || gone;
+  if (bannerWasHidden && !banner.hidden) {
+    // The banner takes room above the messages: keep the newest (under the new key) in view.
+    const ol = $('messages');
+    ol.scrollTop = ol.scrollHeight;
+  }
+  const disabled = !key || blocked || gone || S.sock === 'gone';
   box.disabled = disabled;
   $('send').disabled = disabled;
   box.placeholder = !key
     ? 'Message'
-    : blocked
-      ? 'Sending is blocked: the key changed'
-      : gone
-        ? 'You are no longer a member of this group'
-        : `Message ${oneLine(key)}`;
+    : S.sock === 'gone'
+      ? 'hush web is gone: open the new URL it printed'
+      : blocked
+        ? 'Sending is blocked: the key changed'
+        : gone
+          ? 'You are no longer a member of this group'
+          : `Message ${oneLine(key)}`;
 }
 
 function stateLabel(state) {
@@ -868,7 +1074,7 @@ function messageItem(m, isGroup) {
   const state = h('span', 'state');
   state.dataset.state = m.state;
   state.append(h('span', 'state-word', m.state));
-  state.title = m.failure ? `${stateLabel(m.state)}\n${oneLine(m.failure)}` : stateLabel(m.state);
+  state.title = m.failure ? `${stateLabel(m.state)}\n${iso(m.failure)}` : stateLabel(m.state);
   if (!outgoing) state.classList.add('sr-only');
   meta.append(state);
   bubble.append(meta);
@@ -876,17 +1082,41 @@ function messageItem(m, isGroup) {
   return li;
 }
 
+/** A render asked for by notifications, not yet done: {stick}. */
+let renderPending = null;
+
+/**
+ * Render the open chat soon, once for a burst of notifications (a peer sending hundreds of
+ * messages must not make this tab rebuild the conversation hundreds of times).
+ */
+function scheduleMessages({ stick }) {
+  if (renderPending) {
+    renderPending.stick = renderPending.stick || Boolean(stick);
+    return;
+  }
+  renderPending = { stick: Boolean(stick) };
+  const run = () => {
+    if (renderPending) renderMessages(renderPending);
+  };
+  requestAnimationFrame(run);
+  setTimeout(run, 50);
+}
+
 function renderMessages({ stick }) {
+  if (renderPending) {
+    stick = stick || renderPending.stick;
+    renderPending = null;
+  }
   const ol = $('messages');
   const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 48;
   const key = S.open;
   const frag = document.createDocumentFragment();
   if (key) {
     const isGroup = isGroupKey(key);
-    let msgs = S.messages;
-    if (msgs.length > MAX_RENDERED) {
-      frag.append(h('li', 'note', `${msgs.length - MAX_RENDERED} older messages are not shown.`));
-      msgs = msgs.slice(-MAX_RENDERED);
+    const msgs = S.messages;
+    if (S.truncated) {
+      const note = h('li', 'note older-hidden', 'Older messages are not shown.');
+      frag.append(note);
     }
     const sys = (S.system.get(key) ?? []).slice().sort((a, b) => a.ts - b.ts);
     let si = 0;
@@ -937,9 +1167,15 @@ function renderMessages({ stick }) {
 
 let errorTimer = 0;
 
-function showError(message) {
+/**
+ * Show an error in #error. One string (an RpcError message: hush web's text, which may quote a
+ * peer or the relay) is shown bidi-isolated as a whole; several parts are the page's own strings
+ * and peer() nodes.
+ */
+function showError(...parts) {
   const box = $('error');
-  box.textContent = oneLine(message);
+  const only = parts.length === 1 && typeof parts[0] === 'string';
+  box.replaceChildren(...(only ? [peer(parts[0])] : parts.map((p) => (typeof p === 'string' ? document.createTextNode(p) : p))));
   box.classList.remove('faded');
   box.tabIndex = 0;
   clearTimeout(errorTimer);
@@ -960,7 +1196,7 @@ function clearError() {
 /** Show an error in a dialog's own line and in #error. */
 function dialogError(dlg, message) {
   const line = dlg.querySelector('.dlg-error');
-  if (line) line.textContent = message ? oneLine(message) : '';
+  if (line) line.replaceChildren(...(message ? [peer(message)] : []));
   if (message) showError(message);
 }
 
@@ -1103,23 +1339,31 @@ function drawQr(canvas, qr) {
   canvas.hidden = false;
 }
 
-function renderSafety(v) {
+/** `note`: an extra line shown first in the status (e.g. the number changed under the dialog). */
+function renderSafety(v, note = '') {
   const box = $('safety-number');
   const groups = String(v.grouped ?? v.safety_number ?? '')
     .split(/\s+/)
     .filter(Boolean);
   const digits = groups.length === 12 ? groups : (String(v.safety_number ?? '').match(/\d{5}/g) ?? []);
   box.replaceChildren(...digits.map((d) => h('span', 'digits', d)));
+  // Exactly the digits on screen: confirming sends them, so hush web marks verified only the
+  // key whose number the user compared.
+  S.safetyShown = digits.join('');
   drawQr($('safety-qr'), v.qr);
   const status = $('safety-status');
   const name = oneLine(v.contact ?? S.dialogChat);
   status.dataset.verified = v.verified ? 'true' : 'false';
   status.dataset.keyChanged = v.key_changed ? 'true' : 'false';
-  status.textContent = v.key_changed
+  const text = v.key_changed
     ? `${name}'s key changed: this number is for the new key, which you have not accepted yet.`
     : v.verified
       ? `Verified: you confirmed ${name}'s safety number.`
       : `Not verified: compare this number with ${name} before marking it verified.`;
+  status.replaceChildren();
+  status.classList.toggle('changed', Boolean(note));
+  if (note) status.append(h('strong', 'safety-changed', note), h('br'));
+  status.append(document.createTextNode(text));
   const confirm = $('confirm-verified');
   confirm.disabled = Boolean(v.verified);
   confirm.textContent = v.verified ? 'Verified ✓' : 'Mark as verified';
@@ -1133,6 +1377,7 @@ async function openSafety(key) {
   $('safety-qr').hidden = true;
   $('safety-status').textContent = 'Loading…';
   $('safety-title').textContent = `Safety number with ${oneLine(key)}`;
+  S.safetyShown = null;
   openDialog(dlg);
   try {
     renderSafety(await call('verify', { contact: key }));
@@ -1147,15 +1392,33 @@ async function confirmVerified() {
   const key = S.dialogChat;
   if (!key) return;
   const btn = $('confirm-verified');
+  const shown = S.safetyShown;
+  if (!shown || !/^\d{60}$/.test(shown)) return;
   busy(btn, true);
   try {
-    const v = await call('verify', { contact: key, confirm: true });
+    const v = await call('verify', { contact: key, confirm: true, safety_number: shown });
     renderSafety(v);
     await loadContacts();
-    if (S.open === key) refreshOpen(false);
   } catch (e) {
-    dialogError(dlg, e.message);
-    btn.disabled = false;
+    if (e.kind === 'safety_number_changed' || e.kind === 'key_changed') {
+      // The key changed after this number was shown: show the current one; nothing was verified.
+      dialogError(dlg, '');
+      try {
+        const v = await call('verify', { contact: key });
+        if (S.dialogChat === key) {
+          renderSafety(
+            v,
+            'The safety number changed while this window was open: nothing was marked verified. Compare the new number below.',
+          );
+        }
+      } catch (e2) {
+        dialogError(dlg, e2.message);
+      }
+      loadContacts().catch(() => {});
+    } else {
+      dialogError(dlg, e.message);
+      btn.disabled = false;
+    }
   } finally {
     btn.classList.remove('busy');
   }
@@ -1185,7 +1448,7 @@ function renderMembers(g) {
     const info = h('div', 'member-info');
     const name = h('span', 'member-name', oneLine(m.name));
     const state = h('span', `member-state s-${String(m.state).replace(/[^a-z_]/g, '')}`, MEMBER_STATE[m.state] ?? oneLine(m.state));
-    state.title = `fingerprint ${oneLine(m.fingerprint)}`;
+    state.title = `fingerprint ${iso(m.fingerprint)}`;
     info.append(name, state);
     li.append(av, info);
     if (m.state !== 'you' && m.name !== me && g.member !== false) {
@@ -1382,7 +1645,7 @@ function wire() {
 
   // Back in view: the open chat's unread messages are now read.
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && S.open && S.ready) refreshOpen(true);
+    if (!document.hidden && S.open && S.ready) markRead();
   });
   // Local times and "Today" labels move on; refresh the list stamps now and then.
   setInterval(() => {
@@ -1399,26 +1662,40 @@ function takeToken() {
       // Storage refused (private mode): the token still works until the page is reloaded.
     }
     window.history.replaceState(null, '', location.pathname + location.search);
-    return m[1];
+    return { token: m[1], fresh: true };
   }
   try {
-    return sessionStorage.getItem(TOKEN_KEY);
+    return { token: sessionStorage.getItem(TOKEN_KEY), fresh: false };
   } catch {
-    return null;
+    return { token: null, fresh: false };
+  }
+}
+
+/** The pinned run: forgotten for a URL just printed by hush web (its first hello is pinned afresh). */
+function pinFor(fresh) {
+  try {
+    if (fresh) sessionStorage.removeItem(INSTANCE_KEY);
+    S.instance = fresh ? null : sessionStorage.getItem(INSTANCE_KEY);
+  } catch {
+    if (fresh) S.instance = null;
   }
 }
 
 function start() {
   wire();
   renderMe();
-  S.token = takeToken();
+  const taken = takeToken();
+  S.token = taken.token;
+  pinFor(taken.fresh);
   renderConvHeader();
   renderChats();
   renderConn();
   // Pasting a new URL (hush web restarted) into this tab changes only the fragment: no reload.
   window.addEventListener('hashchange', () => {
-    const token = takeToken();
+    const { token, fresh } = takeToken();
     if (!token || (token === S.token && S.sock === 'open')) return;
+    clearTimeout(S.helloTimer);
+    pinFor(fresh);
     S.token = token;
     document.body.classList.remove('no-token');
     $('welcome-text').textContent = WELCOME;

@@ -141,6 +141,8 @@ export class Watch {
     this.outside = [];
     this.problems = [];
     this.requests = 0;
+    /** Every `history` request the pages sent: {who, params, at}. */
+    this.history = [];
   }
 
   /** Every request of every page in `context`; and the CSP violation recorder in its pages. */
@@ -166,7 +168,28 @@ export class Watch {
       }
     });
     page.on('pageerror', (error) => this.problems.push(`${who}: uncaught: ${error.message}`));
-    page.on('websocket', (socket) => this.noteUrl(socket.url()));
+    page.on('websocket', (socket) => {
+      this.noteUrl(socket.url());
+      socket.on('framesent', ({ payload }) => this.noteFrame(who, payload));
+    });
+  }
+
+  /** A history read must be bounded (`limit` 1..500): a peer can make a history huge. */
+  noteFrame(who, payload) {
+    let msg;
+    try {
+      msg = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+    } catch {
+      this.problems.push(`${who}: sent a frame that is not JSON`);
+      return;
+    }
+    if (msg?.method !== 'history') return;
+    const params = msg.params ?? {};
+    this.history.push({ who, params, at: Date.now() });
+    const limit = params.limit;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+      this.problems.push(`${who}: unbounded history read ${JSON.stringify(params)}`);
+    }
   }
 
   noteUrl(url) {

@@ -24,6 +24,7 @@ import {
   waitMessage,
 } from './page.mjs';
 import { originAndToken } from './origin.mjs';
+import { squat } from './squat.mjs';
 
 const VIEWPORT = { width: 1280, height: 800 };
 const SHOTS = process.env.HUSH_WEB_SCREENSHOTS || null;
@@ -289,6 +290,7 @@ await runner.run('i: figures: message latency over 100 messages', { needs: ['b']
     new MutationObserver(scan).observe(document.body, { childList: true, subtree: true, characterData: true });
   });
   const latencies = [];
+  const readsFrom = watch.history.length;
   for (let i = 0; i < LATENCY_MESSAGES; i += 1) {
     const text = `latency ${i}`;
     await send(a, text);
@@ -313,6 +315,71 @@ await runner.run('i: figures: message latency over 100 messages', { needs: ['b']
   log(`web figure: message latency p99 = ${at(0.99)} ms over ${n}`);
   log(`web figure: message latency max = ${latencies[n - 1]} ms over ${n}`);
   check(at(0.99) < 2_000, `message latency p99 ${at(0.99)} ms is not under 2 s`);
+  // bob has the chat open: each incoming message is added as it comes and marked read with a
+  // one-message read, never by re-reading the conversation.
+  const bobReads = watch.history.slice(readsFrom).filter((r) => r.who === 'bob');
+  const big = bobReads.filter((r) => r.params.limit > 1);
+  log(`web figure: bob's history reads over ${LATENCY_MESSAGES} incoming messages: ${bobReads.length}, ${big.length} with limit > 1`);
+  check(big.length <= 2, `bob re-read the open conversation ${big.length} times: ${JSON.stringify(big.slice(0, 3).map((r) => r.params))}`);
+  check(
+    bobReads.every((r) => r.params.limit > 1 || r.params.mark_read === true),
+    "a limit-1 read of bob's that does not mark read",
+  );
+});
+
+const LONG = 520;
+await runner.run('l: a long conversation opens with its newest 500 messages only', { needs: ['g'], timeout: 90_000 }, async () => {
+  const a = A();
+  await openChat(a, '#team');
+  const started = Date.now();
+  // bob sends LONG messages over a socket of his own (the page's origin, his token): faster
+  // than typing them, and the same requests the page makes.
+  const sent = await B().evaluate(
+    async ({ token, count }) => {
+      const ws = new WebSocket(`ws://${location.host}/api/ws?token=${token}`);
+      const answers = new Map();
+      let hello = null;
+      await new Promise((resolve, reject) => {
+        ws.onerror = () => reject(new Error('socket error'));
+        ws.onmessage = (e) => {
+          const msg = JSON.parse(e.data);
+          if (msg.method === 'hello') {
+            hello = msg;
+            resolve();
+          } else if (msg.id !== undefined) answers.set(msg.id, msg);
+        };
+      });
+      for (let i = 0; i < count; i += 1) {
+        ws.send(JSON.stringify({ jsonrpc: '2.0', id: i + 1, method: 'send', params: { to: 'alice', text: `long ${i}` } }));
+      }
+      const deadline = Date.now() + 60_000;
+      while (answers.size < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      ws.close();
+      const errors = [...answers.values()].filter((m) => m.error).map((m) => m.error.message);
+      return { hello: Boolean(hello), answered: answers.size, errors: errors.slice(0, 3) };
+    },
+    { token: users.bob.token, count: LONG },
+  );
+  check(sent.hello && sent.answered === LONG && sent.errors.length === 0, `bob's sends: ${JSON.stringify(sent)}`);
+  const sentAt = Date.now();
+  await until(
+    async () => ((await chat(a, 'bob').locator('.preview').textContent()) ?? '').includes(`long ${LONG - 1}`),
+    `alice's #chats li[data-chat=bob] .preview shows long ${LONG - 1}`,
+    60_000,
+  );
+  log(`web figure: ${LONG} messages: sent (answered) in ${sentAt - started} ms, all shown at alice after ${Date.now() - started} ms`);
+  const readsFrom = watch.history.length;
+  await openChat(a, 'bob');
+  await waitMessage(a, `long ${LONG - 1}`, 'the newest long message shown');
+  const shown = await a.evaluate(() => ({
+    messages: document.querySelectorAll('#messages li.msg').length,
+    note: document.querySelector('#messages li.note')?.textContent ?? null,
+  }));
+  check(shown.messages === 500, `#messages shows ${shown.messages} li.msg, expected the newest 500`);
+  check(/older messages are not shown/i.test(shown.note ?? ''), `no "older messages are not shown" note: ${JSON.stringify(shown.note)}`);
+  const opened = watch.history.slice(readsFrom).filter((r) => r.who === 'alice' && r.params.contact === 'bob');
+  check(opened.some((r) => r.params.limit === 500 && r.params.mark_read === true), `opening read: ${JSON.stringify(opened.map((r) => r.params))}`);
+  await until(async () => !(await chat(a, 'bob').locator('.unread').isVisible()), ".unread of bob hidden after opening");
 });
 
 await runner.run('i: figures: hush web spawn to usable page', { needs: ['b'], timeout: 45_000 }, async () => {
@@ -381,6 +448,20 @@ await runner.run('e: a changed key blocks sending until accepted', { needs: ['b'
     '#composer and #send disabled while the banner shows',
   );
   await waitMessage(a, 'new phone, same bob', "the message under bob's new key, shown at alice");
+  // The banner took room above the messages: the newest one must still be in view.
+  await until(
+    () =>
+      a.evaluate(() => {
+        const ol = document.getElementById('messages');
+        const last = [...ol.querySelectorAll('li.msg')].at(-1);
+        if (!last) return false;
+        const box = ol.getBoundingClientRect();
+        const r = last.getBoundingClientRect();
+        return r.bottom <= box.bottom + 1 && r.top >= box.top - 1;
+      }),
+    "the newest message (under bob's new key) scrolled into view of #messages below the banner",
+    5_000,
+  );
   await screenshot(a, 'key-change');
 
   await a.locator('#accept-key').click();
@@ -396,6 +477,127 @@ await runner.run('e: a changed key blocks sending until accepted', { needs: ['b'
     ['on relay', 'delivered'].includes(m.state),
   );
   await waitMessage(b, 'welcome back', 'new bob receives it');
+});
+
+await runner.run('k: confirming a safety number that changed meanwhile verifies nothing', { needs: ['e'], timeout: 60_000 }, async () => {
+  const a = A();
+  await openChat(a, 'bob');
+  await openDialog(a, '#verify', '#safety-dialog');
+  const digits = a.locator('#safety-number span.digits');
+  await until(async () => (await digits.count()) === 12, 'alice: 12 #safety-number span.digits');
+  const before = (await digits.allTextContents()).join(' ');
+  check(await enabled(a.locator('#confirm-verified')), '#confirm-verified disabled for a bob not verified');
+  // While alice compares, bob's key changes again and alice accepts it in another tab.
+  await closeUser('bob');
+  await control('new-identity', { name: 'bob' });
+  await openUser('bob', await newContext());
+  const b = B();
+  await openDialog(b, '#add-contact', '#add-contact-dialog');
+  await b.locator('#add-contact-name').fill('alice');
+  await b.locator('#add-contact-submit').click();
+  await openChat(b, 'alice');
+  await send(b, 'third phone');
+  const other = await users.alice.context.newPage();
+  watch.page(other, 'alice (second tab)');
+  try {
+    await other.goto(users.alice.url);
+    await connected(other);
+    await openChat(other, 'bob');
+    await other.locator('#key-change-banner').waitFor({ state: 'visible', timeout: 15_000 });
+    await other.locator('#accept-key').click();
+    await other.locator('#key-change-banner').waitFor({ state: 'hidden' });
+    watch.problems.push(...(await Watch.csp(other, 'alice (second tab)')));
+  } finally {
+    await other.close();
+  }
+  // The first tab still shows the old number; confirming it must not verify the new key.
+  check((await digits.allTextContents()).join(' ') === before, 'the open dialog changed its number by itself');
+  await a.locator('#confirm-verified').click();
+  const status = a.locator('#safety-status');
+  await until(
+    async () => /changed/i.test((await status.textContent()) ?? '') && (await a.locator('#safety-status.changed').count()) === 1,
+    '#safety-status says the number changed (safety_number_changed)',
+  );
+  await until(
+    async () => (await digits.count()) === 12 && (await digits.allTextContents()).join(' ') !== before,
+    'the dialog shows the new safety number',
+  );
+  check(await enabled(a.locator('#confirm-verified')), '#confirm-verified not offered for the new number');
+  await escapeCloses(a, '#safety-dialog');
+  check(!(await chat(a, 'bob').locator('.verified').isVisible()), 'bob shown verified after confirming a stale number');
+});
+
+/**
+ * alice's page is open and connected; her hush web stops and `squat.mjs` takes its port in
+ * `mode`. The page must reconnect to it (the squatter sees the upgrade), send it no frame but a
+ * close, never show connected, stop reconnecting, lock the composer and say this hush web is gone.
+ */
+async function squatted(context, mode) {
+  const web = await control('start-web', { name: 'alice' });
+  const page = await context.newPage();
+  const uncaught = [];
+  page.on('pageerror', (e) => uncaught.push(e.message));
+  await page.goto(web.url);
+  await connected(page);
+  await chat(page, 'bob').waitFor({ state: 'visible' });
+  await openChat(page, 'bob');
+  await page.evaluate(() => {
+    window.__connStates = [];
+    new MutationObserver(() => window.__connStates.push(document.getElementById('conn').dataset.state)).observe(
+      document.getElementById('conn'),
+      { attributes: true, attributeFilter: ['data-state'] },
+    );
+  });
+  const port = Number(new URL(web.url).port);
+  await control('stop-web', { name: 'alice' });
+  const fake = await squat(port, mode);
+  try {
+    await until(() => fake.upgrades.length > 0, `${mode}: the page reconnects to the squatter on port ${port}`, 20_000);
+    check(
+      fake.upgrades[0].includes(tokenOf(web.url)),
+      `${mode}: the squatter's upgrade is not the page's reconnect: ${fake.upgrades[0]}`,
+    );
+    const noData = () =>
+      check(
+        fake.dataFrames().length === 0,
+        `${mode}: the page sent the squatter ${fake.dataFrames().length} frames: ${JSON.stringify(fake.dataFrames().slice(0, 3))}`,
+      );
+    await sleep(500); // a page that trusts the socket sends subscribe at once
+    noData();
+    await until(
+      async () =>
+        (await page.locator('body[data-sock="gone"]').count()) === 1 &&
+        (await page.locator('#sock-banner').isVisible()) &&
+        /gone/i.test((await page.locator('#sock-banner').textContent()) ?? ''),
+      `${mode}: #sock-banner says this hush web is gone`,
+      mode === 'silent' ? 20_000 : 10_000,
+    );
+    const upgrades = fake.upgrades.length;
+    await sleep(2_500); // the first reconnect delay is 300 ms: a page still retrying would show it
+    check(fake.upgrades.length === upgrades, `${mode}: the page kept reconnecting (${fake.upgrades.length} upgrades)`);
+    noData();
+    const states = await page.evaluate(() => window.__connStates);
+    check(!states.includes('connected'), `${mode}: #conn went back to connected: ${states.join(', ')}`);
+    check((await connState(page)) === 'disconnected', `${mode}: #conn is ${await connState(page)}`);
+    check(!(await enabled(page.locator('#composer'))), `${mode}: #composer still enabled on a gone hush web`);
+    check(uncaught.length === 0, `${mode}: uncaught errors in the page: ${uncaught.join('; ')}`);
+    log(`web squatter (${mode}): ${upgrades} upgrade(s), frames received: ${fake.frames.map((f) => f.opcode).join(',') || 'none'}`);
+    if (mode === 'other-instance') await screenshot(page, 'hush-web-gone');
+  } finally {
+    await fake.close();
+    await page.close();
+  }
+}
+
+await runner.run('j: a stopped hush web\'s port taken by another server gets nothing', { needs: ['b'], timeout: 90_000 }, async () => {
+  // Not watched: the refused reconnects while the port is free are logged as console errors.
+  await closeUser('alice');
+  const context = await browser.newContext({ viewport: VIEWPORT });
+  try {
+    for (const mode of ['other-instance', 'not-hello', 'silent']) await squatted(context, mode);
+  } finally {
+    await context.close();
+  }
 });
 
 await runner.run('a (whole run): nothing left the machine, no console errors or CSP violations', {}, async () => {
