@@ -9,6 +9,8 @@
 //! acknowledged to its client only after its batch has committed.
 
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use hush_proto::pq::PqPrekey;
 use hush_proto::relay::{GroupCommit, GroupCommits, GroupId};
