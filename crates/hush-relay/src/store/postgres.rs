@@ -89,7 +89,14 @@ type Statements = HashMap<&'static str, Statement>;
 struct Conn {
     client: Client,
     statements: Statements,
+    /// A write transaction was begun and not yet ended (a panic inside one leaves this set,
+    /// and the next use rolls it back).
+    in_transaction: bool,
 }
+
+/// Begins a write transaction and takes the write lock, in one round trip. The literal is
+/// [`WRITE_LOCK`] (checked by a test).
+const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7527049244737431924)";
 
 impl Conn {
     fn open(config: &Config, writer: bool) -> Result<Self, StoreError> {
@@ -107,7 +114,42 @@ impl Conn {
         Ok(Self {
             client,
             statements: Statements::new(),
+            in_transaction: false,
         })
+    }
+
+    /// Run `f` in a transaction holding the write lock (its first statement): commit if `f`
+    /// returns `Ok`, else roll back. `f` must return every database error it meets (a failed
+    /// statement aborts the transaction; committing it would silently roll back).
+    fn write_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.in_transaction {
+            self.client.batch_execute("ROLLBACK")?;
+            self.in_transaction = false;
+        }
+        self.in_transaction = true;
+        self.client.batch_execute(BEGIN_LOCKED)?;
+        let result = f(&mut Db {
+            client: &mut self.client,
+            statements: &mut self.statements,
+        });
+        match result {
+            Ok(value) => {
+                self.client.batch_execute("COMMIT")?;
+                self.in_transaction = false;
+                Ok(value)
+            }
+            Err(err) => {
+                // The original error matters more than a failed rollback (the connection is
+                // then dropped, which ends the transaction on the server).
+                if self.client.batch_execute("ROLLBACK").is_ok() {
+                    self.in_transaction = false;
+                }
+                Err(err)
+            }
+        }
     }
 }
 
@@ -305,24 +347,20 @@ impl PostgresStore {
     /// not registered. Safe while relays run on the same database (it takes the write lock).
     pub fn free_name(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError> {
         self.with_writer(|conn| {
-            let Conn { client, statements } = conn;
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                client: &mut tx,
-                statements,
-            };
-            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-            let Some(row) = db.query_opt(
-                "DELETE FROM users WHERE name = $1 RETURNING identity",
-                &[&name],
-            )?
-            else {
-                return Ok(None);
-            };
-            let identity: Vec<u8> = row.try_get(0)?;
-            delete_prekeys_of(&mut db, &identity)?;
-            tx.commit()?;
-            blob_array(&identity, "user identity").map(Some)
+            conn.write_transaction(|db| {
+                let Some(row) = db.query_opt(
+                    "DELETE FROM users WHERE name = $1 RETURNING identity",
+                    &[&name],
+                )?
+                else {
+                    return Ok(None);
+                };
+                let identity: Vec<u8> = row.try_get(0)?;
+                delete_prekeys_of(db, &identity)?;
+                Ok(Some(identity))
+            })?
+            .map(|identity| blob_array(&identity, "user identity"))
+            .transpose()
         })
     }
 }
@@ -356,47 +394,40 @@ impl Store for PostgresStore {
         }
         let now_ms = unix_now_ms();
         self.with_writer(|conn| {
-            let Conn { client, statements } = conn;
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                client: &mut tx,
-                statements,
-            };
-            // Any error below drops `tx`, which rolls the whole batch back.
-            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-            let mut results = Vec::with_capacity(ops.len());
-            let mut usage = UsageDeltas::default();
-            let mut rest = ops;
-            while let Some(op) = rest.first() {
-                let taken = match op {
-                    WriteOp::Enqueue { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Enqueue { .. }));
-                        mailbox::enqueue_run(&mut db, &mut usage, run, &mut results)?;
-                        run.len()
-                    }
-                    WriteOp::Ack { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Ack { .. }));
-                        mailbox::ack_run(&mut db, &mut usage, run, &mut results)?;
-                        run.len()
-                    }
-                    _ => {
-                        results.push(apply_op(&mut db, op, now_ms, &mut usage)?);
-                        1
-                    }
-                };
-                rest = rest.get(taken.max(1)..).unwrap_or_default();
-            }
-            // Mailbox counters are written once per mailbox per batch, not once per message.
-            usage.flush(&mut db)?;
-            tx.commit()?;
-            if results.len() != ops.len() {
-                return Err(StoreError(format!(
-                    "batch of {} ops gave {} results",
-                    ops.len(),
-                    results.len()
-                )));
-            }
-            Ok(results)
+            conn.write_transaction(|db| {
+                let mut results = Vec::with_capacity(ops.len());
+                let mut usage = UsageDeltas::default();
+                let mut rest = ops;
+                while let Some(op) = rest.first() {
+                    let taken = match op {
+                        WriteOp::Enqueue { .. } => {
+                            let run = leading(rest, |op| matches!(op, WriteOp::Enqueue { .. }));
+                            mailbox::enqueue_run(db, &mut usage, run, &mut results)?;
+                            run.len()
+                        }
+                        WriteOp::Ack { .. } => {
+                            let run = leading(rest, |op| matches!(op, WriteOp::Ack { .. }));
+                            mailbox::ack_run(db, &mut usage, run, &mut results)?;
+                            run.len()
+                        }
+                        _ => {
+                            results.push(apply_op(db, op, now_ms, &mut usage)?);
+                            1
+                        }
+                    };
+                    rest = rest.get(taken.max(1)..).unwrap_or_default();
+                }
+                // Counters are written once per mailbox and sender per batch, in one statement.
+                usage.flush(db)?;
+                if results.len() != ops.len() {
+                    return Err(StoreError(format!(
+                        "batch of {} ops gave {} results",
+                        ops.len(),
+                        results.len()
+                    )));
+                }
+                Ok(results)
+            })
         })
     }
 
@@ -530,7 +561,9 @@ impl Store for PostgresStore {
         max_bytes: usize,
     ) -> Result<SyncResult, StoreError> {
         self.with_reader(|conn| {
-            let Conn { client, statements } = conn;
+            let Conn {
+                client, statements, ..
+            } = conn;
             // One snapshot for the membership check and the log.
             let mut tx = client
                 .build_transaction()

@@ -592,7 +592,7 @@ fn pending_byte_bound_and_group_sync() {
     let db = test_db!();
     let store = db.store();
     let to = ident(1);
-    let ops: Vec<WriteOp> = (1..=5u8).map(|i| enqueue_op(to, &vec![i; 10], 1)).collect();
+    let ops: Vec<WriteOp> = (1..=5u8).map(|i| enqueue_op(to, &[i; 10], 1)).collect();
     store.apply(&ops).unwrap();
     let lens = |max| -> Vec<u8> {
         store
@@ -946,4 +946,9 @@ fn bulk_runs_match_sqlite() {
         );
     }
     check_counters(&db);
+}
+
+#[test]
+fn begin_statement_takes_the_write_lock() {
+    assert!(BEGIN_LOCKED.ends_with(&format!("pg_advisory_xact_lock({WRITE_LOCK})")));
 }
