@@ -7,7 +7,8 @@
 //!
 //! Defaults: 50 batches of 500 Enqueue ops of 256 B to 1000 recipients. Creates a scratch
 //! database `hush_bench_<pid>` via the admin URL in `HUSH_TEST_POSTGRES` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards.
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards (with
+//! `HUSH_BENCH_KEEP=1`: keeps it, with the enqueued messages, for inspection).
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -35,8 +36,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some((base, _)) if admin_url.contains("://") => format!("{base}/{name}"),
         _ => format!("{admin_url} dbname={name}"),
     };
-    let result = run(&url, batches, ops, recipients, bytes);
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    let keep = std::env::var_os("HUSH_BENCH_KEEP").is_some();
+    let result = run(&url, batches, ops, recipients, bytes, keep);
+    if keep {
+        println!("kept database {name}");
+    } else {
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    }
     result
 }
 
@@ -54,6 +60,7 @@ fn run(
     ops: usize,
     recipients: usize,
     bytes: usize,
+    keep: bool,
 ) -> Result<(), Box<dyn Error>> {
     let store = PostgresStore::connect(url)?;
     let envelope = vec![0x5A; bytes];
@@ -91,6 +98,9 @@ fn run(
     let enqueue_secs = started.elapsed().as_secs_f64();
     let total = batches * ops;
     report("enqueue", total, enqueue_secs, &mut latencies);
+    if keep {
+        return Ok(());
+    }
 
     // Ack them again: one Ack op per message (a client acking one delivery), same batch size.
     let mut latencies = Vec::with_capacity(batches);
