@@ -16,7 +16,7 @@
 //!   commit one at a time, and message ids (the `messages_id_seq` sequence, drawn under the
 //!   lock) become visible in increasing order. Delivery relies on this: a node reads a mailbox
 //!   "after cursor", and an id committed after a higher one would be skipped for ever. Reads do
-//!   not take the lock. The cost is that writes do not scale with nodes (one writer at a time;
+//!   not take the lock. The sequence must keep `CACHE 1` (see the schema). The cost is that writes do not scale with nodes (one writer at a time;
 //!   each batch is a few milliseconds); reads and connections do.
 //! - **Connections.** One writer connection and [`READERS`] reader connections, each opened on
 //!   first use and dropped when found closed (server restart, network loss), so the next call

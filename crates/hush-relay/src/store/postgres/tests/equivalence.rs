@@ -257,3 +257,41 @@ fn bulk_runs_match_sqlite() {
     }
     check_counters(&db);
 }
+
+/// Ops of one batch see the ops before them: an Ack deletes a message enqueued earlier in the
+/// same batch (splitting the batch into runs keeps op order), on both backends alike.
+#[test]
+fn later_ops_of_a_batch_see_earlier_ones() {
+    let db = test_db!();
+    let pg = db.store();
+    let dir = tempfile::tempdir().unwrap();
+    let lite = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
+    let who = ident(1);
+    let ops = [
+        enqueue_op(who, b"first", 1),
+        WriteOp::Ack {
+            recipient: who,
+            ids: vec![1],
+        },
+        enqueue_op(who, b"second", 1),
+        WriteOp::Ack {
+            recipient: who,
+            ids: vec![1, 2, 3],
+        },
+        enqueue_op(who, b"third", 1),
+    ];
+    let want = vec![
+        WriteResult::Stored(1),
+        WriteResult::Acked(1),
+        WriteResult::Stored(2),
+        WriteResult::Acked(1),
+        WriteResult::Stored(3),
+    ];
+    assert_eq!(lite.apply(&ops).unwrap(), want);
+    assert_eq!(pg.apply(&ops).unwrap(), want);
+    let left = pg.pending(&who, 0, 10, usize::MAX).unwrap();
+    assert_eq!(left, lite.pending(&who, 0, 10, usize::MAX).unwrap());
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].envelope, b"third");
+    check_counters(&db);
+}
