@@ -354,6 +354,23 @@ fn migrations_are_idempotent_and_newer_versions_refused() {
     .unwrap();
     PostgresStore::connect(&db.url).unwrap();
 
+    // Nodes starting at once on an empty database: one creates the schema, all connect.
+    let fresh = test_db!();
+    std::thread::scope(|s| {
+        let starts: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| PostgresStore::connect(&fresh.url)))
+            .collect();
+        for start in starts {
+            start.join().unwrap().unwrap();
+        }
+    });
+    let rows = fresh
+        .raw()
+        .query("SELECT version FROM hush_schema", &[])
+        .unwrap()
+        .len();
+    assert_eq!(rows, 1);
+
     // A database holding someone else's tables is not adopted.
     let other = test_db!();
     other
