@@ -1,5 +1,6 @@
-//! Throughput of the PostgreSQL relay store: durable `Enqueue` batches to offline recipients,
-//! then `Ack` batches deleting them again, through the public `Store` API.
+//! Throughput of the PostgreSQL relay store through the public `Store` API: durable `Enqueue`
+//! batches to offline recipients, then `Ack` batches deleting them again, then batches mixing
+//! both (online traffic: every other op acks a message stored by an earlier batch).
 //!
 //! ```text
 //! cargo run -p hush-relay --example pg_store_bench [-- BATCHES OPS RECIPIENTS BYTES]
@@ -10,6 +11,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards (with
 //! `HUSH_BENCH_KEEP=1`: keeps it, with the enqueued messages, for inspection).
 
+use std::collections::VecDeque;
 use std::error::Error;
 use std::time::{Duration, Instant};
 
@@ -126,6 +128,74 @@ fn run(
     let totals = store.totals()?;
     if totals.messages != 0 {
         return Err(format!("{} messages left after acking all", totals.messages).into());
+    }
+    mixed(&store, batches, ops, recipients, &envelope)
+}
+
+/// Online traffic: every other op of a batch acks the oldest message still stored (from an
+/// earlier batch), the others enqueue new ones.
+fn mixed(
+    store: &PostgresStore,
+    batches: usize,
+    ops: usize,
+    recipients: usize,
+    envelope: &[u8],
+) -> Result<(), Box<dyn Error>> {
+    let mut backlog: VecDeque<([u8; 32], u64)> = VecDeque::new();
+    let mut latencies = Vec::with_capacity(batches);
+    let mut done = 0usize;
+    let started = Instant::now();
+    for b in 0..batches {
+        let mut batch = Vec::with_capacity(ops);
+        for i in 0..ops {
+            let oldest = if i % 2 == 1 {
+                backlog.pop_front()
+            } else {
+                None
+            };
+            batch.push(match oldest {
+                Some((recipient, id)) => WriteOp::Ack {
+                    recipient,
+                    ids: vec![id],
+                },
+                None => {
+                    let n = b * ops + i;
+                    WriteOp::Enqueue {
+                        recipient: identity(n % recipients.max(1)),
+                        sender: identity(1_000_000 + n % 97),
+                        envelope: envelope.to_vec(),
+                        received_at_ms: 1_700_000_000_000,
+                        max_messages: u32::MAX,
+                        max_bytes: u64::MAX,
+                        max_total_bytes: u64::MAX,
+                        max_sender_bytes: u64::MAX,
+                    }
+                }
+            });
+        }
+        let t = Instant::now();
+        let results = store.apply(&batch)?;
+        latencies.push(t.elapsed());
+        done += batch.len();
+        for (op, result) in batch.iter().zip(results) {
+            match (op, result) {
+                (WriteOp::Enqueue { recipient, .. }, WriteResult::Stored(id)) => {
+                    backlog.push_back((*recipient, id));
+                }
+                (WriteOp::Ack { .. }, WriteResult::Acked(1)) => {}
+                (_, other) => return Err(format!("unexpected result {other:?}").into()),
+            }
+        }
+    }
+    report(
+        "mixed",
+        done,
+        started.elapsed().as_secs_f64(),
+        &mut latencies,
+    );
+    let stored = store.totals()?.messages;
+    if stored != backlog.len() as u64 {
+        return Err(format!("{stored} messages stored, {} expected", backlog.len()).into());
     }
     Ok(())
 }

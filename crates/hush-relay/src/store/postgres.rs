@@ -6,8 +6,8 @@
 //!
 //! - **Batches.** [`Store::apply`] runs a batch in one transaction: on `Ok` every op's effect is
 //!   committed (durable as far as the server's `synchronous_commit` makes it; a session that
-//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` ops and of
-//!   consecutive `Ack` ops take a fixed number of round trips however long they are: a batch of
+//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` and `Ack`
+//!   ops (mixed) take a fixed number of round trips however long they are: a batch of
 //!   Enqueues is five (BEGIN with the lock, counters and totals read with one `= ANY` query,
 //!   quotas decided in memory in op order, one `unnest` insert drawing the ids, one statement
 //!   writing every counter, COMMIT); other ops go one at a time.
@@ -271,14 +271,11 @@ impl Store for PostgresStore {
             let mut rest = ops;
             while let Some(op) = rest.first() {
                 let taken = match op {
-                    WriteOp::Enqueue { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Enqueue { .. }));
-                        mailbox::enqueue_run(db, &mut usage, run, &mut results)?;
-                        run.len()
-                    }
-                    WriteOp::Ack { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Ack { .. }));
-                        mailbox::ack_run(db, &mut usage, run, &mut results)?;
+                    WriteOp::Enqueue { .. } | WriteOp::Ack { .. } => {
+                        let run = leading(rest, |op| {
+                            matches!(op, WriteOp::Enqueue { .. } | WriteOp::Ack { .. })
+                        });
+                        mailbox::mailbox_run(db, &mut usage, run, &mut results)?;
                         run.len()
                     }
                     _ => {
@@ -463,7 +460,8 @@ fn leading(ops: &[WriteOp], same: impl Fn(&WriteOp) -> bool) -> &[WriteOp] {
     ops.get(..count).unwrap_or_default()
 }
 
-/// Apply one op (neither `Enqueue` nor `Ack`: those go in runs) inside the batch transaction.
+/// Apply one op inside the batch transaction (`apply` hands runs of `Enqueue` and `Ack` ops to
+/// [`mailbox::mailbox_run`] instead).
 /// Refusals (`NameTaken`, `MailboxFull`, ...) change nothing; an `Err` aborts the whole batch.
 fn apply_op<C: GenericClient>(
     db: &mut Db<'_, C>,
@@ -492,12 +490,7 @@ fn apply_op<C: GenericClient>(
         WriteOp::FetchBundle { name, pop_one_time } => fetch_bundle(db, name, *pop_one_time),
         WriteOp::Enqueue { .. } | WriteOp::Ack { .. } => {
             let mut results = Vec::with_capacity(1);
-            let run = std::slice::from_ref(op);
-            if matches!(op, WriteOp::Enqueue { .. }) {
-                mailbox::enqueue_run(db, usage, run, &mut results)?;
-            } else {
-                mailbox::ack_run(db, usage, run, &mut results)?;
-            }
+            mailbox::mailbox_run(db, usage, std::slice::from_ref(op), &mut results)?;
             results
                 .pop()
                 .ok_or_else(|| StoreError("an op gave no result".to_owned()))

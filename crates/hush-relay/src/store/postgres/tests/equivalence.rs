@@ -215,17 +215,45 @@ fn bulk_runs_match_sqlite() {
         seed % n
     };
     let people: Vec<IdentityBytes> = (1..=30).map(ident).collect();
-    let mut issued: Vec<MessageId> = Vec::new();
+    let q = GroupQuota {
+        max_messages: 20,
+        max_bytes: 2_000,
+        max_total_bytes: 60_000,
+        max_sender_bytes: 12_000,
+    };
+    // A group of the first four, so that acks also release shared group rows.
+    let setup: Vec<WriteOp> = (0..5)
+        .map(|i| register(&format!("p{i}"), people[i]))
+        .chain([commit_op(people[0], 0, &people[1..4], &[], q)])
+        .collect();
+    assert_eq!(pg.apply(&setup).unwrap(), lite.apply(&setup).unwrap());
+    let mut issued: Vec<(IdentityBytes, MessageId)> = Vec::new();
+    let (mut acked, mut group_rows, mut refused) = (0, 0, 0);
     for batch in 0..8 {
         let mut ops = Vec::new();
         while ops.len() < 500 {
-            let to = people[next(30) as usize];
-            if next(4) == 0 && !issued.is_empty() {
-                let ids = (0..next(6))
-                    .map(|_| issued[next(issued.len() as u64) as usize])
+            let roll = next(100);
+            if roll < 2 {
+                let from = people[next(4) as usize];
+                ops.push(send_op(
+                    from,
+                    &vec![9; 1 + next(300) as usize],
+                    1 + batch,
+                    q,
+                ));
+            } else if roll < 30 && !issued.is_empty() {
+                let (owner, first) = issued[next(issued.len() as u64) as usize];
+                let to = if next(10) == 0 {
+                    people[next(30) as usize]
+                } else {
+                    owner
+                };
+                let ids = std::iter::once(first)
+                    .chain((0..next(4)).map(|_| issued[next(issued.len() as u64) as usize].1))
                     .collect();
                 ops.push(WriteOp::Ack { recipient: to, ids });
             } else {
+                let to = people[next(30) as usize];
                 let from = people[next(5) as usize];
                 let len = 1 + next(200) as usize;
                 ops.push(enqueue(
@@ -233,20 +261,30 @@ fn bulk_runs_match_sqlite() {
                     from,
                     &vec![7; len],
                     1 + batch,
-                    20,
-                    2_000,
-                    60_000,
-                    12_000,
+                    q.max_messages,
+                    q.max_bytes,
+                    q.max_total_bytes,
+                    q.max_sender_bytes,
                 ));
             }
         }
-        let want = lite.apply(&ops).unwrap();
-        let got = pg.apply(&ops).unwrap();
+        let want = normalise(lite.apply(&ops).unwrap());
+        let got = normalise(pg.apply(&ops).unwrap());
         assert_eq!(got, want, "batch {batch}");
-        issued.extend(got.iter().filter_map(|r| match r {
-            WriteResult::Stored(id) => Some(*id),
-            _ => None,
-        }));
+        for (op, result) in ops.iter().zip(&got) {
+            match (op, result) {
+                (WriteOp::Enqueue { recipient, .. }, WriteResult::Stored(id)) => {
+                    issued.push((*recipient, *id));
+                }
+                (_, WriteResult::GroupStored { fan_out, .. }) => {
+                    group_rows += fan_out.delivered.len();
+                    issued.extend(fan_out.delivered.iter().copied());
+                }
+                (_, WriteResult::Acked(n)) => acked += n,
+                (_, WriteResult::MailboxFull | WriteResult::SenderQuota) => refused += 1,
+                _ => {}
+            }
+        }
         assert_eq!(pg.totals().unwrap(), lite.totals().unwrap());
     }
     for who in &people {
@@ -255,6 +293,11 @@ fn bulk_runs_match_sqlite() {
             lite.pending(who, 0, 1000, usize::MAX).unwrap()
         );
     }
+    // The mix exercised what it is meant to.
+    assert!(
+        acked > 300 && group_rows > 50 && refused > 50,
+        "{acked} {group_rows} {refused}"
+    );
     check_counters(&db);
 }
 
