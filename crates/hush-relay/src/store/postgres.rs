@@ -18,7 +18,7 @@
 //!   "after cursor", and an id committed after a higher one would be skipped for ever. Reads do
 //!   not take the lock. The sequence must keep `CACHE 1` (see the schema). The cost is that writes do not scale with nodes (one writer at a time;
 //!   each batch is a few milliseconds); reads and connections do.
-//! - **Connections.** One writer connection and [`READERS`] reader connections, each opened on
+//! - **Connections.** One writer connection and four reader connections, each opened on
 //!   first use and dropped when found closed (server restart, network loss), so the next call
 //!   reconnects and the store never needs a restart. A call that meets a dead connection is
 //!   retried once on a fresh one when that is safe (reads always; a batch only if COMMIT was not

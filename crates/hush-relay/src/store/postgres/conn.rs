@@ -33,15 +33,15 @@ const WRITER_SESSION: &str = "SET idle_in_transaction_session_timeout = '30s';
      SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
 
 /// Begins a write transaction and takes the write lock, in one round trip. The literal is
-/// [`WRITE_LOCK`] (checked by a test).
+/// [`super::WRITE_LOCK`] (checked by a test).
 pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7527049244737431924)";
 
 impl Conn {
     pub(super) fn open(config: &Config, writer: bool) -> Result<Self, StoreError> {
         let mut client = config.connect(NoTls)?;
         if writer {
-            // An acknowledged batch must survive a server crash: refuse to run with commits
-            // that return before the WAL is flushed.
+            // An acknowledged batch must survive a server crash: commits must wait for the
+            // WAL flush, whatever the server's default (stronger settings are kept).
             let setting: String = client
                 .query_one("SELECT current_setting('synchronous_commit')", &[])?
                 .try_get(0)?;
