@@ -8,7 +8,6 @@
 //! transaction, so durability costs one fsync per batch rather than per message. A write is
 //! acknowledged to its client only after its batch has committed.
 
-pub mod postgres;
 pub mod sqlite;
 
 use hush_proto::pq::PqPrekey;
