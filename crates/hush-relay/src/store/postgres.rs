@@ -7,9 +7,10 @@
 //! - **Batches.** [`Store::apply`] runs a batch in one transaction: on `Ok` every op's effect is
 //!   committed (durable as far as the server's `synchronous_commit` makes it; a session that
 //!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` ops and of
-//!   consecutive `Ack` ops take a fixed number of round trips however long they are (counters
-//!   prefetched with `= ANY`, quotas decided in memory in op order, ids from one `nextval`
-//!   query, rows written with one `unnest` insert or delete); other ops go one at a time.
+//!   consecutive `Ack` ops take a fixed number of round trips however long they are: a batch of
+//!   Enqueues is five (BEGIN with the lock, counters and totals read with one `= ANY` query,
+//!   quotas decided in memory in op order, one `unnest` insert drawing the ids, one statement
+//!   writing every counter, COMMIT); other ops go one at a time.
 //! - **Ordering across nodes.** The first statement of every batch (and of `free_name` and of
 //!   the migrations) is `pg_advisory_xact_lock(WRITE_LOCK)`, so batches from all nodes run and
 //!   commit one at a time, and message ids (the `messages_id_seq` sequence, drawn under the
@@ -19,10 +20,17 @@
 //!   each batch is a few milliseconds); reads and connections do.
 //! - **Connections.** One writer connection and [`READERS`] reader connections, each opened on
 //!   first use and dropped when found closed (server restart, network loss), so the next call
-//!   reconnects: the call that hits a dead connection fails with a [`StoreError`] (a read retries
-//!   once on a fresh connection first), and the store never needs a restart. Connect timeout
-//!   5 s, TCP keepalive after 30 s idle, TCP user timeout 30 s (unless the URL sets them).
-//!   Prepared statements are cached per connection and rebuilt with it.
+//!   reconnects and the store never needs a restart. A call that meets a dead connection is
+//!   retried once on a fresh one when that is safe (reads always; a batch only if COMMIT was not
+//!   sent yet), else fails with a [`StoreError`]. Connect timeout 5 s, TCP keepalive after 30 s
+//!   idle, TCP user timeout 30 s (unless the URL sets them); the writer session also asks the
+//!   server to end it after 30 s idle inside a transaction, so a vanished writer cannot hold the
+//!   write lock for long. Prepared statements are cached per connection, rebuilt with it (and
+//!   after any error).
+//! - **Blocking.** The sync `postgres` client runs its own small runtime and panics if used
+//!   from inside an async context: call [`PostgresStore::connect`] and every method from a plain
+//!   thread or `spawn_blocking` (as the relay does for every store call). Dropping the store is
+//!   safe anywhere (inside a runtime its connections are closed on a helper thread).
 //! - **No TLS (limitation).** Connections use `NoTls`: the server must be on loopback or a
 //!   private network the operator trusts, since the traffic (envelopes are ciphertext, but
 //!   names, identity keys, metadata and the password exchange) is not encrypted. A URL asking
@@ -89,7 +97,24 @@ type Statements = HashMap<&'static str, Statement>;
 struct Conn {
     client: Client,
     statements: Statements,
+    /// A write transaction was begun and not yet ended (a panic inside one leaves this set,
+    /// and the next use rolls it back).
+    in_transaction: bool,
+    /// The last write transaction got as far as sending COMMIT (so if it failed, whether it
+    /// committed is unknown and it must not be retried).
+    commit_sent: bool,
 }
+
+/// Settings of the writer session: the server ends a session left idle inside a transaction
+/// (its client gone) after 30 s, releasing the write lock, and probes an idle connection after
+/// 30 s (TCP keepalive; ignored on Unix sockets). Every statement of a batch runs back to back,
+/// so a live writer is never idle in a transaction for long.
+const WRITER_SESSION: &str = "SET idle_in_transaction_session_timeout = '30s';
+     SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
+
+/// Begins a write transaction and takes the write lock, in one round trip. The literal is
+/// [`WRITE_LOCK`] (checked by a test).
+const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7527049244737431924)";
 
 impl Conn {
     fn open(config: &Config, writer: bool) -> Result<Self, StoreError> {
@@ -103,11 +128,52 @@ impl Conn {
             if setting == "off" {
                 client.batch_execute("SET synchronous_commit = on")?;
             }
+            // A writer whose client vanished (network loss, process killed mid-batch) holds
+            // the write lock until the server ends its session: bound that for every node.
+            client.batch_execute(WRITER_SESSION)?;
         }
         Ok(Self {
             client,
             statements: Statements::new(),
+            in_transaction: false,
+            commit_sent: false,
         })
+    }
+
+    /// Run `f` in a transaction holding the write lock (its first statement): commit if `f`
+    /// returns `Ok`, else roll back. `f` must return every database error it meets (a failed
+    /// statement aborts the transaction; committing it would silently roll back).
+    fn write_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.in_transaction {
+            self.client.batch_execute("ROLLBACK")?;
+            self.in_transaction = false;
+        }
+        self.in_transaction = true;
+        self.commit_sent = false;
+        self.client.batch_execute(BEGIN_LOCKED)?;
+        let result = f(&mut Db {
+            client: &mut self.client,
+            statements: &mut self.statements,
+        });
+        match result {
+            Ok(value) => {
+                self.commit_sent = true;
+                self.client.batch_execute("COMMIT")?;
+                self.in_transaction = false;
+                Ok(value)
+            }
+            Err(err) => {
+                // The original error matters more than a failed rollback (the connection is
+                // then dropped, which ends the transaction on the server).
+                if self.client.batch_execute("ROLLBACK").is_ok() {
+                    self.in_transaction = false;
+                }
+                Err(err)
+            }
+        }
     }
 }
 
@@ -222,6 +288,38 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // A `postgres::Client` closes itself by blocking on its runtime, which panics inside an
+        // async context: there, close the connections on a short-lived plain thread instead.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let mut conns: Vec<Conn> = Vec::new();
+        let slots = std::iter::once(&mut self.writer).chain(self.readers.iter_mut());
+        for slot in slots {
+            if let Some(conn) = slot
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                conns.push(conn);
+            }
+        }
+        if !conns.is_empty() {
+            // If the thread cannot start, the closure is dropped here: leaking the connections
+            // (the server ends their sessions when the process exits) beats panicking.
+            let conns = std::mem::ManuallyDrop::new(conns);
+            if let Err(err) = std::thread::Builder::new()
+                .name("hush-pg-close".to_owned())
+                .spawn(move || drop(std::mem::ManuallyDrop::into_inner(conns)))
+            {
+                tracing::warn!("cannot close PostgreSQL connections: {err}");
+            }
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connect to the database at `url` (`postgres://user[:password]@host[:port]/dbname`, or
     /// the `key=value` form) and bring its schema to [`SCHEMA_VERSION`], creating it in an empty
@@ -255,15 +353,32 @@ impl PostgresStore {
         })
     }
 
-    /// Run `f` on the writer connection (no retry: a write's outcome must be known).
-    fn with_writer<T>(
+    /// Run `f` in a write transaction on the writer connection. If the connection turns out
+    /// to be dead (the server restarted since it was last used) before COMMIT was sent, once
+    /// more on a fresh one: the server never commits a transaction whose COMMIT it did not
+    /// receive, so nothing was applied. After COMMIT was sent the outcome is unknown: no retry.
+    fn write<T>(
         &self,
-        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut Db<'_, Client>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A panic while holding the lock cannot leave a half-applied batch behind (the
-        // transaction rolls back when dropped), so a poisoned lock is still usable.
+        // A panic while holding the lock cannot leave a half-applied batch behind (the next
+        // use rolls back a transaction left open), so a poisoned lock is still usable.
         let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        run_on(&self.config, &mut slot, true, f)
+        let was_open = slot.is_some();
+        let mut commit_sent = false;
+        let first = run_on(&self.config, &mut slot, true, |conn| {
+            let result = conn.write_transaction(&mut f);
+            commit_sent = conn.commit_sent;
+            result
+        });
+        match first {
+            Err(_) if was_open && slot.is_none() && !commit_sent => {
+                run_on(&self.config, &mut slot, true, |conn| {
+                    conn.write_transaction(&mut f)
+                })
+            }
+            other => other,
+        }
     }
 
     /// Run `f` on a reader connection; if its connection turns out to be dead (the server
@@ -304,14 +419,7 @@ impl PostgresStore {
     /// expire with the TTL. Returns the identity that held the name, or `None` if the name was
     /// not registered. Safe while relays run on the same database (it takes the write lock).
     pub fn free_name(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError> {
-        self.with_writer(|conn| {
-            let Conn { client, statements } = conn;
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                client: &mut tx,
-                statements,
-            };
-            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        self.write(|db| {
             let Some(row) = db.query_opt(
                 "DELETE FROM users WHERE name = $1 RETURNING identity",
                 &[&name],
@@ -320,10 +428,11 @@ impl PostgresStore {
                 return Ok(None);
             };
             let identity: Vec<u8> = row.try_get(0)?;
-            delete_prekeys_of(&mut db, &identity)?;
-            tx.commit()?;
-            blob_array(&identity, "user identity").map(Some)
-        })
+            delete_prekeys_of(db, &identity)?;
+            Ok(Some(identity))
+        })?
+        .map(|identity| blob_array(&identity, "user identity"))
+        .transpose()
     }
 }
 
@@ -343,8 +452,14 @@ fn run_on<T>(
         None => slot.insert(Conn::open(config, writer)?),
     };
     let result = f(conn);
-    if result.is_err() && slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
-        *slot = None;
+    if result.is_err() {
+        match slot {
+            Some(conn) if conn.client.is_closed() => *slot = None,
+            // Prepared again on next use: a statement can fail for good after a schema
+            // change by a newer node ("cached plan must not change result type").
+            Some(conn) => conn.statements.clear(),
+            None => {}
+        }
     }
     result
 }
@@ -355,15 +470,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let now_ms = unix_now_ms();
-        self.with_writer(|conn| {
-            let Conn { client, statements } = conn;
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                client: &mut tx,
-                statements,
-            };
-            // Any error below drops `tx`, which rolls the whole batch back.
-            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        self.write(|db| {
             let mut results = Vec::with_capacity(ops.len());
             let mut usage = UsageDeltas::default();
             let mut rest = ops;
@@ -371,24 +478,23 @@ impl Store for PostgresStore {
                 let taken = match op {
                     WriteOp::Enqueue { .. } => {
                         let run = leading(rest, |op| matches!(op, WriteOp::Enqueue { .. }));
-                        mailbox::enqueue_run(&mut db, &mut usage, run, &mut results)?;
+                        mailbox::enqueue_run(db, &mut usage, run, &mut results)?;
                         run.len()
                     }
                     WriteOp::Ack { .. } => {
                         let run = leading(rest, |op| matches!(op, WriteOp::Ack { .. }));
-                        mailbox::ack_run(&mut db, &mut usage, run, &mut results)?;
+                        mailbox::ack_run(db, &mut usage, run, &mut results)?;
                         run.len()
                     }
                     _ => {
-                        results.push(apply_op(&mut db, op, now_ms, &mut usage)?);
+                        results.push(apply_op(db, op, now_ms, &mut usage)?);
                         1
                     }
                 };
                 rest = rest.get(taken.max(1)..).unwrap_or_default();
             }
-            // Mailbox counters are written once per mailbox per batch, not once per message.
-            usage.flush(&mut db)?;
-            tx.commit()?;
+            // Counters are written once per mailbox and sender per batch, in one statement.
+            usage.flush(db)?;
             if results.len() != ops.len() {
                 return Err(StoreError(format!(
                     "batch of {} ops gave {} results",
@@ -530,7 +636,9 @@ impl Store for PostgresStore {
         max_bytes: usize,
     ) -> Result<SyncResult, StoreError> {
         self.with_reader(|conn| {
-            let Conn { client, statements } = conn;
+            let Conn {
+                client, statements, ..
+            } = conn;
             // One snapshot for the membership check and the log.
             let mut tx = client
                 .build_transaction()

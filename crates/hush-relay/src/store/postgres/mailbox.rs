@@ -22,9 +22,9 @@ pub(super) struct NewMessage<'a> {
     pub(super) blob: Option<i64>,
 }
 
-/// Insert mailbox rows with two queries; their ids increase in the order given. Returns them.
-/// (The batch holds the write lock, so these ids are above every id committed before and below
-/// every id committed after.)
+/// Insert mailbox rows in one statement; their ids (drawn from `messages_id_seq` in the order
+/// given, so increasing in that order) are returned. The batch holds the write lock, so these
+/// ids are above every id committed before and below every id committed after.
 pub(super) fn insert_messages<C: GenericClient>(
     db: &mut Db<'_, C>,
     rows: &[NewMessage<'_>],
@@ -32,37 +32,49 @@ pub(super) fn insert_messages<C: GenericClient>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let count = i64::try_from(rows.len()).map_err(|_| too_large())?;
-    let mut ids = db
-        .query(
-            "SELECT nextval('messages_id_seq') FROM generate_series(1, $1::bigint)",
-            &[&count],
-        )?
-        .iter()
-        .map(|row| row.try_get::<_, i64>(0))
-        .collect::<Result<Vec<i64>, _>>()?;
-    ids.sort_unstable();
-    if ids.len() != rows.len() {
-        return Err(StoreError(format!(
-            "asked for {} message ids, got {}",
-            rows.len(),
-            ids.len()
-        )));
-    }
     let recipients: Vec<&[u8]> = rows.iter().map(|row| row.recipient).collect();
     let senders: Vec<&[u8]> = rows.iter().map(|row| row.sender).collect();
     let times: Vec<i64> = rows.iter().map(|row| row.received_at_ms).collect();
     let envelopes: Vec<&[u8]> = rows.iter().map(|row| row.envelope).collect();
     let blobs: Vec<Option<i64>> = rows.iter().map(|row| row.blob).collect();
-    db.execute(
-        "INSERT INTO messages (id, recipient, sender, received_at_ms, envelope, blob)
-         SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bigint[],
-                              $5::bytea[], $6::bigint[])",
-        &[&ids, &recipients, &senders, &times, &envelopes, &blobs],
+    // `new` is materialised once (it calls a volatile function), so each row draws one id;
+    // the sorted subquery makes the draws follow the given order (checked below).
+    let returned = db.query(
+        "WITH new AS (
+             SELECT nextval('messages_id_seq') AS id, n, recipient, sender, received_at_ms,
+                    envelope, blob
+             FROM (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[],
+                                        $5::bigint[])
+                       WITH ORDINALITY AS u(recipient, sender, received_at_ms, envelope, blob, n)
+                   ORDER BY n) AS ordered
+         ), inserted AS (
+             INSERT INTO messages (id, recipient, sender, received_at_ms, envelope, blob)
+             SELECT id, recipient, sender, received_at_ms, envelope, blob FROM new
+         )
+         SELECT n, id FROM new ORDER BY n",
+        &[&recipients, &senders, &times, &envelopes, &blobs],
     )?;
-    ids.into_iter()
-        .map(|id| non_negative(id, "message id"))
-        .collect()
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut previous = 0u64;
+    for (expected, row) in (1i64..).zip(&returned) {
+        let n: i64 = row.try_get(0)?;
+        let id = non_negative(row.try_get(1)?, "message id")?;
+        if n != expected || id <= previous {
+            return Err(StoreError(
+                "message ids were not drawn in insertion order".to_owned(),
+            ));
+        }
+        previous = id;
+        ids.push(id);
+    }
+    if ids.len() != rows.len() {
+        return Err(StoreError(format!(
+            "inserted {} messages, got {} ids",
+            rows.len(),
+            ids.len()
+        )));
+    }
+    Ok(ids)
 }
 
 /// Apply a run of `Enqueue` ops: each stores its envelope if the mailbox has room for one more
@@ -86,7 +98,6 @@ pub(super) fn enqueue_run<C: GenericClient>(
         }
     }
     usage.prefetch(db, &recipients, &senders)?;
-    usage.total_bytes(db)?;
 
     let mut rows = Vec::with_capacity(ops.len());
     let mut slots = Vec::with_capacity(ops.len());

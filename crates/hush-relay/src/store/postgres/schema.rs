@@ -30,7 +30,9 @@ const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 /// Version 1: users, prekeys (classical and PQ), KeyPackages, mailboxes and their counters,
 /// groups (epoch, members, commit log, shared blobs) and the metrics totals.
 ///
-/// The `messages_id_seq` sequence must keep the default `CACHE 1`: message ids are allocated
+/// Messages are keyed by (recipient, id): every read and delete names the mailbox, so the one
+/// index serves mailbox reads and acks (ids are unique anyway, drawn from one sequence). The
+/// `messages_id_seq` sequence must keep the default `CACHE 1`: message ids are allocated
 /// under the write lock and must increase in commit order across all nodes (with a per-session
 /// cache, two nodes would hand out interleaved ranges).
 const V1: &str = "
@@ -54,15 +56,15 @@ CREATE TABLE one_time_prekeys (
     PRIMARY KEY (identity, id)
 );
 CREATE TABLE messages (
-    id             BIGSERIAL PRIMARY KEY,
+    id             BIGSERIAL,
     recipient      BYTEA  NOT NULL CHECK (length(recipient) = 32),
     sender         BYTEA  NOT NULL CHECK (length(sender) = 32),
     received_at_ms BIGINT NOT NULL CHECK (received_at_ms >= 0),
     envelope       BYTEA  NOT NULL,
-    blob           BIGINT
+    blob           BIGINT,
+    PRIMARY KEY (recipient, id)
 );
 ALTER TABLE messages ALTER COLUMN envelope SET STORAGE EXTERNAL;
-CREATE INDEX messages_by_recipient ON messages (recipient, id);
 CREATE INDEX messages_by_age ON messages (received_at_ms);
 CREATE TABLE mailbox_usage (
     recipient BYTEA  NOT NULL PRIMARY KEY,
