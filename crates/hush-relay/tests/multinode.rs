@@ -23,6 +23,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use hush_net::NetError;
+use hush_proto::relay::{ErrorCode, Reply, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -306,6 +308,170 @@ async fn without_nats_the_mailbox_recheck_delivers_across_nodes() {
         again.status.code(),
         Some(1),
         "a freed name is not registered"
+    );
+    drop((a, b));
+    drop(db);
+}
+
+/// PostgreSQL stops under a running relay: sends are refused with `Internal` "storage
+/// unavailable; retry later", `/readyz` says 503 `store=down` while `/healthz` stays 200, the
+/// process keeps running; once PostgreSQL is back the relay serves again without a restart and
+/// the subscriber's delivery task (which kept retrying its mailbox) delivers on the same
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_survives_postgresql_going_away_and_serves_again_when_it_is_back() {
+    let Some(mut pg) = tokio::task::block_in_place(hush_testsvc::PrivatePostgres::start) else {
+        return;
+    };
+    let db = tokio::task::block_in_place(|| pg.create_db());
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(db.url(), None, 300);
+    let mut relay = Relay::start_full(dir.path(), Some(&config), true, &[]).await;
+    let pid = relay.pid();
+    let metrics = relay.metrics.unwrap();
+    let mut alice = User::new(&relay, "alice").await;
+    let mut bob = User::new(&relay, "bob").await;
+    subscribe(&mut bob.conn).await;
+    cross(&mut alice, &mut bob, "before the outage", T).await;
+
+    tokio::task::block_in_place(|| pg.stop());
+    let refused = alice
+        .conn
+        .request(&Request::Send {
+            recipient: bob.addr(),
+            envelope: envelope(b"during the outage"),
+        })
+        .await;
+    match refused {
+        Err(NetError::Relay(e)) => {
+            assert_eq!(e.code, ErrorCode::Internal);
+            assert_eq!(e.message, "storage unavailable; retry later");
+        }
+        other => panic!("a send without a store was answered {other:?}"),
+    }
+    let (status, body) = http_get(metrics, "/readyz").await;
+    assert_eq!(
+        (status, body.trim()),
+        (503, "store=down nats=off"),
+        "readyz during the outage"
+    );
+    assert_eq!(http_get(metrics, "/healthz").await.0, 200);
+    // The subscriber's re-checks hit the dead store too, and are counted.
+    relay
+        .wait_metrics(T, "store errors", |m| m.get("hush_store_errors_total") >= 3)
+        .await;
+    assert!(
+        relay.is_running(),
+        "the relay exited when PostgreSQL went away"
+    );
+    tokio::task::block_in_place(|| pg.restart());
+
+    // Serving again, same process, same connections: the first writes may meet connections
+    // that died with the server and are replaced on the next use.
+    let deadline = Instant::now() + T;
+    let id = loop {
+        match alice
+            .conn
+            .request(&Request::Send {
+                recipient: bob.addr(),
+                envelope: envelope(b"after the outage"),
+            })
+            .await
+        {
+            Ok(Reply::Stored { id }) => break id,
+            Err(NetError::Relay(e)) if e.code == ErrorCode::Internal => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no write succeeded after the outage"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("unexpected reply after the outage: {other:?}"),
+        }
+    };
+    let d = take(&mut bob.conn, 1, T).await;
+    assert_eq!(
+        (d[0].id, d[0].envelope.clone()),
+        (id, envelope(b"after the outage"))
+    );
+    let deadline = Instant::now() + T;
+    loop {
+        let (status, body) = http_get(metrics, "/readyz").await;
+        if status == 200 {
+            assert_eq!(body.trim(), "store=up nats=off");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready again: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(relay.is_running());
+    assert_eq!(relay.pid(), pid, "the same process serves again");
+    drop(relay);
+    tokio::task::block_in_place(move || drop(db));
+}
+
+/// NATS restarts under two nodes: meanwhile mail still arrives by mailbox re-check and failed
+/// publishes are counted; `/readyz` stays 200 (`nats=down`: the store is what readiness needs);
+/// afterwards both nodes reconnect by themselves and bells wake subscribers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doorbells_resume_after_nats_restarts() {
+    const RECHECK_MS: u64 = 1000;
+    let Some(db) = hush_testsvc::postgres() else {
+        return;
+    };
+    let Some(mut nats) = tokio::task::block_in_place(hush_testsvc::NatsServer::start) else {
+        return;
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = node_config(db.url(), Some((nats.url(), "hush_restart")), RECHECK_MS);
+    let (a, b) = two_nodes(a_dir.path(), b_dir.path(), &config).await;
+    nats_up(&[&a, &b]).await;
+    let mut alice = User::new(&a, "alice").await;
+    let mut bob = User::new(&b, "bob").await;
+    subscribe(&mut bob.conn).await;
+    cross(&mut alice, &mut bob, "warm-up", T).await;
+
+    tokio::task::block_in_place(|| nats.stop());
+    for node in [&a, &b] {
+        node.wait_metrics(T, "hush_nats_connected 0", |m| {
+            m.get("hush_nats_connected") == 0
+        })
+        .await;
+        let (status, body) = http_get(node.metrics.unwrap(), "/readyz").await;
+        assert_eq!((status, body.trim()), (200, "store=up nats=down"));
+    }
+    let within = Duration::from_millis(RECHECK_MS + 1500);
+    let took = cross(&mut alice, &mut bob, "while NATS is down", within).await;
+    eprintln!("NATS down: delivered by re-check in {took:?}");
+    let m = a.scrape().await;
+    assert!(m.get("hush_doorbell_publish_errors_total") >= 1, "{}", m.0);
+
+    tokio::task::block_in_place(|| nats.restart());
+    nats_up(&[&a, &b]).await;
+    // The first bell may race the re-subscription reaching the server.
+    cross(&mut alice, &mut bob, "NATS back", T).await;
+    let before = b.scrape().await.get("hush_doorbell_wakeups_total");
+    let mut latencies = Vec::new();
+    for i in 0..5 {
+        latencies.push(
+            cross(
+                &mut alice,
+                &mut bob,
+                &format!("after restart {i}"),
+                Duration::from_secs(1),
+            )
+            .await,
+        );
+    }
+    let after = b.scrape().await.get("hush_doorbell_wakeups_total");
+    assert!(
+        after >= before + 5,
+        "bells did not wake bob: {before} -> {after}"
+    );
+    latencies.sort();
+    eprintln!(
+        "after the NATS restart: max {:?} over 5 messages",
+        latencies[latencies.len() - 1]
     );
     drop((a, b));
     drop(db);
