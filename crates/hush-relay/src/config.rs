@@ -287,3 +287,47 @@ impl Config {
         self.message_ttl_secs.saturating_mul(1000)
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    #[test]
+    fn store_values_and_redaction() {
+        assert!(matches!(store_kind("sqlite"), Ok(StoreKind::Sqlite)));
+        assert!(matches!(
+            store_kind("postgresql://u:p@db:5432/hush"),
+            Ok(StoreKind::Postgres(_))
+        ));
+        let refused = store_kind("mysql://u:secret@db/hush")
+            .err()
+            .unwrap_or_default();
+        assert!(!refused.contains("secret"), "{refused}");
+        let shown = redacted_url("postgres://hush:s3cret@db.example:5432/hush?sslmode=require");
+        assert_eq!(shown, "host=db.example:5432 db=hush");
+        assert_eq!(
+            redacted_url("nats://user:pw@127.0.0.1:4222"),
+            "host=127.0.0.1:4222"
+        );
+    }
+
+    #[test]
+    fn recheck_defaults_follow_the_store() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.mailbox_recheck(),
+            None,
+            "SQLite: one node, no re-check"
+        );
+        config.store = "postgres://db/hush".into();
+        assert_eq!(
+            config.mailbox_recheck(),
+            Some(Duration::from_millis(DEFAULT_MAILBOX_RECHECK_MS))
+        );
+        config.mailbox_recheck_ms = Some(0);
+        assert_eq!(config.mailbox_recheck(), None);
+        config.store = "sqlite".into();
+        config.mailbox_recheck_ms = Some(500);
+        assert_eq!(config.mailbox_recheck(), Some(Duration::from_millis(500)));
+    }
+}

@@ -476,3 +476,36 @@ async fn doorbells_resume_after_nats_restarts() {
     drop((a, b));
     drop(db);
 }
+
+/// NATS is down when the relay starts: it starts anyway (ready: `store=up nats=down`), keeps
+/// trying in the background, and connects once NATS is up; its bells are then published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_starts_while_nats_is_down_and_connects_when_it_comes_up() {
+    let Some(mut nats) = tokio::task::block_in_place(hush_testsvc::NatsServer::start) else {
+        return;
+    };
+    tokio::task::block_in_place(|| nats.stop());
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("nats = \"{}\"\nnats_prefix = \"hush_late\"\n", nats.url());
+    let relay = Relay::start_full(dir.path(), Some(&config), true, &[]).await;
+    let addr = relay.metrics.unwrap();
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!((status, body.trim()), (200, "store=up nats=down"));
+
+    tokio::task::block_in_place(|| nats.restart());
+    relay
+        .wait_metrics(T, "hush_nats_connected 1", |m| {
+            m.get("hush_nats_connected") == 1
+        })
+        .await;
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!((status, body.trim()), (200, "store=up nats=up"));
+    let mut alice = User::new(&relay, "alice").await;
+    let to_self = alice.addr();
+    send(&mut alice.conn, to_self, envelope(b"rings")).await;
+    relay
+        .wait_metrics(T, "a published bell", |m| {
+            m.get("hush_doorbells_published_total") >= 1
+        })
+        .await;
+}
