@@ -202,18 +202,24 @@ pub fn store_kind(value: &str) -> Result<StoreKind, String> {
     }
 }
 
-/// What of a URL may be logged: `host=<host> db=<path>`, never the user or password.
+/// What of a URL may be logged: `host=<host> db=<path>`, never the user or password. A list
+/// of URLs (`nats://a:4222,nats://b:4222`) gives `host=a:4222,b:4222`.
 pub fn redacted_url(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let db = path.split(['?', '#']).next().unwrap_or("");
-    if db.is_empty() {
-        format!("host={host}")
-    } else {
-        format!("host={host} db={db}")
+    fn host_and_path(url: &str) -> (&str, &str) {
+        let rest = url.trim().split_once("://").map_or(url, |(_, rest)| rest);
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        (host, path.split(['?', '#']).next().unwrap_or(""))
+    }
+    if url.contains(',') {
+        let hosts: Vec<&str> = url.split(',').map(|u| host_and_path(u).0).collect();
+        return format!("host={}", hosts.join(","));
+    }
+    match host_and_path(url) {
+        (host, "") => format!("host={host}"),
+        (host, db) => format!("host={host} db={db}"),
     }
 }
 
