@@ -1,5 +1,6 @@
-//! Throughput of the PostgreSQL relay store: durable `Enqueue` batches to offline recipients,
-//! then `Ack` batches deleting them again, through the public `Store` API.
+//! Throughput of the PostgreSQL relay store through the public `Store` API: durable `Enqueue`
+//! batches to offline recipients, then `Ack` batches deleting them again, then batches mixing
+//! both (online traffic: every other op acks a message stored by an earlier batch).
 //!
 //! ```text
 //! cargo run -p hush-relay --example pg_store_bench [-- BATCHES OPS RECIPIENTS BYTES]
@@ -7,8 +8,10 @@
 //!
 //! Defaults: 50 batches of 500 Enqueue ops of 256 B to 1000 recipients. Creates a scratch
 //! database `hush_bench_<pid>` via the admin URL in `HUSH_TEST_POSTGRES` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards.
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards (with
+//! `HUSH_BENCH_KEEP=1`: keeps it, with the enqueued messages, for inspection).
 
+use std::collections::VecDeque;
 use std::error::Error;
 use std::time::{Duration, Instant};
 
@@ -35,8 +38,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some((base, _)) if admin_url.contains("://") => format!("{base}/{name}"),
         _ => format!("{admin_url} dbname={name}"),
     };
-    let result = run(&url, batches, ops, recipients, bytes);
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    let keep = std::env::var_os("HUSH_BENCH_KEEP").is_some();
+    let result = run(&url, batches, ops, recipients, bytes, keep);
+    if keep {
+        println!("kept database {name}");
+    } else {
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    }
     result
 }
 
@@ -54,6 +62,7 @@ fn run(
     ops: usize,
     recipients: usize,
     bytes: usize,
+    keep: bool,
 ) -> Result<(), Box<dyn Error>> {
     let store = PostgresStore::connect(url)?;
     let envelope = vec![0x5A; bytes];
@@ -91,6 +100,9 @@ fn run(
     let enqueue_secs = started.elapsed().as_secs_f64();
     let total = batches * ops;
     report("enqueue", total, enqueue_secs, &mut latencies);
+    if keep {
+        return Ok(());
+    }
 
     // Ack them again: one Ack op per message (a client acking one delivery), same batch size.
     let mut latencies = Vec::with_capacity(batches);
@@ -116,6 +128,74 @@ fn run(
     let totals = store.totals()?;
     if totals.messages != 0 {
         return Err(format!("{} messages left after acking all", totals.messages).into());
+    }
+    mixed(&store, batches, ops, recipients, &envelope)
+}
+
+/// Online traffic: every other op of a batch acks the oldest message still stored (from an
+/// earlier batch), the others enqueue new ones.
+fn mixed(
+    store: &PostgresStore,
+    batches: usize,
+    ops: usize,
+    recipients: usize,
+    envelope: &[u8],
+) -> Result<(), Box<dyn Error>> {
+    let mut backlog: VecDeque<([u8; 32], u64)> = VecDeque::new();
+    let mut latencies = Vec::with_capacity(batches);
+    let mut done = 0usize;
+    let started = Instant::now();
+    for b in 0..batches {
+        let mut batch = Vec::with_capacity(ops);
+        for i in 0..ops {
+            let oldest = if i % 2 == 1 {
+                backlog.pop_front()
+            } else {
+                None
+            };
+            batch.push(match oldest {
+                Some((recipient, id)) => WriteOp::Ack {
+                    recipient,
+                    ids: vec![id],
+                },
+                None => {
+                    let n = b * ops + i;
+                    WriteOp::Enqueue {
+                        recipient: identity(n % recipients.max(1)),
+                        sender: identity(1_000_000 + n % 97),
+                        envelope: envelope.to_vec(),
+                        received_at_ms: 1_700_000_000_000,
+                        max_messages: u32::MAX,
+                        max_bytes: u64::MAX,
+                        max_total_bytes: u64::MAX,
+                        max_sender_bytes: u64::MAX,
+                    }
+                }
+            });
+        }
+        let t = Instant::now();
+        let results = store.apply(&batch)?;
+        latencies.push(t.elapsed());
+        done += batch.len();
+        for (op, result) in batch.iter().zip(results) {
+            match (op, result) {
+                (WriteOp::Enqueue { recipient, .. }, WriteResult::Stored(id)) => {
+                    backlog.push_back((*recipient, id));
+                }
+                (WriteOp::Ack { .. }, WriteResult::Acked(1)) => {}
+                (_, other) => return Err(format!("unexpected result {other:?}").into()),
+            }
+        }
+    }
+    report(
+        "mixed",
+        done,
+        started.elapsed().as_secs_f64(),
+        &mut latencies,
+    );
+    let stored = store.totals()?.messages;
+    if stored != backlog.len() as u64 {
+        return Err(format!("{stored} messages stored, {} expected", backlog.len()).into());
     }
     Ok(())
 }

@@ -6,8 +6,8 @@
 //!
 //! - **Batches.** [`Store::apply`] runs a batch in one transaction: on `Ok` every op's effect is
 //!   committed (durable as far as the server's `synchronous_commit` makes it; a session that
-//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` ops and of
-//!   consecutive `Ack` ops take a fixed number of round trips however long they are: a batch of
+//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` and `Ack`
+//!   ops (mixed) take a fixed number of round trips however long they are: a batch of
 //!   Enqueues is five (BEGIN with the lock, counters and totals read with one `= ANY` query,
 //!   quotas decided in memory in op order, one `unnest` insert drawing the ids, one statement
 //!   writing every counter, COMMIT); other ops go one at a time.
@@ -16,9 +16,9 @@
 //!   commit one at a time, and message ids (the `messages_id_seq` sequence, drawn under the
 //!   lock) become visible in increasing order. Delivery relies on this: a node reads a mailbox
 //!   "after cursor", and an id committed after a higher one would be skipped for ever. Reads do
-//!   not take the lock. The cost is that writes do not scale with nodes (one writer at a time;
+//!   not take the lock. The sequence must keep `CACHE 1` (see the schema). The cost is that writes do not scale with nodes (one writer at a time;
 //!   each batch is a few milliseconds); reads and connections do.
-//! - **Connections.** One writer connection and [`READERS`] reader connections, each opened on
+//! - **Connections.** One writer connection and four reader connections, each opened on
 //!   first use and dropped when found closed (server restart, network loss), so the next call
 //!   reconnects and the store never needs a restart. A call that meets a dead connection is
 //!   retried once on a fresh one when that is safe (reads always; a batch only if COMMIT was not
@@ -42,15 +42,13 @@
 //! Everything read back is checked (blob lengths, integer ranges, identity keys); a malformed
 //! row is a [`StoreError`], never a panic. Requires PostgreSQL 11 or later.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postgres::types::ToSql;
-use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use postgres::{Client, Config, GenericClient, IsolationLevel};
 
 use hush_proto::relay::GroupId;
 
@@ -59,6 +57,7 @@ use super::{
     StoredMessage, SyncResult, WriteOp, WriteResult,
 };
 
+mod conn;
 mod groups;
 mod keypackages;
 mod mailbox;
@@ -66,6 +65,9 @@ mod prekeys;
 mod schema;
 mod usage;
 
+#[cfg(test)]
+use conn::BEGIN_LOCKED;
+use conn::{describe, run_on, Conn, Db};
 use keypackages::{fetch_key_package, publish_key_packages};
 use prekeys::{delete_prekeys_of, fetch_bundle, prekey_stock, publish_pq_prekeys, publish_prekeys};
 pub use schema::SCHEMA_VERSION;
@@ -89,185 +91,6 @@ const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// How long sent data may stay unacknowledged before the connection is declared dead.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Prepared statements of one connection, by their SQL text.
-type Statements = HashMap<&'static str, Statement>;
-
-/// One open connection and its prepared statements (valid only on this connection).
-struct Conn {
-    client: Client,
-    statements: Statements,
-    /// A write transaction was begun and not yet ended (a panic inside one leaves this set,
-    /// and the next use rolls it back).
-    in_transaction: bool,
-    /// The last write transaction got as far as sending COMMIT (so if it failed, whether it
-    /// committed is unknown and it must not be retried).
-    commit_sent: bool,
-}
-
-/// Settings of the writer session: the server ends a session left idle inside a transaction
-/// (its client gone) after 30 s, releasing the write lock, and probes an idle connection after
-/// 30 s (TCP keepalive; ignored on Unix sockets). Every statement of a batch runs back to back,
-/// so a live writer is never idle in a transaction for long.
-const WRITER_SESSION: &str = "SET idle_in_transaction_session_timeout = '30s';
-     SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
-
-/// Begins a write transaction and takes the write lock, in one round trip. The literal is
-/// [`WRITE_LOCK`] (checked by a test).
-const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7527049244737431924)";
-
-impl Conn {
-    fn open(config: &Config, writer: bool) -> Result<Self, StoreError> {
-        let mut client = config.connect(NoTls)?;
-        if writer {
-            // An acknowledged batch must survive a server crash: refuse to run with commits
-            // that return before the WAL is flushed.
-            let setting: String = client
-                .query_one("SELECT current_setting('synchronous_commit')", &[])?
-                .try_get(0)?;
-            if setting == "off" {
-                client.batch_execute("SET synchronous_commit = on")?;
-            }
-            // A writer whose client vanished (network loss, process killed mid-batch) holds
-            // the write lock until the server ends its session: bound that for every node.
-            client.batch_execute(WRITER_SESSION)?;
-        }
-        Ok(Self {
-            client,
-            statements: Statements::new(),
-            in_transaction: false,
-            commit_sent: false,
-        })
-    }
-
-    /// Run `f` in a transaction holding the write lock (its first statement): commit if `f`
-    /// returns `Ok`, else roll back. `f` must return every database error it meets (a failed
-    /// statement aborts the transaction; committing it would silently roll back).
-    fn write_transaction<T>(
-        &mut self,
-        f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        if self.in_transaction {
-            self.client.batch_execute("ROLLBACK")?;
-            self.in_transaction = false;
-        }
-        self.in_transaction = true;
-        self.commit_sent = false;
-        self.client.batch_execute(BEGIN_LOCKED)?;
-        let result = f(&mut Db {
-            client: &mut self.client,
-            statements: &mut self.statements,
-        });
-        match result {
-            Ok(value) => {
-                self.commit_sent = true;
-                self.client.batch_execute("COMMIT")?;
-                self.in_transaction = false;
-                Ok(value)
-            }
-            Err(err) => {
-                // The original error matters more than a failed rollback (the connection is
-                // then dropped, which ends the transaction on the server).
-                if self.client.batch_execute("ROLLBACK").is_ok() {
-                    self.in_transaction = false;
-                }
-                Err(err)
-            }
-        }
-    }
-}
-
-/// A session on one connection (the bare client or a transaction) with that connection's
-/// statement cache; every query goes through a cached prepared statement.
-struct Db<'a, C> {
-    client: &'a mut C,
-    statements: &'a mut Statements,
-}
-
-impl<C: GenericClient> Db<'_, C> {
-    fn prepared(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(sql)?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
-    }
-
-    fn query(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.query(&statement, params)?)
-    }
-
-    /// At most one row (more is an error).
-    fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.query_opt(&statement, params)?)
-    }
-
-    /// Exactly one row (none or more is an error).
-    fn query_one(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.query_one(&statement, params)?)
-    }
-
-    /// Rows affected.
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.execute(&statement, params)?)
-    }
-
-    fn exists(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<bool, StoreError> {
-        Ok(!self.query(sql, params)?.is_empty())
-    }
-}
-
-impl From<postgres::Error> for StoreError {
-    fn from(err: postgres::Error) -> Self {
-        StoreError(describe(&err))
-    }
-}
-
-/// A PostgreSQL error without anything that could quote data: for a server error its severity,
-/// SQLSTATE, message and constraint (not DETAIL, which shows row values, nor the query).
-fn describe(err: &postgres::Error) -> String {
-    if let Some(db) = err.as_db_error() {
-        let mut text = format!(
-            "postgres: {} {}: {}",
-            db.severity(),
-            db.code().code(),
-            db.message()
-        );
-        if let Some(constraint) = db.constraint() {
-            text.push_str(&format!(" (constraint {constraint})"));
-        }
-        return text;
-    }
-    match std::error::Error::source(err) {
-        Some(source) => format!("postgres: {err}: {source}"),
-        None => format!("postgres: {err}"),
-    }
-}
 
 /// The relay store in a PostgreSQL database, shareable by several relay nodes.
 pub struct PostgresStore {
@@ -436,34 +259,6 @@ impl PostgresStore {
     }
 }
 
-/// Run `f` on the connection in `slot`, connecting first if there is none (or it is closed),
-/// and dropping it after an error that closed it, so that the next call reconnects.
-fn run_on<T>(
-    config: &Config,
-    slot: &mut Option<Conn>,
-    writer: bool,
-    f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
-        *slot = None;
-    }
-    let conn = match slot {
-        Some(conn) => conn,
-        None => slot.insert(Conn::open(config, writer)?),
-    };
-    let result = f(conn);
-    if result.is_err() {
-        match slot {
-            Some(conn) if conn.client.is_closed() => *slot = None,
-            // Prepared again on next use: a statement can fail for good after a schema
-            // change by a newer node ("cached plan must not change result type").
-            Some(conn) => conn.statements.clear(),
-            None => {}
-        }
-    }
-    result
-}
-
 impl Store for PostgresStore {
     fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError> {
         if ops.is_empty() {
@@ -476,14 +271,11 @@ impl Store for PostgresStore {
             let mut rest = ops;
             while let Some(op) = rest.first() {
                 let taken = match op {
-                    WriteOp::Enqueue { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Enqueue { .. }));
-                        mailbox::enqueue_run(db, &mut usage, run, &mut results)?;
-                        run.len()
-                    }
-                    WriteOp::Ack { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Ack { .. }));
-                        mailbox::ack_run(db, &mut usage, run, &mut results)?;
+                    WriteOp::Enqueue { .. } | WriteOp::Ack { .. } => {
+                        let run = leading(rest, |op| {
+                            matches!(op, WriteOp::Enqueue { .. } | WriteOp::Ack { .. })
+                        });
+                        mailbox::mailbox_run(db, &mut usage, run, &mut results)?;
                         run.len()
                     }
                     _ => {
@@ -668,7 +460,8 @@ fn leading(ops: &[WriteOp], same: impl Fn(&WriteOp) -> bool) -> &[WriteOp] {
     ops.get(..count).unwrap_or_default()
 }
 
-/// Apply one op (neither `Enqueue` nor `Ack`: those go in runs) inside the batch transaction.
+/// Apply one op inside the batch transaction (`apply` hands runs of `Enqueue` and `Ack` ops to
+/// [`mailbox::mailbox_run`] instead).
 /// Refusals (`NameTaken`, `MailboxFull`, ...) change nothing; an `Err` aborts the whole batch.
 fn apply_op<C: GenericClient>(
     db: &mut Db<'_, C>,
@@ -697,12 +490,7 @@ fn apply_op<C: GenericClient>(
         WriteOp::FetchBundle { name, pop_one_time } => fetch_bundle(db, name, *pop_one_time),
         WriteOp::Enqueue { .. } | WriteOp::Ack { .. } => {
             let mut results = Vec::with_capacity(1);
-            let run = std::slice::from_ref(op);
-            if matches!(op, WriteOp::Enqueue { .. }) {
-                mailbox::enqueue_run(db, usage, run, &mut results)?;
-            } else {
-                mailbox::ack_run(db, usage, run, &mut results)?;
-            }
+            mailbox::mailbox_run(db, usage, std::slice::from_ref(op), &mut results)?;
             results
                 .pop()
                 .ok_or_else(|| StoreError("an op gave no result".to_owned()))
