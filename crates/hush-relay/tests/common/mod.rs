@@ -67,7 +67,9 @@ impl Relay {
         Self::start_full(data, config_toml, false, args).await
     }
 
-    async fn start_full(
+    /// Start a relay on `data` with an optional TOML config, an optional metrics endpoint and
+    /// more command-line flags.
+    pub async fn start_full(
         data: &Path,
         config_toml: Option<&str>,
         with_metrics: bool,
@@ -164,6 +166,13 @@ impl Relay {
     /// The process id of the running relay.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("relay running").id()
+    }
+
+    /// Whether the process still runs (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// SIGKILL the relay (no chance to clean up) and reap it.
