@@ -142,7 +142,7 @@ async fn three_nodes_carry_direct_and_group_mail_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
     // A re-check far beyond the waits below: only the doorbell can deliver this fast.
     let prefix = nats.subject_prefix();
-    let toml = node_config(db.url(), Some((nats.url(), &prefix)), 60_000);
+    let toml = node_config(db.url(), Some((nats.url(), prefix)), 60_000);
     let nodes = start_nodes(tmp.path(), 3, &toml).await;
     let alice = init(tmp.path(), "alice", nodes[0].addr).await;
     let bob = init(tmp.path(), "bob", nodes[1].addr).await;
@@ -209,7 +209,7 @@ async fn a_postgres_restart_loses_nothing_and_needs_no_relay_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let prefix = nats.subject_prefix();
     let db = pg.create_db();
-    let toml = node_config(db.url(), Some((nats.url(), &prefix)), 2_000);
+    let toml = node_config(db.url(), Some((nats.url(), prefix)), 2_000);
     let nodes = start_nodes(tmp.path(), 2, &toml).await;
     let alice = init(tmp.path(), "alice", nodes[0].addr).await;
     let bob = init(tmp.path(), "bob", nodes[1].addr).await;
