@@ -1,5 +1,7 @@
 //! The relay as MLS delivery service: compare-and-set on the epoch, fan-out stored once,
 //! per-member acks, TTL and the commit log.
+//!
+//! Each test here runs as a `#[test]` on every backend (`store_suite!` in mod.rs).
 
 use super::*;
 use crate::store::{FanOut, GroupQuota, GroupStats, StoreTotals, SyncResult};

@@ -1,5 +1,7 @@
 //! MLS KeyPackages on the relay: one-time ones popped once each, oldest first, then the
 //! last-resort one; a capped stock; a name needed; gone with the name.
+//!
+//! Each test here runs as a `#[test]` on every backend (`store_suite!` in mod.rs).
 
 use super::*;
 

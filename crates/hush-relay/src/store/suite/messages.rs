@@ -1,4 +1,6 @@
 //! Mailboxes, quotas, expiry, batches, names, persistence and concurrency.
+//!
+//! Each test here runs as a `#[test]` on every backend (`store_suite!` in mod.rs).
 
 use super::*;
 use crate::store::StoreTotals;

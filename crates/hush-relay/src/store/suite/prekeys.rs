@@ -1,4 +1,6 @@
 //! Prekeys (classical and PQ): one-time pops, stock caps, last-resort keys, names.
+//!
+//! Each test here runs as a `#[test]` on every backend (`store_suite!` in mod.rs).
 
 use super::*;
 use crate::store::PrekeyStock;
