@@ -11,7 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::doorbell::Ringer;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::store::{FanOut, IdentityBytes, Store, StoreError, StoredMessage, WriteOp, WriteResult};
+use crate::store::{
+    ApplyError, FanOut, IdentityBytes, Store, StoreError, StoredMessage, WriteOp, WriteResult,
+};
 
 /// Capacity of the write queue; handlers wait (backpressure) when it is full.
 pub const WRITE_QUEUE: usize = 65_536;
@@ -120,9 +122,10 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                 }
                 woken.ring();
             }
-            Err(e) if ops.len() > 1 => {
+            Err(ApplyError::NotApplied(e)) if ops.len() > 1 => {
                 // One bad op rolls back the whole batch; retry each alone so that only it
-                // fails and every other writer still gets its commit.
+                // fails and every other writer still gets its commit. Safe: nothing of the
+                // batch was applied.
                 metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, ops = ops.len(), "batch failed; retrying ops one by one");
                 // Two failures in a row mean the store itself is failing (PostgreSQL down),
@@ -147,18 +150,23 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                             let _ = reply.send(Err("store returned no result".into()));
                         }
                         Err(e) => {
+                            // Never retried again, whichever the case.
                             failed_in_a_row += 1;
                             metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(error = %e, "write failed");
-                            let _ = reply.send(Err(e.0));
+                            let _ = reply.send(Err(e.into_error().0));
                         }
                     }
                 }
                 woken.ring();
             }
             Err(e) => {
+                // A single op that failed, or a batch whose outcome is unknown (it may have
+                // committed: applying its ops again would enqueue twice, pop a one-time key
+                // twice, ...). Every writer gets an error, as after a reply lost on the network.
                 metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "write failed");
+                tracing::error!(error = %e, ops = ops.len(), "write failed");
+                let e = e.into_error();
                 for reply in replies {
                     let _ = reply.send(Err(e.0.clone()));
                 }

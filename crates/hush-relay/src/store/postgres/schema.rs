@@ -22,10 +22,10 @@ use crate::store::StoreError;
 use super::WRITE_LOCK;
 
 /// The schema version this code reads and writes. A database with a newer one is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `i` brings the database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -205,6 +205,17 @@ CREATE TRIGGER group_member_added AFTER INSERT ON group_members
 CREATE TRIGGER group_member_removed AFTER DELETE ON group_members
     REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT
     EXECUTE FUNCTION hush_count_rows('group_totals', 'members');
+";
+
+/// Version 2: `hush_batches`, one row per committed batch (a random 16-byte token inserted by
+/// the batch's transaction), so that a writer whose connection died after sending COMMIT can
+/// learn whether its batch committed. Rows older than an hour are pruned by later batches.
+const V2: &str = "
+CREATE TABLE hush_batches (
+    token           BYTEA  NOT NULL PRIMARY KEY CHECK (length(token) = 16),
+    committed_at_ms BIGINT NOT NULL
+);
+CREATE INDEX hush_batches_by_age ON hush_batches (committed_at_ms);
 ";
 
 /// Bring the database to [`SCHEMA_VERSION`] (see the module doc). Returns the version found.
