@@ -35,8 +35,10 @@
 //!   retried once on a fresh one when that is safe (reads always; a batch only if COMMIT was not
 //!   sent yet), else fails with a [`StoreError`] (a batch: see "Lost COMMIT"). Connect timeout 5 s, TCP keepalive after 30 s
 //!   idle, TCP user timeout 30 s (unless the URL sets them); the writer session also asks the
-//!   server to end it after 30 s idle inside a transaction, so a vanished writer cannot hold the
-//!   write lock for long. Prepared statements are cached per connection, rebuilt with it (and
+//!   server to end it after 30 s idle inside a transaction and (PostgreSQL 14+) to check every
+//!   10 s that its client is still there during a query, so a vanished writer cannot hold the
+//!   write lock for long. Write transactions pin READ COMMITTED and the writer session turns
+//!   off statement and lock timeouts, whatever the database's or role's defaults. Prepared statements are cached per connection, rebuilt with it (and
 //!   after any error).
 //! - **Blocking.** The sync `postgres` client runs its own small runtime and panics if used
 //!   from inside an async context: call [`PostgresStore::connect`] and every method from a plain
@@ -177,7 +179,13 @@ impl PostgresStore {
             config.application_name("hush-relay");
         }
         let mut writer = Conn::open(&config, true)?;
-        let mut tx = writer.client.transaction()?;
+        // READ COMMITTED whatever the database's default, so that the migration sees what
+        // a node migrating at the same time committed while this one waited for the lock.
+        let mut tx = writer
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
         schema::migrate(&mut tx)?;
         tx.commit()?;
         Ok(Self {

@@ -28,13 +28,22 @@ pub(super) struct Conn {
 /// Settings of the writer session: the server ends a session left idle inside a transaction
 /// (its client gone) after 30 s, releasing the write lock, and probes an idle connection after
 /// 30 s (TCP keepalive; ignored on Unix sockets). Every statement of a batch runs back to back,
-/// so a live writer is never idle in a transaction for long.
+/// so a live writer is never idle in a transaction for long. No statement or lock timeout, even
+/// if the database or role sets one: a large Expire must not be aborted, and a batch waits for
+/// the write lock as long as the batch holding it runs.
 const WRITER_SESSION: &str = "SET idle_in_transaction_session_timeout = '30s';
-     SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
+     SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3;
+     SET statement_timeout = 0; SET lock_timeout = 0";
 
-/// Begins a write transaction and takes the write lock, in one round trip. The literal is
-/// [`super::WRITE_LOCK`] (checked by a test).
-pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7527049244737431924)";
+/// On PostgreSQL 14+, the server checks every 10 s that the client of a running query is still
+/// there, so a writer whose node vanished mid-statement releases the write lock soon.
+const CONNECTION_CHECK: &str = "SET client_connection_check_interval = '10s'";
+
+/// Begins a write transaction and takes the write lock, in one round trip. READ COMMITTED is
+/// pinned (whatever the database's default): each statement must see the batches committed
+/// while this one waited for the lock. The literal is [`super::WRITE_LOCK`] (checked by a test).
+pub(super) const BEGIN_LOCKED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE; \
+     SELECT pg_advisory_xact_lock(7527049244737431924)";
 
 /// How long batch tokens are kept (a lost COMMIT is looked up at once, on reconnect).
 const TOKEN_KEEP_MS: i64 = 60 * 60 * 1000;
@@ -66,15 +75,23 @@ impl Conn {
         if writer {
             // An acknowledged batch must survive a server crash: commits must wait for the
             // WAL flush, whatever the server's default (stronger settings are kept).
-            let setting: String = client
-                .query_one("SELECT current_setting('synchronous_commit')", &[])?
-                .try_get(0)?;
+            let row = client.query_one(
+                "SELECT current_setting('synchronous_commit'),
+                        current_setting('server_version_num')::integer",
+                &[],
+            )?;
+            let setting: String = row.try_get(0)?;
+            let version: i32 = row.try_get(1)?;
             if setting == "off" {
                 client.batch_execute("SET synchronous_commit = on")?;
             }
             // A writer whose client vanished (network loss, process killed mid-batch) holds
             // the write lock until the server ends its session: bound that for every node.
             client.batch_execute(WRITER_SESSION)?;
+            if version >= 140_000 {
+                // Best effort (a server may refuse it, e.g. where it is unsupported).
+                let _ = client.batch_execute(CONNECTION_CHECK);
+            }
         }
         Ok(Self {
             client,

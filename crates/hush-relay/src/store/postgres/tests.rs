@@ -126,6 +126,7 @@ macro_rules! test_db {
 
 mod commit_lost;
 mod equivalence;
+mod hardening;
 
 /// A valid Ed25519 identity key derived from a one-byte seed.
 pub(super) fn ident(n: u8) -> IdentityBytes {
