@@ -26,7 +26,8 @@
 //!   commit one at a time, and message ids (the `messages_id_seq` sequence, drawn under the
 //!   lock) become visible in increasing order. Delivery relies on this: a node reads a mailbox
 //!   "after cursor", and an id committed after a higher one would be skipped for ever. Reads do
-//!   not take the lock. The sequence must keep `CACHE 1` (see the schema). The cost is that
+//!   not take the lock. The sequence must keep `CACHE 1` and
+//!   `INCREMENT 1` (see the schema): `connect` refuses it otherwise. The cost is that
 //!   writes do not scale with nodes (one writer at a time; each batch is a few milliseconds);
 //!   reads and connections do.
 //! - **Connections.** One writer connection and four reader connections, each opened on
@@ -187,6 +188,7 @@ impl PostgresStore {
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()?;
         schema::migrate(&mut tx)?;
+        schema::check_sequence(&mut tx)?;
         tx.commit()?;
         Ok(Self {
             config,

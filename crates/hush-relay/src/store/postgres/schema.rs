@@ -218,6 +218,32 @@ CREATE TABLE hush_batches (
 CREATE INDEX hush_batches_by_age ON hush_batches (committed_at_ms);
 ";
 
+/// Refuse a `messages_id_seq` that does not draw ids one by one in call order: with a
+/// per-session cache (or another increment) ids would not increase in commit order across
+/// nodes, and delivery ("after cursor") and acks rely on it.
+pub(super) fn check_sequence(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    let row = tx.query_opt(
+        "SELECT cache_size, increment_by FROM pg_catalog.pg_sequences
+         WHERE schemaname = current_schema() AND sequencename = 'messages_id_seq'",
+        &[],
+    )?;
+    let Some(row) = row else {
+        return Err(StoreError(
+            "malformed hush database: sequence messages_id_seq is missing".to_owned(),
+        ));
+    };
+    let cache: i64 = row.try_get(0)?;
+    let increment: i64 = row.try_get(1)?;
+    if cache != 1 || increment != 1 {
+        return Err(StoreError(format!(
+            "sequence messages_id_seq has CACHE {cache} INCREMENT {increment}; the relay needs \
+             CACHE 1 INCREMENT 1 (message ids must increase in commit order across nodes): \
+             run ALTER SEQUENCE messages_id_seq CACHE 1 INCREMENT 1"
+        )));
+    }
+    Ok(())
+}
+
 /// Bring the database to [`SCHEMA_VERSION`] (see the module doc). Returns the version found.
 pub(super) fn migrate(tx: &mut Transaction<'_>) -> Result<i32, StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;

@@ -86,3 +86,27 @@ fn writer_session_overrides_database_defaults() {
         assert_eq!(check, "10s");
     }
 }
+
+/// A message id sequence with a cache (or another increment) is refused with a clear error.
+#[test]
+fn a_cached_id_sequence_is_refused() {
+    let db = test_db!();
+    drop(db.store());
+    db.raw()
+        .batch_execute("ALTER SEQUENCE messages_id_seq CACHE 50")
+        .unwrap();
+    let err = PostgresStore::connect(&db.url).unwrap_err();
+    assert!(
+        err.0.contains("CACHE 50") && err.0.contains("CACHE 1"),
+        "{err}"
+    );
+    db.raw()
+        .batch_execute("ALTER SEQUENCE messages_id_seq CACHE 1 INCREMENT 2")
+        .unwrap();
+    let err = PostgresStore::connect(&db.url).unwrap_err();
+    assert!(err.0.contains("INCREMENT 2"), "{err}");
+    db.raw()
+        .batch_execute("ALTER SEQUENCE messages_id_seq INCREMENT 1")
+        .unwrap();
+    drop(db.store());
+}
