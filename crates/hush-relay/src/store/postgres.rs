@@ -82,7 +82,7 @@ mod usage;
 
 #[cfg(test)]
 use conn::BEGIN_LOCKED;
-use conn::{describe, run_on, Conn, Db};
+use conn::{run_on, Conn, Db};
 use keypackages::{fetch_key_package, publish_key_packages};
 use prekeys::{delete_prekeys_of, fetch_bundle, prekey_stock, publish_pq_prekeys, publish_prekeys};
 pub use schema::SCHEMA_VERSION;
@@ -164,8 +164,14 @@ impl PostgresStore {
     /// database. Refuses a database written by a newer relay, or holding other tables but no
     /// hush schema. Errors never contain the URL.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut config = Config::from_str(url)
-            .map_err(|err| StoreError(format!("invalid PostgreSQL URL ({})", describe(&err))))?;
+        // Not the parser's message: it can quote the URL, password included.
+        let mut config = Config::from_str(url).map_err(|_| {
+            StoreError(
+                "invalid PostgreSQL URL (expected postgres://user[:password]@host[:port]/dbname \
+                 or key=value pairs; the URL is not shown, it may hold a password)"
+                    .to_owned(),
+            )
+        })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }

@@ -110,3 +110,19 @@ fn a_cached_id_sequence_is_refused() {
         .unwrap();
     drop(db.store());
 }
+
+/// A URL the parser rejects is not quoted in the error (it may hold a password).
+#[test]
+fn unparsable_url_error_hides_the_password() {
+    for url in [
+        "postgress://hush:S3CRET@127.0.0.1/db?sslmode",
+        "postgress://hush:S3CRET@127.0.0.1/db?sslmode=disable",
+        "host=h S3CRET=1",
+        "postgres://hush:S3CRET@127.0.0.1/db?sslmode=bogus",
+        "host=h password=S3CRET bogus",
+    ] {
+        let err = PostgresStore::connect(url).unwrap_err();
+        assert!(!err.0.contains("S3CRET"), "{err}");
+        assert!(err.0.contains("invalid PostgreSQL URL"), "{err}");
+    }
+}
