@@ -85,6 +85,22 @@ impl Woken<'_> {
         }
     }
 
+    /// A batch whose outcome is unknown may have stored mail: make its direct recipients
+    /// re-read their mailboxes (here and, through the doorbell, on other nodes). Harmless if
+    /// it did not commit. (Group fan-out recipients are not known without the results; the
+    /// periodic mailbox re-check of a shared store covers them.)
+    fn maybe_stored(&mut self, ops: &[WriteOp]) {
+        for op in ops {
+            if let WriteOp::Enqueue { recipient, .. } = op {
+                self.presence.wake(recipient);
+                if self.doorbell.is_some() {
+                    self.recipients.push(*recipient);
+                }
+            }
+        }
+        self.ring();
+    }
+
     /// Ring the doorbell once for everything collected since the last ring.
     fn ring(&mut self) {
         if let Some(doorbell) = self.doorbell {
@@ -166,6 +182,9 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                 // twice, ...). Every writer gets an error, as after a reply lost on the network.
                 metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, ops = ops.len(), "write failed");
+                if matches!(e, ApplyError::OutcomeUnknown(_)) {
+                    woken.maybe_stored(&ops);
+                }
                 let e = e.into_error();
                 for reply in replies {
                     let _ = reply.send(Err(e.0.clone()));
