@@ -224,44 +224,42 @@ impl PostgresStore {
         let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let was_open = slot.is_some();
         let mut commit_lost = false;
-        let first = run_on(&self.config, &mut slot, true, |conn| {
-            let result = conn.write_transaction(&token, &mut f);
-            commit_lost = conn.commit_lost;
-            result
-        });
-        match first {
-            Ok(value) => Ok(value),
-            Err(err) if commit_lost => {
-                // `run_on` dropped the dead connection: the lookup runs on a new one.
-                match run_on(&self.config, &mut slot, true, |conn| {
-                    conn.batch_committed(&token)
-                }) {
-                    Ok(false) => Err(ApplyError::NotApplied(err)),
-                    Ok(true) => Err(ApplyError::OutcomeUnknown(StoreError(format!(
-                        "{}: the batch committed but its results were lost",
-                        err.0
-                    )))),
-                    Err(lookup) => Err(ApplyError::OutcomeUnknown(StoreError(format!(
-                        "{}: COMMIT sent, its answer lost, and the batch could not be looked up \
-                         ({})",
-                        err.0, lookup.0
-                    )))),
-                }
-            }
-            Err(_) if was_open && slot.is_none() => run_on(&self.config, &mut slot, true, |conn| {
+        let mut attempt = |slot: &mut Option<Conn>, commit_lost: &mut bool| {
+            run_on(&self.config, slot, true, |conn| {
                 let result = conn.write_transaction(&token, &mut f);
-                commit_lost = conn.commit_lost;
+                *commit_lost = conn.commit_lost;
                 result
             })
-            .map_err(|err| {
-                if commit_lost {
-                    // Not looked up again: one lost connection per call is what we handle.
-                    ApplyError::OutcomeUnknown(err)
-                } else {
-                    ApplyError::NotApplied(err)
-                }
-            }),
+        };
+        let mut result = attempt(&mut slot, &mut commit_lost);
+        if result.is_err() && !commit_lost && was_open && slot.is_none() {
+            result = attempt(&mut slot, &mut commit_lost);
+        }
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) if commit_lost => Err(self.after_lost_commit(&mut slot, &token, err)),
             Err(err) => Err(ApplyError::NotApplied(err)),
+        }
+    }
+
+    /// The answer to the COMMIT of the batch with `token` was lost (`err`): look the token up
+    /// on a new connection (`run_on` dropped the dead one).
+    fn after_lost_commit(
+        &self,
+        slot: &mut Option<Conn>,
+        token: &[u8; 16],
+        err: StoreError,
+    ) -> ApplyError {
+        match run_on(&self.config, slot, true, |conn| conn.batch_committed(token)) {
+            Ok(false) => ApplyError::NotApplied(err),
+            Ok(true) => ApplyError::OutcomeUnknown(StoreError(format!(
+                "{}: the batch committed but its results were lost",
+                err.0
+            ))),
+            Err(lookup) => ApplyError::OutcomeUnknown(StoreError(format!(
+                "{}: COMMIT sent, its answer lost, and the batch could not be looked up ({})",
+                err.0, lookup.0
+            ))),
         }
     }
 
