@@ -170,6 +170,9 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                             failed_in_a_row += 1;
                             metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(error = %e, "write failed");
+                            if matches!(e, ApplyError::OutcomeUnknown(_)) {
+                                woken.maybe_stored(single);
+                            }
                             let _ = reply.send(Err(e.into_error().0));
                         }
                     }
