@@ -11,7 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::doorbell::Ringer;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::store::{FanOut, IdentityBytes, Store, StoreError, StoredMessage, WriteOp, WriteResult};
+use crate::store::{
+    ApplyError, FanOut, IdentityBytes, Store, StoreError, StoredMessage, WriteOp, WriteResult,
+};
 
 /// Capacity of the write queue; handlers wait (backpressure) when it is full.
 pub const WRITE_QUEUE: usize = 65_536;
@@ -83,6 +85,22 @@ impl Woken<'_> {
         }
     }
 
+    /// A batch whose outcome is unknown may have stored mail: make its direct recipients
+    /// re-read their mailboxes (here and, through the doorbell, on other nodes). Harmless if
+    /// it did not commit. (Group fan-out recipients are not known without the results; the
+    /// periodic mailbox re-check of a shared store covers them.)
+    fn maybe_stored(&mut self, ops: &[WriteOp]) {
+        for op in ops {
+            if let WriteOp::Enqueue { recipient, .. } = op {
+                self.presence.wake(recipient);
+                if self.doorbell.is_some() {
+                    self.recipients.push(*recipient);
+                }
+            }
+        }
+        self.ring();
+    }
+
     /// Ring the doorbell once for everything collected since the last ring.
     fn ring(&mut self) {
         if let Some(doorbell) = self.doorbell {
@@ -120,9 +138,10 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                 }
                 woken.ring();
             }
-            Err(e) if ops.len() > 1 => {
+            Err(ApplyError::NotApplied(e)) if ops.len() > 1 => {
                 // One bad op rolls back the whole batch; retry each alone so that only it
-                // fails and every other writer still gets its commit.
+                // fails and every other writer still gets its commit. Safe: nothing of the
+                // batch was applied.
                 metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, ops = ops.len(), "batch failed; retrying ops one by one");
                 // Two failures in a row mean the store itself is failing (PostgreSQL down),
@@ -147,18 +166,29 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                             let _ = reply.send(Err("store returned no result".into()));
                         }
                         Err(e) => {
+                            // Never retried again, whichever the case.
                             failed_in_a_row += 1;
                             metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(error = %e, "write failed");
-                            let _ = reply.send(Err(e.0));
+                            if matches!(e, ApplyError::OutcomeUnknown(_)) {
+                                woken.maybe_stored(single);
+                            }
+                            let _ = reply.send(Err(e.into_error().0));
                         }
                     }
                 }
                 woken.ring();
             }
             Err(e) => {
+                // A single op that failed, or a batch whose outcome is unknown (it may have
+                // committed: applying its ops again would enqueue twice, pop a one-time key
+                // twice, ...). Every writer gets an error, as after a reply lost on the network.
                 metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "write failed");
+                tracing::error!(error = %e, ops = ops.len(), "write failed");
+                if matches!(e, ApplyError::OutcomeUnknown(_)) {
+                    woken.maybe_stored(&ops);
+                }
+                let e = e.into_error();
                 for reply in replies {
                     let _ = reply.send(Err(e.0.clone()));
                 }

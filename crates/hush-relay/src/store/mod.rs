@@ -334,12 +334,53 @@ pub enum SyncResult {
 #[error("storage error: {0}")]
 pub struct StoreError(pub String);
 
+/// Why [`Store::apply`] failed, and whether the batch may have been applied anyway. There is
+/// deliberately no `From<StoreError>`: every failure must say which case it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Nothing of the batch was applied: the ops may be applied again (alone or in another
+    /// batch).
+    #[error("{0}")]
+    NotApplied(StoreError),
+    /// The batch may have been applied (COMMIT was sent and its answer lost, or the batch is
+    /// known to have committed but its results are lost): its ops must never be applied again.
+    #[error("{0} (outcome unknown: the batch may have been applied)")]
+    OutcomeUnknown(StoreError),
+}
+
+impl ApplyError {
+    /// The underlying error, whichever the case.
+    pub fn error(&self) -> &StoreError {
+        match self {
+            Self::NotApplied(err) | Self::OutcomeUnknown(err) => err,
+        }
+    }
+
+    /// Tests: the error of a batch that must have been refused as a whole.
+    #[cfg(test)]
+    pub(crate) fn not_applied(self) -> StoreError {
+        match self {
+            Self::NotApplied(err) => err,
+            Self::OutcomeUnknown(err) => panic!("expected NotApplied, got OutcomeUnknown: {err}"),
+        }
+    }
+
+    /// The underlying error, whichever the case.
+    pub fn into_error(self) -> StoreError {
+        match self {
+            Self::NotApplied(err) | Self::OutcomeUnknown(err) => err,
+        }
+    }
+}
+
 /// A durable store for the relay. Implementations must make [`Store::apply`] atomic and durable:
 /// when it returns `Ok`, every op's effect survives a crash (SIGKILL, power loss with WAL +
-/// `synchronous=FULL`), and when it returns `Err`, none does.
+/// `synchronous=FULL`), and when it returns [`ApplyError::NotApplied`], none does. A networked
+/// store that loses the answer to its COMMIT returns [`ApplyError::OutcomeUnknown`]: the
+/// caller must then not apply those ops again (a pop or an enqueue would happen twice).
 pub trait Store: Send + Sync + 'static {
     /// Apply a batch of writes in one transaction; results are in op order.
-    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError>;
+    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, ApplyError>;
     /// Up to `limit` messages for `recipient` with id greater than `after`, in id order,
     /// stopping after the message that brings the envelope bytes to `max_bytes` (at least one
     /// message is returned if any is pending, whatever its size).

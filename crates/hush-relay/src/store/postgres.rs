@@ -6,26 +6,40 @@
 //!
 //! - **Batches.** [`Store::apply`] runs a batch in one transaction: on `Ok` every op's effect is
 //!   committed (durable as far as the server's `synchronous_commit` makes it; a session that
-//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` and `Ack`
-//!   ops (mixed) take a fixed number of round trips however long they are: a batch of
-//!   Enqueues is five (BEGIN with the lock, counters and totals read with one `= ANY` query,
-//!   quotas decided in memory in op order, one `unnest` insert drawing the ids, one statement
-//!   writing every counter, COMMIT); other ops go one at a time.
+//!   finds it `off` turns it `on`), on [`ApplyError::NotApplied`] none is. Runs of
+//!   consecutive `Enqueue` and `Ack` ops (mixed) take a fixed number of round trips however
+//!   long they are: a batch of Enqueues is five (BEGIN with the lock, counters and totals read
+//!   with one `= ANY` query, quotas decided in memory in op order, one `unnest` insert drawing
+//!   the ids, one statement writing every counter, then the batch token and COMMIT); other
+//!   ops go one at a time.
+//! - **Lost COMMIT.** Each batch inserts a random 16-byte token into `hush_batches` in the
+//!   same round trip as its COMMIT (tokens older than an hour are pruned by later batches, a
+//!   few per batch). If the connection dies after COMMIT was sent, the store reconnects, waits
+//!   for the write lock (so the old session's transaction has ended) and looks the token up:
+//!   absent means [`ApplyError::NotApplied`] (safe to retry); present, or the lookup failing,
+//!   means [`ApplyError::OutcomeUnknown`] (the results are lost; the caller must never apply
+//!   the ops again, and the writer answers each op with an error). The token INSERT also
+//!   catches a transaction aborted by an unnoticed failed statement: it fails, so COMMIT
+//!   (which would answer ROLLBACK) is never reached.
 //! - **Ordering across nodes.** The first statement of every batch (and of `free_name` and of
 //!   the migrations) is `pg_advisory_xact_lock(WRITE_LOCK)`, so batches from all nodes run and
 //!   commit one at a time, and message ids (the `messages_id_seq` sequence, drawn under the
 //!   lock) become visible in increasing order. Delivery relies on this: a node reads a mailbox
 //!   "after cursor", and an id committed after a higher one would be skipped for ever. Reads do
-//!   not take the lock. The sequence must keep `CACHE 1` (see the schema). The cost is that writes do not scale with nodes (one writer at a time;
-//!   each batch is a few milliseconds); reads and connections do.
+//!   not take the lock. The sequence must keep `CACHE 1` and
+//!   `INCREMENT 1` (see the schema): `connect` refuses it otherwise. The cost is that
+//!   writes do not scale with nodes (one writer at a time; each batch is a few milliseconds);
+//!   reads and connections do.
 //! - **Connections.** One writer connection and four reader connections, each opened on
 //!   first use and dropped when found closed (server restart, network loss), so the next call
 //!   reconnects and the store never needs a restart. A call that meets a dead connection is
 //!   retried once on a fresh one when that is safe (reads always; a batch only if COMMIT was not
-//!   sent yet), else fails with a [`StoreError`]. Connect timeout 5 s, TCP keepalive after 30 s
+//!   sent yet), else fails with a [`StoreError`] (a batch: see "Lost COMMIT"). Connect timeout 5 s, TCP keepalive after 30 s
 //!   idle, TCP user timeout 30 s (unless the URL sets them); the writer session also asks the
-//!   server to end it after 30 s idle inside a transaction, so a vanished writer cannot hold the
-//!   write lock for long. Prepared statements are cached per connection, rebuilt with it (and
+//!   server to end it after 30 s idle inside a transaction and (PostgreSQL 14+) to check every
+//!   10 s that its client is still there during a query, so a vanished writer cannot hold the
+//!   write lock for long. Write transactions pin READ COMMITTED and the writer session turns
+//!   off statement and lock timeouts, whatever the database's or role's defaults. Prepared statements are cached per connection, rebuilt with it (and
 //!   after any error).
 //! - **Blocking.** The sync `postgres` client runs its own small runtime and panics if used
 //!   from inside an async context: call [`PostgresStore::connect`] and every method from a plain
@@ -49,12 +63,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::{Client, Config, GenericClient, IsolationLevel};
+use rand_core::{OsRng, RngCore};
 
 use hush_proto::relay::GroupId;
 
 use super::{
-    GroupQuota, GroupStats, IdentityBytes, MessageId, PrekeyStock, Store, StoreError, StoreTotals,
-    StoredMessage, SyncResult, WriteOp, WriteResult,
+    ApplyError, GroupQuota, GroupStats, IdentityBytes, MessageId, PrekeyStock, Store, StoreError,
+    StoreTotals, StoredMessage, SyncResult, WriteOp, WriteResult,
 };
 
 mod conn;
@@ -67,7 +82,7 @@ mod usage;
 
 #[cfg(test)]
 use conn::BEGIN_LOCKED;
-use conn::{describe, run_on, Conn, Db};
+use conn::{run_on, Conn, Db};
 use keypackages::{fetch_key_package, publish_key_packages};
 use prekeys::{delete_prekeys_of, fetch_bundle, prekey_stock, publish_pq_prekeys, publish_prekeys};
 pub use schema::SCHEMA_VERSION;
@@ -149,8 +164,14 @@ impl PostgresStore {
     /// database. Refuses a database written by a newer relay, or holding other tables but no
     /// hush schema. Errors never contain the URL.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut config = Config::from_str(url)
-            .map_err(|err| StoreError(format!("invalid PostgreSQL URL ({})", describe(&err))))?;
+        // Not the parser's message: it can quote the URL, password included.
+        let mut config = Config::from_str(url).map_err(|_| {
+            StoreError(
+                "invalid PostgreSQL URL (expected postgres://user[:password]@host[:port]/dbname \
+                 or key=value pairs; the URL is not shown, it may hold a password)"
+                    .to_owned(),
+            )
+        })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -165,8 +186,15 @@ impl PostgresStore {
             config.application_name("hush-relay");
         }
         let mut writer = Conn::open(&config, true)?;
-        let mut tx = writer.client.transaction()?;
+        // READ COMMITTED whatever the database's default, so that the migration sees what
+        // a node migrating at the same time committed while this one waited for the lock.
+        let mut tx = writer
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
         schema::migrate(&mut tx)?;
+        schema::check_sequence(&mut tx)?;
         tx.commit()?;
         Ok(Self {
             config,
@@ -179,28 +207,59 @@ impl PostgresStore {
     /// Run `f` in a write transaction on the writer connection. If the connection turns out
     /// to be dead (the server restarted since it was last used) before COMMIT was sent, once
     /// more on a fresh one: the server never commits a transaction whose COMMIT it did not
-    /// receive, so nothing was applied. After COMMIT was sent the outcome is unknown: no retry.
+    /// receive, so nothing was applied. If the answer to COMMIT is lost, the batch's token is
+    /// looked up on a fresh connection: not there means nothing was applied
+    /// ([`ApplyError::NotApplied`]); there, or the lookup failing, means
+    /// [`ApplyError::OutcomeUnknown`] (the results are lost; the batch must not be retried).
     fn write<T>(
         &self,
         mut f: impl FnMut(&mut Db<'_, Client>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, ApplyError> {
+        let mut token = [0u8; 16];
+        OsRng.try_fill_bytes(&mut token).map_err(|err| {
+            ApplyError::NotApplied(StoreError(format!("no random batch token: {err}")))
+        })?;
         // A panic while holding the lock cannot leave a half-applied batch behind (the next
         // use rolls back a transaction left open), so a poisoned lock is still usable.
         let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let was_open = slot.is_some();
-        let mut commit_sent = false;
-        let first = run_on(&self.config, &mut slot, true, |conn| {
-            let result = conn.write_transaction(&mut f);
-            commit_sent = conn.commit_sent;
-            result
-        });
-        match first {
-            Err(_) if was_open && slot.is_none() && !commit_sent => {
-                run_on(&self.config, &mut slot, true, |conn| {
-                    conn.write_transaction(&mut f)
-                })
-            }
-            other => other,
+        let mut commit_lost = false;
+        let mut attempt = |slot: &mut Option<Conn>, commit_lost: &mut bool| {
+            run_on(&self.config, slot, true, |conn| {
+                let result = conn.write_transaction(&token, &mut f);
+                *commit_lost = conn.commit_lost;
+                result
+            })
+        };
+        let mut result = attempt(&mut slot, &mut commit_lost);
+        if result.is_err() && !commit_lost && was_open && slot.is_none() {
+            result = attempt(&mut slot, &mut commit_lost);
+        }
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) if commit_lost => Err(self.after_lost_commit(&mut slot, &token, err)),
+            Err(err) => Err(ApplyError::NotApplied(err)),
+        }
+    }
+
+    /// The answer to the COMMIT of the batch with `token` was lost (`err`): look the token up
+    /// on a new connection (`run_on` dropped the dead one).
+    fn after_lost_commit(
+        &self,
+        slot: &mut Option<Conn>,
+        token: &[u8; 16],
+        err: StoreError,
+    ) -> ApplyError {
+        match run_on(&self.config, slot, true, |conn| conn.batch_committed(token)) {
+            Ok(false) => ApplyError::NotApplied(err),
+            Ok(true) => ApplyError::OutcomeUnknown(StoreError(format!(
+                "{}: the batch committed but its results were lost",
+                err.0
+            ))),
+            Err(lookup) => ApplyError::OutcomeUnknown(StoreError(format!(
+                "{}: COMMIT sent, its answer lost, and the batch could not be looked up ({})",
+                err.0, lookup.0
+            ))),
         }
     }
 
@@ -253,14 +312,15 @@ impl PostgresStore {
             let identity: Vec<u8> = row.try_get(0)?;
             delete_prekeys_of(db, &identity)?;
             Ok(Some(identity))
-        })?
+        })
+        .map_err(ApplyError::into_error)?
         .map(|identity| blob_array(&identity, "user identity"))
         .transpose()
     }
 }
 
 impl Store for PostgresStore {
-    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError> {
+    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, ApplyError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }

@@ -22,8 +22,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use hush_proto::relay::GroupId;
 
 use super::{
-    GroupQuota, GroupStats, IdentityBytes, MessageId, PrekeyStock, Store, StoreError, StoreTotals,
-    StoredMessage, SyncResult, WriteOp, WriteResult,
+    ApplyError, GroupQuota, GroupStats, IdentityBytes, MessageId, PrekeyStock, Store, StoreError,
+    StoreTotals, StoredMessage, SyncResult, WriteOp, WriteResult,
 };
 
 mod groups;
@@ -184,8 +184,9 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError> {
+impl SqliteStore {
+    /// [`Store::apply`]: one IMMEDIATE transaction; on `Err` nothing was applied.
+    fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -202,6 +203,13 @@ impl Store for SqliteStore {
         usage.flush(&tx)?;
         tx.commit()?;
         Ok(results)
+    }
+}
+
+impl Store for SqliteStore {
+    /// A local commit either happens or not: every error is [`ApplyError::NotApplied`].
+    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, ApplyError> {
+        self.apply_batch(ops).map_err(ApplyError::NotApplied)
     }
 
     fn pending(

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use postgres::types::ToSql;
-use postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
+use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
 use crate::store::StoreError;
 
@@ -20,21 +20,54 @@ pub(super) struct Conn {
     /// A write transaction was begun and not yet ended (a panic inside one leaves this set,
     /// and the next use rolls it back).
     in_transaction: bool,
-    /// The last write transaction got as far as sending COMMIT (so if it failed, whether it
-    /// committed is unknown and it must not be retried).
-    pub(super) commit_sent: bool,
+    /// The last write transaction sent its COMMIT and got no answer (the connection died): it
+    /// may have committed, so it must not be retried; its batch token tells.
+    pub(super) commit_lost: bool,
 }
 
 /// Settings of the writer session: the server ends a session left idle inside a transaction
 /// (its client gone) after 30 s, releasing the write lock, and probes an idle connection after
 /// 30 s (TCP keepalive; ignored on Unix sockets). Every statement of a batch runs back to back,
-/// so a live writer is never idle in a transaction for long.
+/// so a live writer is never idle in a transaction for long. No statement or lock timeout, even
+/// if the database or role sets one: a large Expire must not be aborted, and a batch waits for
+/// the write lock as long as the batch holding it runs.
 const WRITER_SESSION: &str = "SET idle_in_transaction_session_timeout = '30s';
-     SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
+     SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3;
+     SET statement_timeout = 0; SET lock_timeout = 0";
 
-/// Begins a write transaction and takes the write lock, in one round trip. The literal is
-/// [`super::WRITE_LOCK`] (checked by a test).
-pub(super) const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7527049244737431924)";
+/// On PostgreSQL 14+, the server checks every 10 s that the client of a running query is still
+/// there, so a writer whose node vanished mid-statement releases the write lock soon.
+const CONNECTION_CHECK: &str = "SET client_connection_check_interval = '10s'";
+
+/// Begins a write transaction and takes the write lock, in one round trip. READ COMMITTED is
+/// pinned (whatever the database's default): each statement must see the batches committed
+/// while this one waited for the lock. The literal is [`super::WRITE_LOCK`] (checked by a test).
+pub(super) const BEGIN_LOCKED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE; \
+     SELECT pg_advisory_xact_lock(7527049244737431924)";
+
+/// How long batch tokens are kept (a lost COMMIT is looked up at once, on reconnect).
+const TOKEN_KEEP_MS: i64 = 60 * 60 * 1000;
+
+/// Tokens older than [`TOKEN_KEEP_MS`] deleted per batch at most (a batch adds one, so the
+/// table stays bounded and pruning stays cheap).
+const TOKENS_PRUNED_PER_BATCH: i64 = 16;
+
+/// The server's clock in Unix milliseconds.
+const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// The end of a write transaction, in one round trip: record the batch token, prune old
+/// tokens, COMMIT. If the transaction is aborted (a failed statement went unnoticed), the
+/// INSERT fails and COMMIT is never reached (a COMMIT there would silently roll back).
+fn commit_sql(token: &[u8; 16]) -> String {
+    format!(
+        "INSERT INTO hush_batches (token, committed_at_ms) VALUES (decode('{}', 'hex'), {NOW_MS});
+         DELETE FROM hush_batches WHERE token IN (
+             SELECT token FROM hush_batches WHERE committed_at_ms < {NOW_MS} - {TOKEN_KEEP_MS}
+             ORDER BY committed_at_ms LIMIT {TOKENS_PRUNED_PER_BATCH});
+         COMMIT",
+        hex::encode(token)
+    )
+}
 
 impl Conn {
     pub(super) fn open(config: &Config, writer: bool) -> Result<Self, StoreError> {
@@ -42,29 +75,66 @@ impl Conn {
         if writer {
             // An acknowledged batch must survive a server crash: commits must wait for the
             // WAL flush, whatever the server's default (stronger settings are kept).
-            let setting: String = client
-                .query_one("SELECT current_setting('synchronous_commit')", &[])?
-                .try_get(0)?;
+            let row = client.query_one(
+                "SELECT current_setting('synchronous_commit'),
+                        current_setting('server_version_num')::integer",
+                &[],
+            )?;
+            let setting: String = row.try_get(0)?;
+            let version: i32 = row.try_get(1)?;
             if setting == "off" {
                 client.batch_execute("SET synchronous_commit = on")?;
             }
             // A writer whose client vanished (network loss, process killed mid-batch) holds
             // the write lock until the server ends its session: bound that for every node.
             client.batch_execute(WRITER_SESSION)?;
+            if version >= 140_000 {
+                // Best effort (a server may refuse it, e.g. where it is unsupported).
+                let _ = client.batch_execute(CONNECTION_CHECK);
+            }
         }
         Ok(Self {
             client,
             statements: Statements::new(),
             in_transaction: false,
-            commit_sent: false,
+            commit_lost: false,
         })
+    }
+
+    /// After a write transaction whose COMMIT got no answer: whether the batch with `token`
+    /// committed. Waits for the write lock first, so the old session's transaction has ended
+    /// (committed, or rolled back when the server noticed its client was gone).
+    pub(super) fn batch_committed(&mut self, token: &[u8; 16]) -> Result<bool, StoreError> {
+        if self.in_transaction {
+            self.client.batch_execute("ROLLBACK")?;
+            self.in_transaction = false;
+        }
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .read_only(true)
+            .start()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::WRITE_LOCK])?;
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM hush_batches WHERE token = $1",
+                &[&token.as_slice()],
+            )?
+            .is_some();
+        tx.commit()?;
+        Ok(found)
     }
 
     /// Run `f` in a transaction holding the write lock (its first statement): commit if `f`
     /// returns `Ok`, else roll back. `f` must return every database error it meets (a failed
     /// statement aborts the transaction; committing it would silently roll back).
+    /// The transaction records `token` in `hush_batches` just before COMMIT; if the answer to
+    /// COMMIT is lost, `commit_lost` is set and [`Conn::batch_committed`] (on a new
+    /// connection) tells whether it committed.
     pub(super) fn write_transaction<T>(
         &mut self,
+        token: &[u8; 16],
         f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if self.in_transaction {
@@ -72,7 +142,7 @@ impl Conn {
             self.in_transaction = false;
         }
         self.in_transaction = true;
-        self.commit_sent = false;
+        self.commit_lost = false;
         self.client.batch_execute(BEGIN_LOCKED)?;
         let result = f(&mut Db {
             client: &mut self.client,
@@ -80,8 +150,12 @@ impl Conn {
         });
         match result {
             Ok(value) => {
-                self.commit_sent = true;
-                self.client.batch_execute("COMMIT")?;
+                if let Err(err) = self.client.batch_execute(&commit_sql(token)) {
+                    // An answer from the server (an error) means it did not commit, and the
+                    // transaction is left for the next use to roll back. No answer: unknown.
+                    self.commit_lost = err.as_db_error().is_none();
+                    return Err(err.into());
+                }
                 self.in_transaction = false;
                 Ok(value)
             }

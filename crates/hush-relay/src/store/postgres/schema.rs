@@ -22,10 +22,10 @@ use crate::store::StoreError;
 use super::WRITE_LOCK;
 
 /// The schema version this code reads and writes. A database with a newer one is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `i` brings the database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -206,6 +206,43 @@ CREATE TRIGGER group_member_removed AFTER DELETE ON group_members
     REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT
     EXECUTE FUNCTION hush_count_rows('group_totals', 'members');
 ";
+
+/// Version 2: `hush_batches`, one row per committed batch (a random 16-byte token inserted by
+/// the batch's transaction), so that a writer whose connection died after sending COMMIT can
+/// learn whether its batch committed. Rows older than an hour are pruned by later batches.
+const V2: &str = "
+CREATE TABLE hush_batches (
+    token           BYTEA  NOT NULL PRIMARY KEY CHECK (length(token) = 16),
+    committed_at_ms BIGINT NOT NULL
+);
+CREATE INDEX hush_batches_by_age ON hush_batches (committed_at_ms);
+";
+
+/// Refuse a `messages_id_seq` that does not draw ids one by one in call order: with a
+/// per-session cache (or another increment) ids would not increase in commit order across
+/// nodes, and delivery ("after cursor") and acks rely on it.
+pub(super) fn check_sequence(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    let row = tx.query_opt(
+        "SELECT cache_size, increment_by FROM pg_catalog.pg_sequences
+         WHERE schemaname = current_schema() AND sequencename = 'messages_id_seq'",
+        &[],
+    )?;
+    let Some(row) = row else {
+        return Err(StoreError(
+            "malformed hush database: sequence messages_id_seq is missing".to_owned(),
+        ));
+    };
+    let cache: i64 = row.try_get(0)?;
+    let increment: i64 = row.try_get(1)?;
+    if cache != 1 || increment != 1 {
+        return Err(StoreError(format!(
+            "sequence messages_id_seq has CACHE {cache} INCREMENT {increment}; the relay needs \
+             CACHE 1 INCREMENT 1 (message ids must increase in commit order across nodes): \
+             run ALTER SEQUENCE messages_id_seq CACHE 1 INCREMENT 1"
+        )));
+    }
+    Ok(())
+}
 
 /// Bring the database to [`SCHEMA_VERSION`] (see the module doc). Returns the version found.
 pub(super) fn migrate(tx: &mut Transaction<'_>) -> Result<i32, StoreError> {

@@ -124,7 +124,9 @@ macro_rules! test_db {
     };
 }
 
+mod commit_lost;
 mod equivalence;
+mod hardening;
 
 /// A valid Ed25519 identity key derived from a one-byte seed.
 pub(super) fn ident(n: u8) -> IdentityBytes {
@@ -336,7 +338,28 @@ fn migrations_are_idempotent_and_newer_versions_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![SCHEMA_VERSION]);
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+
+    // A version 1 database (before the batch tokens) is upgraded, its data kept.
+    raw.batch_execute("DROP TABLE hush_batches; DELETE FROM hush_schema WHERE version > 1")
+        .unwrap();
+    let upgraded = PostgresStore::connect(&db.url).unwrap();
+    assert_eq!(
+        upgraded
+            .pending(&ident(1), 0, 10, usize::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+    upgraded
+        .apply(&[enqueue_op(ident(1), b"after upgrade", 6)])
+        .unwrap();
+    drop(upgraded);
+    let count: i64 = raw
+        .query_one("SELECT count(*) FROM hush_batches", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
 
     // A database from a newer relay is refused, naming both versions.
     raw.execute(
@@ -369,7 +392,7 @@ fn migrations_are_idempotent_and_newer_versions_refused() {
         .query("SELECT version FROM hush_schema", &[])
         .unwrap()
         .len();
-    assert_eq!(rows, 1);
+    assert_eq!(rows, SCHEMA_VERSION as usize);
 
     // A database holding someone else's tables is not adopted.
     let other = test_db!();
@@ -497,7 +520,8 @@ fn failing_batch_changes_nothing() {
                 max_stock: 10,
             },
         ])
-        .unwrap_err();
+        .unwrap_err()
+        .not_applied();
     assert!(err.0.contains("key_package"), "{err}");
     assert!(!err.0.to_lowercase().contains("abab"), "{err}");
     assert!(store

@@ -390,7 +390,8 @@ pub(super) fn failing_batch_changes_nothing(b: &mut dyn Backend) {
             register("bob", ident(2)),
             fetch("alice"),
         ])
-        .unwrap_err();
+        .unwrap_err()
+        .not_applied();
     assert!(err.0.contains("identity key"), "{err}");
     assert!(store
         .pending(&ident(2), 0, 10, usize::MAX)
@@ -421,7 +422,7 @@ pub(super) fn malformed_rows_are_errors_not_panics(b: &mut dyn Backend) {
         b.blob(&[1, 2]),
         b.blob(&[3])
     ));
-    let err = store.apply(&[fetch("alice")]).unwrap_err();
+    let err = store.apply(&[fetch("alice")]).unwrap_err().not_applied();
     assert!(err.0.contains("signed prekey"), "{err}");
     let err = store.pending(&alice, 0, 10, usize::MAX).unwrap_err();
     assert!(err.0.contains("message sender"), "{err}");
