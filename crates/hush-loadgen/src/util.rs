@@ -46,6 +46,14 @@ impl BitSet {
         }
     }
 
+    /// Whether `i` is a member.
+    pub fn contains(&self, i: u64) -> bool {
+        usize::try_from(i / 64)
+            .ok()
+            .and_then(|w| self.words.get(w))
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
     /// Number of members.
     pub fn len(&self) -> u64 {
         self.count
@@ -267,6 +275,7 @@ mod tests {
         assert!(a.insert(65));
         assert!(!a.insert(65));
         assert!(!a.insert(MAX_SEQ));
+        assert!(a.contains(65) && a.contains(0) && !a.contains(64) && !a.contains(1 << 40));
         assert_eq!(a.len(), 2);
         let mut b = BitSet::default();
         b.insert(65);
