@@ -1,13 +1,16 @@
 //! Durable relay state behind a storage trait: usernames, prekeys, MLS KeyPackages,
 //! store-and-forward mailboxes, and groups (epoch, members, commit log) for the MLS delivery
-//! service. The embedded default is SQLite in WAL mode ([`sqlite::SqliteStore`]); a
-//! PostgreSQL backend would be one more module implementing [`Store`].
+//! service. Two backends implement [`Store`] with the same semantics: the embedded default,
+//! SQLite in WAL mode ([`sqlite::SqliteStore`]), and PostgreSQL ([`postgres::PostgresStore`]),
+//! which several relay nodes can share (batches from all nodes commit one at a time, so message
+//! ids become visible in increasing order).
 //!
 //! Writes are applied in batches ([`Store::apply`]): the relay's group-commit writer collects
 //! every write queued while the previous transaction committed and applies them in one
 //! transaction, so durability costs one fsync per batch rather than per message. A write is
 //! acknowledged to its client only after its batch has committed.
 
+pub mod postgres;
 pub mod sqlite;
 
 use hush_proto::pq::PqPrekey;

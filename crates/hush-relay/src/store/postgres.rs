@@ -1,0 +1,772 @@
+//! The shared relay store: [`PostgresStore`] keeps the same state as
+//! [`SqliteStore`](super::sqlite::SqliteStore) (usernames, prekeys, KeyPackages, groups and
+//! mailboxes, group mail stored once and referenced per mailbox) in a PostgreSQL database, so
+//! several relay nodes can serve one user base. Semantics are exactly the SQLite store's: the
+//! shared store test suite runs against both.
+//!
+//! - **Batches.** [`Store::apply`] runs a batch in one transaction: on `Ok` every op's effect is
+//!   committed (durable as far as the server's `synchronous_commit` makes it; a session that
+//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` ops and of
+//!   consecutive `Ack` ops take a fixed number of round trips however long they are (counters
+//!   prefetched with `= ANY`, quotas decided in memory in op order, ids from one `nextval`
+//!   query, rows written with one `unnest` insert or delete); other ops go one at a time.
+//! - **Ordering across nodes.** The first statement of every batch (and of `free_name` and of
+//!   the migrations) is `pg_advisory_xact_lock(WRITE_LOCK)`, so batches from all nodes run and
+//!   commit one at a time, and message ids (the `messages_id_seq` sequence, drawn under the
+//!   lock) become visible in increasing order. Delivery relies on this: a node reads a mailbox
+//!   "after cursor", and an id committed after a higher one would be skipped for ever. Reads do
+//!   not take the lock. The cost is that writes do not scale with nodes (one writer at a time;
+//!   each batch is a few milliseconds); reads and connections do.
+//! - **Connections.** One writer connection and [`READERS`] reader connections, each opened on
+//!   first use and dropped when found closed (server restart, network loss), so the next call
+//!   reconnects: the call that hits a dead connection fails with a [`StoreError`] (a read retries
+//!   once on a fresh connection first), and the store never needs a restart. Connect timeout
+//!   5 s, TCP keepalive after 30 s idle, TCP user timeout 30 s (unless the URL sets them).
+//!   Prepared statements are cached per connection and rebuilt with it.
+//! - **No TLS (limitation).** Connections use `NoTls`: the server must be on loopback or a
+//!   private network the operator trusts, since the traffic (envelopes are ciphertext, but
+//!   names, identity keys, metadata and the password exchange) is not encrypted. A URL asking
+//!   for `sslmode=require` fails to connect rather than silently falling back.
+//! - **Secrets.** The URL may hold a password: it is never logged, stored in an error, or shown
+//!   by `Debug`. Errors carry PostgreSQL's severity, code, message and constraint name, never
+//!   its DETAIL (which quotes row values, i.e. keys), nor any envelope bytes.
+//!
+//! Everything read back is checked (blob lengths, integer ranges, identity keys); a malformed
+//! row is a [`StoreError`], never a panic. Requires PostgreSQL 11 or later.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postgres::types::ToSql;
+use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement};
+
+use hush_proto::relay::GroupId;
+
+use super::{
+    GroupQuota, GroupStats, IdentityBytes, MessageId, PrekeyStock, Store, StoreError, StoreTotals,
+    StoredMessage, SyncResult, WriteOp, WriteResult,
+};
+
+mod groups;
+mod keypackages;
+mod mailbox;
+mod prekeys;
+mod schema;
+mod usage;
+
+use keypackages::{fetch_key_package, publish_key_packages};
+use prekeys::{delete_prekeys_of, fetch_bundle, prekey_stock, publish_pq_prekeys, publish_prekeys};
+pub use schema::SCHEMA_VERSION;
+use usage::UsageDeltas;
+
+/// The advisory lock every write transaction takes first ("hushwrit"): one batch at a time
+/// over all nodes, so message ids commit in increasing order.
+const WRITE_LOCK: i64 = 0x6875_7368_7772_6974;
+
+/// Reader connections in the pool.
+const READERS: usize = 4;
+
+/// Connect timeout, unless the URL sets one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle time before TCP keepalive probes start, unless the URL sets it.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// tokio-postgres's default keepalive idle time (how we tell the URL did not set one).
+const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// How long sent data may stay unacknowledged before the connection is declared dead.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Prepared statements of one connection, by their SQL text.
+type Statements = HashMap<&'static str, Statement>;
+
+/// One open connection and its prepared statements (valid only on this connection).
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+impl Conn {
+    fn open(config: &Config, writer: bool) -> Result<Self, StoreError> {
+        let mut client = config.connect(NoTls)?;
+        if writer {
+            // An acknowledged batch must survive a server crash: refuse to run with commits
+            // that return before the WAL is flushed.
+            let setting: String = client
+                .query_one("SELECT current_setting('synchronous_commit')", &[])?
+                .try_get(0)?;
+            if setting == "off" {
+                client.batch_execute("SET synchronous_commit = on")?;
+            }
+        }
+        Ok(Self {
+            client,
+            statements: Statements::new(),
+        })
+    }
+}
+
+/// A session on one connection (the bare client or a transaction) with that connection's
+/// statement cache; every query goes through a cached prepared statement.
+struct Db<'a, C> {
+    client: &'a mut C,
+    statements: &'a mut Statements,
+}
+
+impl<C: GenericClient> Db<'_, C> {
+    fn prepared(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let statement = self.prepared(sql)?;
+        Ok(self.client.query(&statement, params)?)
+    }
+
+    /// At most one row (more is an error).
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let statement = self.prepared(sql)?;
+        Ok(self.client.query_opt(&statement, params)?)
+    }
+
+    /// Exactly one row (none or more is an error).
+    fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let statement = self.prepared(sql)?;
+        Ok(self.client.query_one(&statement, params)?)
+    }
+
+    /// Rows affected.
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let statement = self.prepared(sql)?;
+        Ok(self.client.execute(&statement, params)?)
+    }
+
+    fn exists(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<bool, StoreError> {
+        Ok(!self.query(sql, params)?.is_empty())
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(err: postgres::Error) -> Self {
+        StoreError(describe(&err))
+    }
+}
+
+/// A PostgreSQL error without anything that could quote data: for a server error its severity,
+/// SQLSTATE, message and constraint (not DETAIL, which shows row values, nor the query).
+fn describe(err: &postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        let mut text = format!(
+            "postgres: {} {}: {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        );
+        if let Some(constraint) = db.constraint() {
+            text.push_str(&format!(" (constraint {constraint})"));
+        }
+        return text;
+    }
+    match std::error::Error::source(err) {
+        Some(source) => format!("postgres: {err}: {source}"),
+        None => format!("postgres: {err}"),
+    }
+}
+
+/// The relay store in a PostgreSQL database, shareable by several relay nodes.
+pub struct PostgresStore {
+    /// Connection parameters (may hold a password: never printed).
+    config: Config,
+    /// The connection that writes; held for the whole of a batch. `None` until (re)connected.
+    writer: Mutex<Option<Conn>>,
+    /// Connections for reads, so lookups and mailbox reads proceed while a batch commits.
+    readers: Vec<Mutex<Option<Conn>>>,
+    /// Round-robin start for blocking on a reader when all are busy.
+    next_reader: AtomicUsize,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the config: it may hold the password.
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connect to the database at `url` (`postgres://user[:password]@host[:port]/dbname`, or
+    /// the `key=value` form) and bring its schema to [`SCHEMA_VERSION`], creating it in an empty
+    /// database. Refuses a database written by a newer relay, or holding other tables but no
+    /// hush schema. Errors never contain the URL.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut config = Config::from_str(url)
+            .map_err(|err| StoreError(format!("invalid PostgreSQL URL ({})", describe(&err))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVE_IDLE {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        config.keepalives(true);
+        if config.get_application_name().is_none() {
+            config.application_name("hush-relay");
+        }
+        let mut writer = Conn::open(&config, true)?;
+        let mut tx = writer.client.transaction()?;
+        schema::migrate(&mut tx)?;
+        tx.commit()?;
+        Ok(Self {
+            config,
+            writer: Mutex::new(Some(writer)),
+            readers: (0..READERS).map(|_| Mutex::new(None)).collect(),
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Run `f` on the writer connection (no retry: a write's outcome must be known).
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave a half-applied batch behind (the
+        // transaction rolls back when dropped), so a poisoned lock is still usable.
+        let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        run_on(&self.config, &mut slot, true, f)
+    }
+
+    /// Run `f` on a reader connection; if its connection turns out to be dead (the server
+    /// restarted since it was last used), once more on a fresh one: reads are idempotent.
+    fn with_reader<T>(
+        &self,
+        mut f: impl FnMut(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.reader_slot()?;
+        let was_open = slot.is_some();
+        match run_on(&self.config, &mut slot, false, &mut f) {
+            Err(_) if was_open && slot.is_none() => run_on(&self.config, &mut slot, false, f),
+            other => other,
+        }
+    }
+
+    /// A free reader if there is one, else wait for one in round-robin order.
+    fn reader_slot(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
+        for reader in &self.readers {
+            match reader.try_lock() {
+                Ok(slot) => return Ok(slot),
+                Err(TryLockError::Poisoned(poisoned)) => return Ok(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let count = self.readers.len().max(1);
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % count;
+        let reader = self
+            .readers
+            .get(start)
+            .ok_or_else(|| StoreError("no reader connections".to_owned()))?;
+        Ok(reader.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Operator action: free `name` so that a new identity can register it (a user who lost
+    /// their keys and reinstalled). Deletes the registration and the old identity's prekeys and
+    /// KeyPackages, so no session can start to the old key any more; its mailbox is left to
+    /// expire with the TTL. Returns the identity that held the name, or `None` if the name was
+    /// not registered. Safe while relays run on the same database (it takes the write lock).
+    pub fn free_name(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError> {
+        self.with_writer(|conn| {
+            let Conn { client, statements } = conn;
+            let mut tx = client.transaction()?;
+            let mut db = Db {
+                client: &mut tx,
+                statements,
+            };
+            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            let Some(row) = db.query_opt(
+                "DELETE FROM users WHERE name = $1 RETURNING identity",
+                &[&name],
+            )?
+            else {
+                return Ok(None);
+            };
+            let identity: Vec<u8> = row.try_get(0)?;
+            delete_prekeys_of(&mut db, &identity)?;
+            tx.commit()?;
+            blob_array(&identity, "user identity").map(Some)
+        })
+    }
+}
+
+/// Run `f` on the connection in `slot`, connecting first if there is none (or it is closed),
+/// and dropping it after an error that closed it, so that the next call reconnects.
+fn run_on<T>(
+    config: &Config,
+    slot: &mut Option<Conn>,
+    writer: bool,
+    f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
+        *slot = None;
+    }
+    let conn = match slot {
+        Some(conn) => conn,
+        None => slot.insert(Conn::open(config, writer)?),
+    };
+    let result = f(conn);
+    if result.is_err() && slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
+        *slot = None;
+    }
+    result
+}
+
+impl Store for PostgresStore {
+    fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now_ms = unix_now_ms();
+        self.with_writer(|conn| {
+            let Conn { client, statements } = conn;
+            let mut tx = client.transaction()?;
+            let mut db = Db {
+                client: &mut tx,
+                statements,
+            };
+            // Any error below drops `tx`, which rolls the whole batch back.
+            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            let mut results = Vec::with_capacity(ops.len());
+            let mut usage = UsageDeltas::default();
+            let mut rest = ops;
+            while let Some(op) = rest.first() {
+                let taken = match op {
+                    WriteOp::Enqueue { .. } => {
+                        let run = leading(rest, |op| matches!(op, WriteOp::Enqueue { .. }));
+                        mailbox::enqueue_run(&mut db, &mut usage, run, &mut results)?;
+                        run.len()
+                    }
+                    WriteOp::Ack { .. } => {
+                        let run = leading(rest, |op| matches!(op, WriteOp::Ack { .. }));
+                        mailbox::ack_run(&mut db, &mut usage, run, &mut results)?;
+                        run.len()
+                    }
+                    _ => {
+                        results.push(apply_op(&mut db, op, now_ms, &mut usage)?);
+                        1
+                    }
+                };
+                rest = rest.get(taken.max(1)..).unwrap_or_default();
+            }
+            // Mailbox counters are written once per mailbox per batch, not once per message.
+            usage.flush(&mut db)?;
+            tx.commit()?;
+            if results.len() != ops.len() {
+                return Err(StoreError(format!(
+                    "batch of {} ops gave {} results",
+                    ops.len(),
+                    results.len()
+                )));
+            }
+            Ok(results)
+        })
+    }
+
+    fn pending(
+        &self,
+        recipient: &IdentityBytes,
+        after: MessageId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        // Ids are positive i64s, so nothing can come after an id beyond i64::MAX.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let rows = self.with_reader(|conn| {
+            let mut db = Db {
+                client: &mut conn.client,
+                statements: &mut conn.statements,
+            };
+            // The byte bound is applied by the server (rows after the one that reaches it are
+            // never sent): a row is returned if it is the first or the bytes before it are
+            // under the bound. A group message's bytes live once in `group_blobs`; a missing
+            // blob reads as NULL, which fails the row rather than delivering an empty envelope.
+            db.query(
+                "SELECT id, sender, received_at_ms, envelope FROM (
+                     SELECT m.id, m.sender, m.received_at_ms,
+                            CASE WHEN m.blob IS NULL THEN m.envelope ELSE b.envelope END
+                                AS envelope,
+                            row_number() OVER w AS n,
+                            coalesce(sum(octet_length(
+                                CASE WHEN m.blob IS NULL THEN m.envelope ELSE b.envelope END
+                            )) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                                AS before
+                     FROM messages AS m LEFT JOIN group_blobs AS b ON b.id = m.blob
+                     WHERE m.recipient = $1 AND m.id > $2
+                     WINDOW w AS (ORDER BY m.id)
+                     ORDER BY m.id LIMIT $3
+                 ) AS page
+                 WHERE n = 1 OR before < $4
+                 ORDER BY id",
+                &[&recipient.as_slice(), &after, &limit, &max_bytes],
+            )
+        })?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let sender: Vec<u8> = row.try_get(1)?;
+            let received_at_ms: i64 = row.try_get(2)?;
+            messages.push(StoredMessage {
+                id: non_negative(id, "message id")?,
+                sender: blob_array(&sender, "message sender")?,
+                received_at_ms: non_negative(received_at_ms, "message time")?,
+                envelope: row.try_get(3)?,
+            });
+        }
+        Ok(messages)
+    }
+
+    fn identity_of(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError> {
+        let row = self.with_reader(|conn| {
+            let mut db = Db {
+                client: &mut conn.client,
+                statements: &mut conn.statements,
+            };
+            db.query_opt("SELECT identity FROM users WHERE name = $1", &[&name])
+        })?;
+        row.map(|row| blob_array(&row.try_get::<_, Vec<u8>>(0)?, "user identity"))
+            .transpose()
+    }
+
+    fn name_of(&self, identity: &IdentityBytes) -> Result<Option<String>, StoreError> {
+        let row = self.with_reader(|conn| {
+            let mut db = Db {
+                client: &mut conn.client,
+                statements: &mut conn.statements,
+            };
+            db.query_opt(
+                "SELECT name FROM users WHERE identity = $1",
+                &[&identity.as_slice()],
+            )
+        })?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StoreError> {
+        let row = self.with_reader(|conn| {
+            let mut db = Db {
+                client: &mut conn.client,
+                statements: &mut conn.statements,
+            };
+            db.query_one(
+                "SELECT messages, bytes FROM mailbox_totals WHERE singleton = 0",
+                &[],
+            )
+        })?;
+        Ok(StoreTotals {
+            messages: non_negative(row.try_get(0)?, "total message count")?,
+            bytes: non_negative(row.try_get(1)?, "total byte count")?,
+        })
+    }
+
+    fn prekey_stock(&self) -> Result<PrekeyStock, StoreError> {
+        self.with_reader(|conn| {
+            prekey_stock(&mut Db {
+                client: &mut conn.client,
+                statements: &mut conn.statements,
+            })
+        })
+    }
+
+    fn group_stats(&self) -> Result<GroupStats, StoreError> {
+        self.with_reader(|conn| {
+            groups::group_stats(&mut Db {
+                client: &mut conn.client,
+                statements: &mut conn.statements,
+            })
+        })
+    }
+
+    fn group_sync(
+        &self,
+        group_id: &GroupId,
+        member: &IdentityBytes,
+        after_epoch: u64,
+        max_commits: usize,
+        max_bytes: usize,
+    ) -> Result<SyncResult, StoreError> {
+        self.with_reader(|conn| {
+            let Conn { client, statements } = conn;
+            // One snapshot for the membership check and the log.
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let result = groups::group_sync(
+                &mut Db {
+                    client: &mut tx,
+                    statements,
+                },
+                group_id,
+                member,
+                after_epoch,
+                max_commits,
+                max_bytes,
+            )?;
+            tx.commit()?;
+            Ok(result)
+        })
+    }
+}
+
+/// The longest prefix of `ops` whose ops all satisfy `same`.
+fn leading(ops: &[WriteOp], same: impl Fn(&WriteOp) -> bool) -> &[WriteOp] {
+    let count = ops.iter().take_while(|op| same(op)).count();
+    ops.get(..count).unwrap_or_default()
+}
+
+/// Apply one op (neither `Enqueue` nor `Ack`: those go in runs) inside the batch transaction.
+/// Refusals (`NameTaken`, `MailboxFull`, ...) change nothing; an `Err` aborts the whole batch.
+fn apply_op<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    op: &WriteOp,
+    now_ms: u64,
+    usage: &mut UsageDeltas,
+) -> Result<WriteResult, StoreError> {
+    match op {
+        WriteOp::Register {
+            name,
+            identity,
+            signature,
+        } => register(db, name, identity, signature, now_ms),
+        WriteOp::PublishPrekeys {
+            identity,
+            signed_prekey,
+            one_time,
+            max_stock,
+        } => publish_prekeys(db, identity, signed_prekey, one_time, *max_stock),
+        WriteOp::PublishPqPrekeys {
+            identity,
+            last_resort,
+            one_time,
+            max_stock,
+        } => publish_pq_prekeys(db, identity, last_resort.as_ref(), one_time, *max_stock),
+        WriteOp::FetchBundle { name, pop_one_time } => fetch_bundle(db, name, *pop_one_time),
+        WriteOp::Enqueue { .. } | WriteOp::Ack { .. } => {
+            let mut results = Vec::with_capacity(1);
+            let run = std::slice::from_ref(op);
+            if matches!(op, WriteOp::Enqueue { .. }) {
+                mailbox::enqueue_run(db, usage, run, &mut results)?;
+            } else {
+                mailbox::ack_run(db, usage, run, &mut results)?;
+            }
+            results
+                .pop()
+                .ok_or_else(|| StoreError("an op gave no result".to_owned()))
+        }
+        WriteOp::PublishKeyPackages {
+            identity,
+            last_resort,
+            one_time,
+            max_stock,
+        } => publish_key_packages(db, identity, last_resort.as_deref(), one_time, *max_stock),
+        WriteOp::FetchKeyPackage { name, pop_one_time } => {
+            fetch_key_package(db, name, *pop_one_time)
+        }
+        WriteOp::GroupCommit {
+            commit,
+            sender,
+            received_at_ms,
+            quota,
+            max_members,
+            max_log,
+        } => groups::group_commit(
+            db,
+            usage,
+            commit,
+            sender,
+            *received_at_ms,
+            quota,
+            *max_members,
+            *max_log,
+        ),
+        WriteOp::GroupSend {
+            group_id,
+            sender,
+            envelope,
+            received_at_ms,
+            quota,
+        } => groups::group_send(
+            db,
+            usage,
+            group_id,
+            sender,
+            envelope,
+            *received_at_ms,
+            quota,
+        ),
+        WriteOp::GroupLeave { group_id, identity } => {
+            groups::group_leave(db, usage, group_id, identity)
+        }
+        WriteOp::Expire { before_ms } => mailbox::expire(db, usage, *before_ms),
+    }
+}
+
+/// First come, first served; an identity keeps the one name it registered.
+fn register<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    name: &str,
+    identity: &IdentityBytes,
+    signature: &[u8],
+    now_ms: u64,
+) -> Result<WriteResult, StoreError> {
+    let current = db.query_opt(
+        "SELECT name FROM users WHERE identity = $1",
+        &[&identity.as_slice()],
+    )?;
+    if let Some(row) = current {
+        let current: String = row.try_get(0)?;
+        return Ok(if current == name {
+            WriteResult::Registered
+        } else {
+            WriteResult::AlreadyRegistered { name: current }
+        });
+    }
+    if db.exists("SELECT 1 FROM users WHERE name = $1", &[&name])? {
+        return Ok(WriteResult::NameTaken);
+    }
+    db.execute(
+        "INSERT INTO users (identity, name, signature, registered_at_ms) VALUES ($1, $2, $3, $4)",
+        &[
+            &identity.as_slice(),
+            &name,
+            &signature,
+            &saturating_i64(now_ms),
+        ],
+    )?;
+    Ok(WriteResult::Registered)
+}
+
+/// The limits an enqueue is checked against (the quota fields of `WriteOp::Enqueue`).
+struct Quota {
+    max_messages: u32,
+    max_bytes: u64,
+    max_total_bytes: u64,
+    max_sender_bytes: u64,
+}
+
+impl From<&GroupQuota> for Quota {
+    fn from(q: &GroupQuota) -> Self {
+        Self {
+            max_messages: q.max_messages,
+            max_bytes: q.max_bytes,
+            max_total_bytes: q.max_total_bytes,
+            max_sender_bytes: q.max_sender_bytes,
+        }
+    }
+}
+
+/// Above this share of the storage quota (in tenths), only light senders may store more.
+const HEADROOM_TENTHS: u64 = 9;
+
+impl Quota {
+    /// The most bytes `sender` may have stored once this envelope is in: its share, or a
+    /// quarter of it once the relay is nearly full, so a sender with little stored can still
+    /// send while heavy senders wait for their mail to be fetched.
+    fn sender_limit(&self, total_after: u64) -> u64 {
+        if total_after > self.max_total_bytes / 10 * HEADROOM_TENTHS {
+            self.max_sender_bytes / 4
+        } else {
+            self.max_sender_bytes
+        }
+    }
+}
+
+/// A fixed-size blob read from the database, or an error naming what was malformed (not its
+/// bytes).
+fn blob_array<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], StoreError> {
+    <[u8; N]>::try_from(bytes).map_err(|_| {
+        StoreError(format!(
+            "malformed {what} in the database: {} bytes, expected {N}",
+            bytes.len()
+        ))
+    })
+}
+
+/// A stored integer that must not be negative.
+fn non_negative(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError(format!("malformed {what} in the database: {value}")))
+}
+
+/// A stored integer that must fit a `u32`.
+fn u32_column(value: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(value)
+        .map_err(|_| StoreError(format!("malformed {what} in the database: {value}")))
+}
+
+/// Times and cut-offs beyond `i64::MAX` ms (292 million years) are clamped.
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A `u64` that must round-trip exactly (a signed prekey's `created_at` is whatever the owner
+/// chose), stored in a `BIGINT` by reinterpreting its bits.
+fn u64_bits_to_i64(value: u64) -> i64 {
+    i64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// Inverse of [`u64_bits_to_i64`].
+fn i64_bits_to_u64(value: i64) -> u64 {
+    u64::from_ne_bytes(value.to_ne_bytes())
+}
+
+fn too_large() -> StoreError {
+    StoreError("value too large for the database".to_owned())
+}
+
+/// Wall-clock time for `registered_at_ms` (0 if the clock is before 1970).
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;
