@@ -101,6 +101,20 @@ pub struct Config {
     pub max_batch: usize,
     /// How log lines on stderr are written (`--log-format` wins over the file).
     pub log_format: LogFormat,
+    /// Where durable state lives: `sqlite` (the default: `<data>/relay.sqlite3`, one node) or
+    /// a `postgres://` / `postgresql://` URL (shared by any number of relay nodes). The static
+    /// key stays in `data` either way; every node of one relay needs the same key file.
+    pub store: String,
+    /// NATS server URL for the doorbell between relay nodes sharing a PostgreSQL store
+    /// (optional; without it, other nodes' mail is found by `mailbox_recheck_ms`).
+    pub nats: Option<String>,
+    /// Subject prefix on NATS: the doorbell is published on `<nats_prefix>.bell`. Nodes of one
+    /// relay share it; relays sharing one NATS server need different prefixes.
+    pub nats_prefix: String,
+    /// Milliseconds between re-reads of a connected subscriber's mailbox, bounding how late a
+    /// message stored by another node arrives if its doorbell is lost (NATS down, no NATS).
+    /// `0` disables. Unset: 2000 with a PostgreSQL store, off with SQLite (one node only).
+    pub mailbox_recheck_ms: Option<u64>,
 }
 
 /// The shape of the relay's log lines on stderr.
@@ -156,7 +170,50 @@ impl Default for Config {
             metrics_timeout_secs: 5,
             max_batch: 4096,
             log_format: LogFormat::Text,
+            store: "sqlite".into(),
+            nats: None,
+            nats_prefix: "hush".into(),
+            mailbox_recheck_ms: None,
         }
+    }
+}
+
+/// `mailbox_recheck_ms` when unset and the store is shared (PostgreSQL).
+pub const DEFAULT_MAILBOX_RECHECK_MS: u64 = 2000;
+
+/// Which store backs the relay.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// SQLite in the data directory (one node).
+    Sqlite,
+    /// PostgreSQL at this URL (shared by nodes). Not `Debug`: the URL may hold a password.
+    Postgres(String),
+}
+
+/// Parse a `store` value: `sqlite`, or a `postgres://` / `postgresql://` URL.
+pub fn store_kind(value: &str) -> Result<StoreKind, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("sqlite") || value.is_empty() {
+        Ok(StoreKind::Sqlite)
+    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Ok(StoreKind::Postgres(value.to_owned()))
+    } else {
+        Err("store must be \"sqlite\" or a postgres:// or postgresql:// URL".into())
+    }
+}
+
+/// What of a URL may be logged: `host=<host> db=<path>`, never the user or password.
+pub fn redacted_url(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let db = path.split(['?', '#']).next().unwrap_or("");
+    if db.is_empty() {
+        format!("host={host}")
+    } else {
+        format!("host={host} db={db}")
     }
 }
 
@@ -207,6 +264,22 @@ impl Config {
     /// Metrics request timeout as a duration.
     pub fn metrics_timeout(&self) -> Duration {
         Duration::from_secs(self.metrics_timeout_secs.max(1))
+    }
+
+    /// The store this configuration selects; an error names the bad value (never a URL).
+    pub fn store_kind(&self) -> Result<StoreKind, String> {
+        store_kind(&self.store)
+    }
+
+    /// How often a subscriber's mailbox is re-read without a wake-up (`None`: never).
+    pub fn mailbox_recheck(&self) -> Option<Duration> {
+        let shared = matches!(self.store_kind(), Ok(StoreKind::Postgres(_)));
+        match self.mailbox_recheck_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None if shared => Some(Duration::from_millis(DEFAULT_MAILBOX_RECHECK_MS)),
+            None => None,
+        }
     }
 
     /// Message time-to-live in milliseconds.

@@ -387,7 +387,7 @@ impl Session<'_> {
     async fn write(&self, op: WriteOp) -> Result<WriteResult, RelayError> {
         self.shared.writer.write(op).await.map_err(|e| {
             tracing::error!(error = %e, "storage failure");
-            err(ErrorCode::Internal, "storage failure; retry later")
+            err(ErrorCode::Internal, "storage unavailable; retry later")
         })
     }
 
@@ -602,6 +602,7 @@ impl Session<'_> {
                     let task = tokio::spawn(crate::delivery::deliver(
                         self.id_bytes,
                         config.live_queue_bytes,
+                        config.mailbox_recheck(),
                         Arc::clone(&queue),
                         Arc::clone(&self.shared.store),
                         self.outbound.clone(),
@@ -760,7 +761,7 @@ impl Session<'_> {
         let store = Arc::clone(&self.shared.store);
         let lookup_failed = |what: &str| {
             tracing::error!(error = %what, "recipient lookup failed");
-            err(ErrorCode::Internal, "storage failure; retry later")
+            err(ErrorCode::Internal, "storage unavailable; retry later")
         };
         let found = tokio::task::spawn_blocking(move || store.name_of(&identity))
             .await

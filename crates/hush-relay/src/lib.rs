@@ -6,12 +6,13 @@
 //!
 //! Layers, one per module: [`config`] (settings and limits), [`keyfile`] (static key),
 //! [`server`] (accept loop, shutdown), [`handler`] (one connection), [`delivery`] (pushing mail to a subscriber), [`writer`] (group
-//! commit), [`presence`] (live delivery queues), [`outbound`] (byte-bounded socket queues),
+//! commit), [`doorbell`] (waking subscribers on other nodes sharing a PostgreSQL store), [`presence`] (live delivery queues), [`outbound`] (byte-bounded socket queues),
 //! [`store`] (durable state), [`limits`] (token buckets, connection caps), [`metrics`]
 //! (Prometheus text).
 
 pub mod config;
 pub mod delivery;
+pub mod doorbell;
 pub mod handler;
 pub mod keyfile;
 pub mod limits;

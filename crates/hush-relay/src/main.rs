@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::sync::LazyLock;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use hush_relay::config::LogFormat;
+use hush_relay::config::{LogFormat, StoreKind};
+use hush_relay::store::postgres::PostgresStore;
 use hush_relay::store::sqlite::SqliteStore;
 use hush_relay::Config;
 
@@ -30,6 +31,13 @@ struct Args {
     /// TOML configuration file (see docs/OPERATIONS.md).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Store: `sqlite` (default, in the data directory) or a `postgres://` URL shared by
+    /// several relay nodes (overrides the config file). Global, so `free-name` uses it too.
+    #[arg(long, global = true)]
+    store: Option<String>,
+    /// NATS URL for the doorbell between relay nodes (overrides the config file).
+    #[arg(long)]
+    nats: Option<String>,
     /// Log line format on stderr (overrides the config file; default text).
     #[arg(long, value_enum, global = true)]
     log_format: Option<LogFormat>,
@@ -134,13 +142,23 @@ async fn main() -> ExitCode {
     if args.metrics.is_some() {
         config.metrics = args.metrics;
     }
+    if let Some(store) = args.store {
+        config.store = store;
+    }
+    if args.nats.is_some() {
+        config.nats = args.nats;
+    }
     if let Some(format) = args.log_format {
         config.log_format = format;
     }
     // After the config is read, since it may choose the format; nothing is logged before.
     init_logging(config.log_format);
     if let Some(Command::FreeName { name }) = &args.command {
-        return free_name(&config, name);
+        let (config, name) = (config.clone(), name.clone());
+        // On a blocking thread: the PostgreSQL driver runs its own runtime.
+        return tokio::task::spawn_blocking(move || free_name(&config, &name))
+            .await
+            .unwrap_or(ExitCode::from(2));
     }
     let relay = match hush_relay::start(config).await {
         Ok(r) => r,
@@ -192,14 +210,26 @@ fn init_logging(format: LogFormat) {
 }
 
 /// `hush-relay free-name NAME`: exit 0 when freed, 1 when the name was not registered, 2 on
-/// a storage error.
+/// a storage error. On the configured store (`--store` / `store`): SQLite in the data
+/// directory, or the PostgreSQL database all nodes share.
 fn free_name(config: &Config, name: &str) -> ExitCode {
-    let path = config.data.join(hush_relay::server::DATABASE_FILE);
-    if !path.exists() {
-        eprintln!("hush-relay: no relay database at {}", path.display());
-        return ExitCode::from(2);
-    }
-    let freed = SqliteStore::open(&path).and_then(|store| store.free_name(name));
+    let freed = match config.store_kind() {
+        Err(e) => {
+            eprintln!("hush-relay: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(StoreKind::Sqlite) => {
+            let path = config.data.join(hush_relay::server::DATABASE_FILE);
+            if !path.exists() {
+                eprintln!("hush-relay: no relay database at {}", path.display());
+                return ExitCode::from(2);
+            }
+            SqliteStore::open(&path).and_then(|store| store.free_name(name))
+        }
+        Ok(StoreKind::Postgres(url)) => {
+            PostgresStore::connect(&url).and_then(|store| store.free_name(name))
+        }
+    };
     match freed {
         Ok(Some(identity)) => {
             // Freed whether or not stdout can still say so.

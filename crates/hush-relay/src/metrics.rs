@@ -48,6 +48,24 @@ pub struct Metrics {
     pub group_skipped_full: AtomicU64,
     /// The configured global storage quota (for alerting on `hush_mailbox_bytes` against it).
     pub storage_max_bytes: AtomicU64,
+    /// Doorbell messages published on NATS (one per committed batch with mail, or per part).
+    pub doorbells_published: AtomicU64,
+    /// Doorbells not published: NATS down or slow, or the publish failed.
+    pub doorbell_publish_errors: AtomicU64,
+    /// Doorbells dropped before publishing because the doorbell queue was full.
+    pub doorbells_dropped: AtomicU64,
+    /// Doorbells received from other nodes (well-formed).
+    pub doorbells_received: AtomicU64,
+    /// Malformed doorbell payloads ignored.
+    pub doorbells_malformed: AtomicU64,
+    /// Local subscriptions woken by a doorbell.
+    pub doorbell_wakeups: AtomicU64,
+    /// Periodic mailbox re-reads (`mailbox_recheck_ms`).
+    pub mailbox_rechecks: AtomicU64,
+    /// 1 while connected to NATS, else 0.
+    pub nats_connected: AtomicU64,
+    /// Failed store operations (writes and mailbox reads).
+    pub store_errors: AtomicU64,
     rejects: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -70,7 +88,7 @@ impl Metrics {
     /// Render the Prometheus text exposition.
     pub fn render(&self, store: &dyn Store) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64, &str); 15] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 24] = [
             (
                 "hush_connections_open",
                 "gauge",
@@ -161,6 +179,60 @@ impl Metrics {
                 &self.storage_max_bytes,
                 "Global storage quota for all mailboxes.",
             ),
+            (
+                "hush_doorbells_published_total",
+                "counter",
+                &self.doorbells_published,
+                "Doorbell messages published on NATS for other relay nodes.",
+            ),
+            (
+                "hush_doorbell_publish_errors_total",
+                "counter",
+                &self.doorbell_publish_errors,
+                "Doorbells not published (NATS down, slow or refusing); mailbox re-checks cover them.",
+            ),
+            (
+                "hush_doorbells_dropped_total",
+                "counter",
+                &self.doorbells_dropped,
+                "Doorbells dropped because the doorbell queue was full.",
+            ),
+            (
+                "hush_doorbells_received_total",
+                "counter",
+                &self.doorbells_received,
+                "Doorbells received from other relay nodes.",
+            ),
+            (
+                "hush_doorbells_malformed_total",
+                "counter",
+                &self.doorbells_malformed,
+                "Malformed doorbell payloads ignored.",
+            ),
+            (
+                "hush_doorbell_wakeups_total",
+                "counter",
+                &self.doorbell_wakeups,
+                "Local subscribers woken by a doorbell to re-read their mailbox.",
+            ),
+            (
+                "hush_mailbox_rechecks_total",
+                "counter",
+                &self.mailbox_rechecks,
+                "Periodic mailbox re-reads of subscribers (mailbox_recheck_ms).",
+            ),
+            (
+                "hush_nats_connected",
+                "gauge",
+                &self.nats_connected,
+                "1 while connected to NATS, else 0 (also 0 without NATS).",
+            ),
+            (
+                "hush_store_errors_total",
+                "counter",
+                &self.store_errors,
+                "Failed store writes and mailbox reads (e.g. PostgreSQL unreachable).",
+            ),
         ];
         for (name, kind, value, help) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -227,12 +299,62 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Most request bytes read before answering (a scrape needs a few hundred).
 const MAX_REQUEST: usize = 8192;
 
-/// Serve `GET /metrics` (any path) on `listener` until the task is dropped: at most
-/// `max_connections` at once (more wait in the kernel backlog), each closed after `timeout`.
+/// What `/readyz` looks at besides the store.
+#[derive(Clone)]
+pub struct Health {
+    /// True once shutdown has begun: not ready any more.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Whether a NATS doorbell is configured (else `nats=off`).
+    pub nats_configured: bool,
+}
+
+/// How long `/readyz` waits for the store's trivial read.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The request target of an HTTP request line (`GET /path?query HTTP/1.1`), without the query.
+fn request_path(request: &[u8]) -> Option<&str> {
+    let line = request.split(|&b| b == b'\r' || b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    let _method = parts.next()?;
+    let target = parts.next()?;
+    target.split('?').next()
+}
+
+/// `/readyz`: the status and a short body `store=up|down nats=up|down|off`.
+async fn readiness(metrics: &Metrics, store: Arc<dyn Store>, health: &Health) -> (bool, String) {
+    let read = tokio::time::timeout(
+        READY_TIMEOUT,
+        tokio::task::spawn_blocking(move || store.totals().is_ok()),
+    )
+    .await;
+    let store_up = matches!(read, Ok(Ok(true)));
+    let nats = if !health.nats_configured {
+        "off"
+    } else if metrics.nats_connected.load(Ordering::Relaxed) == 1 {
+        "up"
+    } else {
+        "down"
+    };
+    let stopping = *health.stopping.borrow();
+    let body = format!(
+        "store={} nats={nats}{}\n",
+        if store_up { "up" } else { "down" },
+        if stopping { " stopping" } else { "" }
+    );
+    (store_up && !stopping, body)
+}
+
+/// Serve `GET /healthz` (200 `ok` while the process runs), `GET /readyz` (200 when the store
+/// answers a trivial read within [`READY_TIMEOUT`] and the relay is not shutting down, else
+/// 503) and the Prometheus text on any other path, on `listener` until the task is dropped: at
+/// most `max_connections` at once (more wait in the kernel backlog), each closed after
+/// `timeout`.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
+    health: Health,
     max_connections: usize,
     timeout: Duration,
 ) {
@@ -257,6 +379,7 @@ pub async fn serve(
         };
         let metrics = Arc::clone(&metrics);
         let store = Arc::clone(&store);
+        let health = health.clone();
         tokio::spawn(async move {
             let served = tokio::time::timeout(timeout, async {
                 let mut request = Vec::with_capacity(1024);
@@ -268,12 +391,28 @@ pub async fn serve(
                         Ok(n) => request.extend_from_slice(chunk.get(..n).unwrap_or_default()),
                     }
                 }
-                let metrics = Arc::clone(&metrics);
-                let body = tokio::task::spawn_blocking(move || metrics.render(store.as_ref()))
-                    .await
-                    .unwrap_or_default();
+                let (status, content_type, body) = match request_path(&request) {
+                    Some("/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    Some("/readyz") => {
+                        let (ready, body) = readiness(&metrics, store, &health).await;
+                        let status = if ready {
+                            "200 OK"
+                        } else {
+                            "503 Service Unavailable"
+                        };
+                        (status, "text/plain", body)
+                    }
+                    _ => {
+                        let metrics = Arc::clone(&metrics);
+                        let body =
+                            tokio::task::spawn_blocking(move || metrics.render(store.as_ref()))
+                                .await
+                                .unwrap_or_default();
+                        ("200 OK", "text/plain; version=0.0.4", body)
+                    }
+                };
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = socket.write_all(response.as_bytes()).await;

@@ -2,6 +2,12 @@
 //! bounded in messages and in bytes. When a queue is full, the message is not dropped: it is
 //! already durable in the mailbox, and the connection re-reads the mailbox once it catches up.
 //!
+//! With a store shared by several relay nodes (PostgreSQL), a queue carries no messages, only
+//! the signal "re-read the mailbox from your cursor": message ids are committed in increasing
+//! order across all nodes, but a message committed here may wake its recipient before the
+//! doorbell of a lower id committed elsewhere arrives; pushing it would move the cursor past
+//! that lower id for good. A re-read after a wake-up sees every id committed before it.
+//!
 //! An identity has at most one live subscription: a new Subscribe (on another connection)
 //! ends the previous one, whose connection the relay then closes, so many connections of one
 //! identity cannot each pin a catch-up page and a queue.
@@ -88,6 +94,13 @@ impl LiveQueue {
         queue.messages.drain(..).collect()
     }
 
+    /// Make the delivery task re-read the mailbox from its cursor (a doorbell from another
+    /// node, or a local commit when the store is shared): the same path as an overflow.
+    pub fn mark_stale(&self) {
+        self.overflowed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
     /// Whether a message was left out since the last call; clears the queue if so, since the
     /// caller will re-read the mailbox anyway.
     pub fn take_overflow(&self) -> bool {
@@ -132,14 +145,42 @@ impl Drop for LiveQueue {
 pub struct Presence {
     subscribers: Mutex<HashMap<IdentityBytes, Arc<LiveQueue>>>,
     metrics: Arc<Metrics>,
+    /// The store is shared with other nodes: wake-ups only, never queued messages.
+    shared_store: bool,
 }
 
 impl Presence {
     /// No subscriptions yet; queued bytes are counted in `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self::with_shared_store(metrics, false)
+    }
+
+    /// Like [`Self::new`]; with `shared_store`, a commit only marks the recipient's queue
+    /// stale (see the module doc) instead of queueing the message.
+    pub fn with_shared_store(metrics: Arc<Metrics>, shared_store: bool) -> Self {
         Self {
             subscribers: Mutex::default(),
             metrics,
+            shared_store,
+        }
+    }
+
+    fn queue_of(&self, identity: &IdentityBytes) -> Option<Arc<LiveQueue>> {
+        match self.subscribers.lock() {
+            Ok(subs) => subs.get(identity).cloned(),
+            Err(_) => None,
+        }
+    }
+
+    /// Mail for `recipient` was committed elsewhere (a doorbell): if it is subscribed here,
+    /// make its delivery task re-read the mailbox. Returns whether it was subscribed.
+    pub fn wake(&self, recipient: &IdentityBytes) -> bool {
+        match self.queue_of(recipient) {
+            Some(queue) => {
+                queue.mark_stale();
+                true
+            }
+            None => false,
         }
     }
 
@@ -170,24 +211,24 @@ impl Presence {
     /// fan-out copies the envelope for online members only (offline ones read it from the
     /// stored blob when they connect).
     pub fn notify_with(&self, recipient: &IdentityBytes, make: impl FnOnce() -> StoredMessage) {
-        let queue = match self.subscribers.lock() {
-            Ok(subs) => subs.get(recipient).cloned(),
-            Err(_) => return,
-        };
-        if let Some(queue) = queue {
-            queue.push(Arc::new(make()));
+        if let Some(queue) = self.queue_of(recipient) {
+            if self.shared_store {
+                queue.mark_stale();
+            } else {
+                queue.push(Arc::new(make()));
+            }
         }
     }
 
     /// A message was committed for `recipient`: wake its subscription. Called by the single
     /// group-commit writer in commit order, so each queue sees ids in increasing order.
     pub fn notify(&self, recipient: &IdentityBytes, message: Arc<StoredMessage>) {
-        let queue = match self.subscribers.lock() {
-            Ok(subs) => subs.get(recipient).cloned(),
-            Err(_) => return,
-        };
-        if let Some(queue) = queue {
-            queue.push(message);
+        if let Some(queue) = self.queue_of(recipient) {
+            if self.shared_store {
+                queue.mark_stale();
+            } else {
+                queue.push(message);
+            }
         }
     }
 }

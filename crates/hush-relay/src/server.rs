@@ -9,12 +9,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{redacted_url, Config, StoreKind};
+use crate::doorbell::{self, Doorbell};
 use crate::handler::{handle, Shared};
 use crate::keyfile;
 use crate::limits::source_key;
 use crate::metrics::{self, Metrics};
 use crate::presence::Presence;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, WriteOp};
 use crate::writer::Writer;
@@ -35,6 +37,35 @@ pub enum StartError {
     /// Database problem.
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    /// A setting that cannot be used (never quotes a URL).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Open the store `config` selects: SQLite in the data directory, or PostgreSQL (connected on
+/// a blocking thread: the synchronous driver runs its own runtime). Logs which one, never the
+/// URL itself.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match config.store_kind().map_err(StartError::Config)? {
+        StoreKind::Sqlite => {
+            let path = config.data.join(DATABASE_FILE);
+            tracing::info!(path = %path.display(), "store=sqlite");
+            Ok(Arc::new(SqliteStore::open(&path)?))
+        }
+        StoreKind::Postgres(url) => {
+            tracing::info!("store=postgres {}", redacted_url(&url));
+            let store = tokio::task::spawn_blocking(move || PostgresStore::connect(&url))
+                .await
+                .map_err(|e| StartError::Config(format!("store connect task failed: {e}")))??;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Drop a store on a blocking thread: the PostgreSQL driver's connections block (and own a
+/// runtime) when closed, which must not happen on an async worker.
+pub async fn close_store(store: Arc<dyn Store>) {
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
 }
 
 /// A running relay.
@@ -96,37 +127,85 @@ impl RunningRelay {
 /// Open the store, bind the sockets and start serving.
 pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let (secret, public_key) = keyfile::load_or_create(&config.data)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data.join(DATABASE_FILE))?);
+    let shared_store = matches!(config.store_kind(), Ok(StoreKind::Postgres(_)));
+    // Sockets first: a failure after the store is open would drop it on this async thread.
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
     metrics.storage_max_bytes.store(
         config.storage_max_bytes,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let presence = Arc::new(Presence::new(Arc::clone(&metrics)));
-    let (writer, writer_thread) = Writer::start(
+    let presence = Arc::new(Presence::with_shared_store(
+        Arc::clone(&metrics),
+        shared_store,
+    ));
+    let (ringer, doorbell) = match &config.nats {
+        Some(url) => {
+            tracing::info!(
+                "doorbell: nats {} subject={}",
+                redacted_url(url),
+                doorbell::subject(&config.nats_prefix)
+            );
+            match doorbell::start(
+                url,
+                &config.nats_prefix,
+                Arc::clone(&presence),
+                Arc::clone(&metrics),
+            )
+            .await
+            {
+                Ok((ringer, doorbell)) => (Some(ringer), Some(doorbell)),
+                Err(e) => {
+                    close_store(store).await;
+                    return Err(StartError::Config(e));
+                }
+            }
+        }
+        None => (None, None),
+    };
+    let writer = Writer::start(
         Arc::clone(&store),
         Arc::clone(&presence),
         Arc::clone(&metrics),
         config.max_batch,
-    )?;
-    let (metrics_addr, metrics_task) = match config.metrics {
-        Some(addr) => {
-            let listener = metrics::bind(addr).await?;
-            let addr = listener.local_addr()?;
+        ringer,
+    );
+    let (writer, writer_thread) = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            if let Some(doorbell) = doorbell {
+                doorbell.stop();
+            }
+            close_store(store).await;
+            return Err(e.into());
+        }
+    };
+    let shutdown = ShutdownHandle(watch::channel(false).0);
+    let (metrics_addr, metrics_task) = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
             let task = tokio::spawn(metrics::serve(
                 listener,
                 Arc::clone(&metrics),
                 Arc::clone(&store),
+                metrics::Health {
+                    stopping: shutdown.subscribe(),
+                    nats_configured: config.nats.is_some(),
+                },
                 config.metrics_max_connections,
                 config.metrics_timeout(),
             ));
-            (Some(addr), Some(task))
+            (addr, Some(task))
         }
         None => (None, None),
     };
-    let shutdown = ShutdownHandle(watch::channel(false).0);
+    let last_store = Arc::clone(&store);
     let shared = Arc::new(Shared {
         config,
         static_secret: secret,
@@ -145,10 +224,14 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         shared,
         shutdown.clone(),
         writer_thread,
-        vec![Some(expiry_task), metrics_task]
-            .into_iter()
-            .flatten()
-            .collect(),
+        Background {
+            tasks: vec![Some(expiry_task), metrics_task]
+                .into_iter()
+                .flatten()
+                .collect(),
+            doorbell,
+            store: last_store,
+        },
     ));
     Ok(RunningRelay {
         local_addr,
@@ -160,12 +243,20 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     })
 }
 
+/// What the accept loop stops after the connections: background tasks, the doorbell, and the
+/// last handle on the store (closed on a blocking thread).
+struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    doorbell: Option<Doorbell>,
+    store: Arc<dyn Store>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: ShutdownHandle,
     writer_thread: std::thread::JoinHandle<()>,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    background: Background,
 ) {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
     let mut connections = JoinSet::new();
@@ -228,13 +319,17 @@ async fn accept_loop(
         );
         connections.shutdown().await;
     }
-    for task in background {
+    for task in background.tasks {
         task.abort();
     }
     // Dropping the last writer handle lets the group-commit thread drain and exit. Every
     // connection task (each holding a handle) has ended by now, so this cannot hang.
     drop(shared);
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    if let Some(doorbell) = background.doorbell {
+        doorbell.stop();
+    }
+    close_store(background.store).await;
     tracing::info!("shutdown complete");
 }
 

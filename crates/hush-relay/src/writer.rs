@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::doorbell::Ringer;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::store::{FanOut, IdentityBytes, Store, StoreError, StoredMessage, WriteOp, WriteResult};
@@ -34,11 +35,20 @@ impl Writer {
         presence: Arc<Presence>,
         metrics: Arc<Metrics>,
         max_batch: usize,
+        doorbell: Option<Ringer>,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let handle = std::thread::Builder::new()
             .name("hush-group-commit".into())
-            .spawn(move || run(rx, store.as_ref(), &presence, &metrics, max_batch.max(1)))?;
+            .spawn(move || {
+                let woken = Woken {
+                    presence: &presence,
+                    metrics: &metrics,
+                    doorbell: doorbell.as_ref(),
+                    recipients: Vec::new(),
+                };
+                run(rx, store.as_ref(), woken, max_batch.max(1));
+            })?;
         Ok((Self { tx }, handle))
     }
 
@@ -55,13 +65,39 @@ impl Writer {
     }
 }
 
-fn run(
-    mut rx: mpsc::Receiver<Pending>,
-    store: &dyn Store,
-    presence: &Presence,
-    metrics: &Metrics,
-    max_batch: usize,
-) {
+/// Where the writer announces committed mail: local subscribers, and other nodes through the
+/// doorbell (the recipients of one batch are collected and rung once, after the batch).
+struct Woken<'a> {
+    presence: &'a Presence,
+    metrics: &'a Metrics,
+    doorbell: Option<&'a Ringer>,
+    recipients: Vec<IdentityBytes>,
+}
+
+impl Woken<'_> {
+    /// `recipient` got mail: wake it here, and remember it for the doorbell.
+    fn notify_with(&mut self, recipient: &IdentityBytes, make: impl FnOnce() -> StoredMessage) {
+        self.presence.notify_with(recipient, make);
+        if self.doorbell.is_some() {
+            self.recipients.push(*recipient);
+        }
+    }
+
+    /// Ring the doorbell once for everything collected since the last ring.
+    fn ring(&mut self) {
+        if let Some(doorbell) = self.doorbell {
+            if !self.recipients.is_empty() {
+                let mut recipients = std::mem::take(&mut self.recipients);
+                recipients.sort_unstable();
+                recipients.dedup();
+                doorbell.ring(recipients);
+            }
+        }
+    }
+}
+
+fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>, max_batch: usize) {
+    let metrics = woken.metrics;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -79,13 +115,15 @@ fn run(
                     .commit_ops
                     .fetch_add(ops.len() as u64, Ordering::Relaxed);
                 for ((op, reply), result) in ops.into_iter().zip(replies).zip(results) {
-                    after_commit(op, &result, presence, metrics);
+                    after_commit(op, &result, &mut woken);
                     let _ = reply.send(Ok(result));
                 }
+                woken.ring();
             }
             Err(e) if ops.len() > 1 => {
                 // One bad op rolls back the whole batch; retry each alone so that only it
                 // fails and every other writer still gets its commit.
+                metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, ops = ops.len(), "batch failed; retrying ops one by one");
                 for (op, reply) in ops.into_iter().zip(replies) {
                     let single = std::slice::from_ref(&op);
@@ -93,20 +131,23 @@ fn run(
                         Ok(Some(result)) => {
                             metrics.commit_batches.fetch_add(1, Ordering::Relaxed);
                             metrics.commit_ops.fetch_add(1, Ordering::Relaxed);
-                            after_commit(op, &result, presence, metrics);
+                            after_commit(op, &result, &mut woken);
                             let _ = reply.send(Ok(result));
                         }
                         Ok(None) => {
                             let _ = reply.send(Err("store returned no result".into()));
                         }
                         Err(e) => {
+                            metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(error = %e, "write failed");
                             let _ = reply.send(Err(e.0));
                         }
                     }
                 }
+                woken.ring();
             }
             Err(e) => {
+                metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "write failed");
                 for reply in replies {
                     let _ = reply.send(Err(e.0.clone()));
@@ -116,7 +157,8 @@ fn run(
     }
 }
 
-fn after_commit(op: WriteOp, result: &WriteResult, presence: &Presence, metrics: &Metrics) {
+fn after_commit(op: WriteOp, result: &WriteResult, woken: &mut Woken<'_>) {
+    let metrics = woken.metrics;
     match (op, result) {
         (
             WriteOp::Enqueue {
@@ -129,13 +171,12 @@ fn after_commit(op: WriteOp, result: &WriteResult, presence: &Presence, metrics:
             WriteResult::Stored(id),
         ) => {
             metrics.envelopes_stored.fetch_add(1, Ordering::Relaxed);
-            let message = Arc::new(StoredMessage {
+            woken.notify_with(&recipient, || StoredMessage {
                 id: *id,
                 sender,
                 received_at_ms,
                 envelope,
             });
-            presence.notify(&recipient, message);
         }
         (
             WriteOp::GroupSend {
@@ -151,14 +192,7 @@ fn after_commit(op: WriteOp, result: &WriteResult, presence: &Presence, metrics:
                     .group_messages_stored
                     .fetch_add(1, Ordering::Relaxed);
             }
-            wake_fan_out(
-                fan_out,
-                sender,
-                received_at_ms,
-                &envelope,
-                presence,
-                metrics,
-            );
+            wake_fan_out(fan_out, sender, received_at_ms, &envelope, woken);
         }
         (
             WriteOp::GroupCommit {
@@ -173,16 +207,9 @@ fn after_commit(op: WriteOp, result: &WriteResult, presence: &Presence, metrics:
                 ..
             },
         ) => {
-            wake_fan_out(
-                to_members,
-                sender,
-                received_at_ms,
-                &commit.commit,
-                presence,
-                metrics,
-            );
+            wake_fan_out(to_members, sender, received_at_ms, &commit.commit, woken);
             if let Some(welcome) = &commit.welcome {
-                wake_fan_out(to_added, sender, received_at_ms, welcome, presence, metrics);
+                wake_fan_out(to_added, sender, received_at_ms, welcome, woken);
             }
         }
         (_, WriteResult::Acked(n)) => {
@@ -204,9 +231,9 @@ fn wake_fan_out(
     sender: IdentityBytes,
     received_at_ms: u64,
     envelope: &[u8],
-    presence: &Presence,
-    metrics: &Metrics,
+    woken: &mut Woken<'_>,
 ) {
+    let metrics = woken.metrics;
     metrics
         .group_fan_out
         .fetch_add(fan_out.delivered.len() as u64, Ordering::Relaxed);
@@ -214,7 +241,7 @@ fn wake_fan_out(
         .group_skipped_full
         .fetch_add(u64::from(fan_out.skipped_full), Ordering::Relaxed);
     for (recipient, id) in &fan_out.delivered {
-        presence.notify_with(recipient, || StoredMessage {
+        woken.notify_with(recipient, || StoredMessage {
             id: *id,
             sender,
             received_at_ms,

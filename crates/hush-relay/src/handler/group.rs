@@ -288,7 +288,7 @@ impl Session<'_> {
         .map_err(|_| err(ErrorCode::Internal, "sync failed"))?
         .map_err(|e| {
             tracing::error!(error = %e, "group sync failed");
-            err(ErrorCode::Internal, "storage failure; retry later")
+            err(ErrorCode::Internal, "storage unavailable; retry later")
         })?;
         match result {
             SyncResult::Commits(commits) => Ok(Reply::GroupCommits(commits)),

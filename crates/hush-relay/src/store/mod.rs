@@ -12,6 +12,8 @@
 
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use hush_proto::pq::PqPrekey;
 use hush_proto::relay::{GroupCommit, GroupCommits, GroupId};

@@ -67,7 +67,9 @@ impl Relay {
         Self::start_full(data, config_toml, false, args).await
     }
 
-    async fn start_full(
+    /// Start a relay on `data` with an optional TOML config, an optional metrics endpoint and
+    /// more command-line flags.
+    pub async fn start_full(
         data: &Path,
         config_toml: Option<&str>,
         with_metrics: bool,
