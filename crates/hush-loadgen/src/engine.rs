@@ -1279,6 +1279,39 @@ mod tests {
     }
 
     #[test]
+    fn acks_go_in_batches_and_unanswered_ones_go_again_after_a_reconnect() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut acks = Acks {
+            pending: Vec::new(),
+            outstanding: BTreeMap::new(),
+            counter: 0,
+            batch: 2,
+            oldest: Instant::now(),
+        };
+        for id in 10..15 {
+            acks.push(id);
+        }
+        acks.flush(&tx).unwrap();
+        // Five ids, at most two per ack: three acks, all outstanding.
+        let mut frames = 0;
+        while let Ok(Ctl::Frame(_)) = rx.try_recv() {
+            frames += 1;
+        }
+        assert_eq!(frames, 3);
+        assert_eq!(acks.outstanding.len(), 3);
+        // The relay answered the first; the connection dropped before the others.
+        assert_eq!(acks.outstanding.remove(&1), Some(vec![10, 11]));
+        acks.requeue();
+        assert!(acks.outstanding.is_empty());
+        assert_eq!(acks.pending, vec![12, 13, 14]);
+        acks.flush(&tx).unwrap();
+        assert_eq!(
+            acks.outstanding.keys().copied().collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+    }
+
+    #[test]
     fn request_kinds_do_not_collide() {
         let seq = (1u64 << 40) + 5;
         assert_eq!(seq & KIND_MASK, KIND_SEND);
