@@ -468,6 +468,32 @@ impl RunReport {
         )
     }
 
+    /// CPU of each service process name (PostgreSQL backends, nats-server) during the
+    /// window, in cores (part of [`RunReport::other_cpu_cores`]).
+    pub fn service_cpu_cores(&self, ticks_per_sec: u64) -> BTreeMap<String, f64> {
+        self.snap_end
+            .service_cpu_ticks
+            .iter()
+            .map(|(name, end)| {
+                let start = self
+                    .snap_start
+                    .service_cpu_ticks
+                    .get(name)
+                    .copied()
+                    .unwrap_or(*end);
+                (
+                    name.clone(),
+                    cores(
+                        &self.snap_start,
+                        &self.snap_end,
+                        end.saturating_sub(start),
+                        ticks_per_sec,
+                    ),
+                )
+            })
+            .collect()
+    }
+
     /// Mean group-commit batch size during the window (relay metrics), 0 if unknown.
     pub fn mean_commit_batch(&self) -> f64 {
         let batches = self.snap_end.metric("hush_commit_batches_total")

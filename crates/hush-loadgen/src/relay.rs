@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{cpu_ticks, fail, fsync_probe, machine_busy_ticks, status_kb, Result};
+use crate::util::{
+    cpu_ticks, fail, fsync_probe, machine_busy_ticks, named_cpu_ticks, status_kb, Result, SERVICES,
+};
 
 /// The relay's static secret key file in its data directory (`hush-relay`'s `keyfile.rs`).
 const SECRET_FILE: &str = "relay.key";
@@ -144,6 +146,9 @@ pub struct Snapshot {
     pub self_cpu_ticks: u64,
     /// The whole machine's busy CPU time, clock ticks.
     pub machine_cpu_ticks: u64,
+    /// CPU time of the services (PostgreSQL, NATS) by process name, clock ticks; empty for
+    /// runs without a relay.
+    pub service_cpu_ticks: BTreeMap<String, u64>,
     /// Relay metrics (name -> value), empty when unavailable.
     pub metrics: BTreeMap<String, f64>,
 }
@@ -178,6 +183,11 @@ impl Probe {
         let relay_cpu_ticks = node_cpu_ticks.iter().flatten().sum();
         let self_cpu_ticks = cpu_ticks("self").unwrap_or(0);
         let machine_cpu_ticks = machine_busy_ticks().unwrap_or(0);
+        let service_cpu_ticks = if self.pids.is_empty() {
+            BTreeMap::new()
+        } else {
+            named_cpu_ticks(&SERVICES)
+        };
         let mut metrics = BTreeMap::new();
         for addr in &self.metrics_addrs {
             for (k, v) in scrape(*addr).await.unwrap_or_default() {
@@ -190,6 +200,7 @@ impl Probe {
             node_cpu_ticks,
             self_cpu_ticks,
             machine_cpu_ticks,
+            service_cpu_ticks,
             metrics,
         }
     }

@@ -248,9 +248,15 @@ pub(crate) fn traffic_summary(
         );
     }
     let other = r.other_cpu_cores(tps);
+    let services = r.service_cpu_cores(tps);
+    let service_total: f64 = services.values().sum();
+    let rest = (other - service_total).max(0.0);
     println!(
-        "[{label}] other processes and kernel threads used {other:.2} cores during the window{}",
-        if other > 0.15 {
+        "[{label}] other processes and kernel threads used {other:.2} cores during the window \
+         (PostgreSQL {:.2}, nats-server {:.2}, the rest {rest:.2}){}",
+        services.get("postgres").copied().unwrap_or(0.0),
+        services.get("nats-server").copied().unwrap_or(0.0),
+        if rest > 0.15 {
             " (figures DISTURBED by other load)"
         } else {
             ""
@@ -308,6 +314,8 @@ pub(crate) fn traffic_summary(
         "relay_cpu_cores": round3(r.relay_cpu_cores(tps)),
         "loadgen_cpu_cores": round3(r.self_cpu_cores(tps)),
         "other_cpu_cores": round3(other),
+        "service_cpu_cores": services.iter().map(|(k, v)| (k.clone(), json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
+        "unrelated_cpu_cores": round3(rest),
         "commits_per_s": round1(r.commits_per_sec()),
         "mean_commit_batch": round1(r.mean_commit_batch()),
         "max_send_lag_ms": round3(r.max_send_lag_ms),
@@ -330,6 +338,25 @@ pub(crate) fn traffic_summary(
     });
     if let (Some(obj), Value::Object(more)) = (summary.as_object_mut(), guarantees) {
         obj.extend(more);
+    }
+    // Multi-node relays: the doorbell and re-check counters over the window, all nodes.
+    let delta = |name: &str| r.snap_end.metric(name) - r.snap_start.metric(name);
+    if r.snap_end
+        .metrics
+        .contains_key("hush_doorbells_published_total")
+    {
+        let bells = json!({
+            "published": delta("hush_doorbells_published_total"),
+            "publish_errors": delta("hush_doorbell_publish_errors_total"),
+            "received": delta("hush_doorbells_received_total"),
+            "wakeups": delta("hush_doorbell_wakeups_total"),
+            "mailbox_rechecks": delta("hush_mailbox_rechecks_total"),
+            "store_errors": delta("hush_store_errors_total"),
+        });
+        println!("[{label}] doorbell over the window (all nodes): {bells}");
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert("doorbell".into(), bells);
+        }
     }
     summary
 }
@@ -691,11 +718,15 @@ async fn offline_inner(
         "[offline] stored {:.0} msgs/s durably (Stored replies in {:.1} s); {} sent, {} stored, errors {:?}",
         stored_rate, sending.window_secs, sending.sent, sending.stored, sending.errors
     );
+    let services = sending.service_cpu_cores(tps);
     println!(
-        "[offline] CPU during window: relay {:.2} cores, loadgen {:.2} cores, others {:.2} cores; group commit {:.0}/s, mean batch {:.1}",
+        "[offline] CPU during window: relay {:.2} cores, loadgen {:.2} cores, others {:.2} cores \
+         (PostgreSQL {:.2}, nats-server {:.2}); group commit {:.0}/s, mean batch {:.1}",
         sending.relay_cpu_cores(tps),
         sending.self_cpu_cores(tps),
         sending.other_cpu_cores(tps),
+        services.get("postgres").copied().unwrap_or(0.0),
+        services.get("nats-server").copied().unwrap_or(0.0),
         sending.commits_per_sec(),
         sending.mean_commit_batch()
     );
@@ -766,6 +797,7 @@ async fn offline_inner(
             "relay_cpu_cores": round3(sending.relay_cpu_cores(tps)),
             "loadgen_cpu_cores": round3(sending.self_cpu_cores(tps)),
             "other_cpu_cores": round3(sending.other_cpu_cores(tps)),
+        "service_cpu_cores": services.iter().map(|(k, v)| (k.clone(), json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
             "commits_per_s": round1(sending.commits_per_sec()),
             "mean_commit_batch": round1(sending.mean_commit_batch()),
             "mailbox_messages_after_send": queued,
