@@ -202,18 +202,24 @@ pub fn store_kind(value: &str) -> Result<StoreKind, String> {
     }
 }
 
-/// What of a URL may be logged: `host=<host> db=<path>`, never the user or password.
+/// What of a URL may be logged: `host=<host> db=<path>`, never the user or password. A list
+/// of URLs (`nats://a:4222,nats://b:4222`) gives `host=a:4222,b:4222`.
 pub fn redacted_url(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let db = path.split(['?', '#']).next().unwrap_or("");
-    if db.is_empty() {
-        format!("host={host}")
-    } else {
-        format!("host={host} db={db}")
+    fn host_and_path(url: &str) -> (&str, &str) {
+        let rest = url.trim().split_once("://").map_or(url, |(_, rest)| rest);
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        (host, path.split(['?', '#']).next().unwrap_or(""))
+    }
+    if url.contains(',') {
+        let hosts: Vec<&str> = url.split(',').map(|u| host_and_path(u).0).collect();
+        return format!("host={}", hosts.join(","));
+    }
+    match host_and_path(url) {
+        (host, "") => format!("host={host}"),
+        (host, db) => format!("host={host} db={db}"),
     }
 }
 
@@ -285,5 +291,49 @@ impl Config {
     /// Message time-to-live in milliseconds.
     pub fn ttl_ms(&self) -> u64 {
         self.message_ttl_secs.saturating_mul(1000)
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    #[test]
+    fn store_values_and_redaction() {
+        assert!(matches!(store_kind("sqlite"), Ok(StoreKind::Sqlite)));
+        assert!(matches!(
+            store_kind("postgresql://u:p@db:5432/hush"),
+            Ok(StoreKind::Postgres(_))
+        ));
+        let refused = store_kind("mysql://u:secret@db/hush")
+            .err()
+            .unwrap_or_default();
+        assert!(!refused.contains("secret"), "{refused}");
+        let shown = redacted_url("postgres://hush:s3cret@db.example:5432/hush?sslmode=require");
+        assert_eq!(shown, "host=db.example:5432 db=hush");
+        assert_eq!(
+            redacted_url("nats://user:pw@127.0.0.1:4222"),
+            "host=127.0.0.1:4222"
+        );
+    }
+
+    #[test]
+    fn recheck_defaults_follow_the_store() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.mailbox_recheck(),
+            None,
+            "SQLite: one node, no re-check"
+        );
+        config.store = "postgres://db/hush".into();
+        assert_eq!(
+            config.mailbox_recheck(),
+            Some(Duration::from_millis(DEFAULT_MAILBOX_RECHECK_MS))
+        );
+        config.mailbox_recheck_ms = Some(0);
+        assert_eq!(config.mailbox_recheck(), None);
+        config.store = "sqlite".into();
+        config.mailbox_recheck_ms = Some(500);
+        assert_eq!(config.mailbox_recheck(), Some(Duration::from_millis(500)));
     }
 }

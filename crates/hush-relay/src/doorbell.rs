@@ -149,6 +149,13 @@ pub async fn start(
                 async_nats::Event::Disconnected => {
                     tracing::warn!("doorbell: NATS disconnected; reconnecting in the background")
                 }
+                // Bells were dropped by the client (this node too slow to take them) or the
+                // server complained: worth a line, the re-check covers the lost bells.
+                async_nats::Event::SlowConsumer(_)
+                | async_nats::Event::ServerError(_)
+                | async_nats::Event::ClientError(_) => {
+                    tracing::warn!(event = %event, "doorbell: NATS problem")
+                }
                 other => tracing::debug!(event = %other, "doorbell: NATS event"),
             }
         })

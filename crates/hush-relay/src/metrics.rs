@@ -1,4 +1,5 @@
-//! Counters and gauges, served in the Prometheus text format on `--metrics ADDR`. The endpoint
+//! Counters and gauges, served in the Prometheus text format on `--metrics ADDR`, with
+//! `GET /healthz` (liveness) and `GET /readyz` (the store answers; not shutting down). The endpoint
 //! is bounded like the client port: a cap on concurrent connections (taken before accept), a
 //! deadline for each, and a growing pause after accept errors (EMFILE) instead of a spin.
 

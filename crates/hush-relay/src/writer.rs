@@ -125,10 +125,19 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                 // fails and every other writer still gets its commit.
                 metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, ops = ops.len(), "batch failed; retrying ops one by one");
+                // Two failures in a row mean the store itself is failing (PostgreSQL down),
+                // not one op: the rest fail at once instead of each waiting out a connection
+                // attempt. Their clients get `Internal` and retry.
+                let mut failed_in_a_row = 0u32;
                 for (op, reply) in ops.into_iter().zip(replies) {
+                    if failed_in_a_row >= 2 {
+                        let _ = reply.send(Err("store unavailable".into()));
+                        continue;
+                    }
                     let single = std::slice::from_ref(&op);
                     match store.apply(single).map(|mut r| r.pop()) {
                         Ok(Some(result)) => {
+                            failed_in_a_row = 0;
                             metrics.commit_batches.fetch_add(1, Ordering::Relaxed);
                             metrics.commit_ops.fetch_add(1, Ordering::Relaxed);
                             after_commit(op, &result, &mut woken);
@@ -138,6 +147,7 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                             let _ = reply.send(Err("store returned no result".into()));
                         }
                         Err(e) => {
+                            failed_in_a_row += 1;
                             metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(error = %e, "write failed");
                             let _ = reply.send(Err(e.0));

@@ -54,7 +54,10 @@ fn unavailable<T>(needs: &str, how: &str, reason: &str) -> Option<T> {
     if services_required() {
         panic!("{REQUIRE_ENV}=1 but this test cannot run: needs {needs}: {reason}; {how}");
     }
-    eprintln!("skipped: needs {needs}: {reason}; {how}; {REQUIRE_ENV}=1 makes this fail");
+    // One write, so that the line stays whole among other tests' output.
+    let line =
+        format!("skipped: needs {needs}: {reason}; {how}; {REQUIRE_ENV}=1 makes this fail\n");
+    eprint!("{line}");
     None
 }
 

@@ -22,7 +22,8 @@ use hush_proto::{OneTimePrekey, PrekeyBundle, SignedPrekey};
 /// An identity key as the relay stores it: the raw 32-byte Ed25519 public key.
 pub type IdentityBytes = [u8; 32];
 
-/// A relay-assigned mailbox message id; increasing in insertion order per relay.
+/// A relay-assigned mailbox message id; increasing in commit order (across all the nodes
+/// sharing a PostgreSQL store), so a reader following a cursor never skips one.
 pub type MessageId = u64;
 
 /// One write, as queued by a connection handler.

@@ -6,23 +6,31 @@
 //!
 //! - **Batches.** [`Store::apply`] runs a batch in one transaction: on `Ok` every op's effect is
 //!   committed (durable as far as the server's `synchronous_commit` makes it; a session that
-//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` ops and of
-//!   consecutive `Ack` ops take a fixed number of round trips however long they are (counters
-//!   prefetched with `= ANY`, quotas decided in memory in op order, ids from one `nextval`
-//!   query, rows written with one `unnest` insert or delete); other ops go one at a time.
+//!   finds it `off` turns it `on`), on `Err` none is. Runs of consecutive `Enqueue` and `Ack`
+//!   ops (mixed) take a fixed number of round trips however long they are: a batch of
+//!   Enqueues is five (BEGIN with the lock, counters and totals read with one `= ANY` query,
+//!   quotas decided in memory in op order, one `unnest` insert drawing the ids, one statement
+//!   writing every counter, COMMIT); other ops go one at a time.
 //! - **Ordering across nodes.** The first statement of every batch (and of `free_name` and of
 //!   the migrations) is `pg_advisory_xact_lock(WRITE_LOCK)`, so batches from all nodes run and
 //!   commit one at a time, and message ids (the `messages_id_seq` sequence, drawn under the
 //!   lock) become visible in increasing order. Delivery relies on this: a node reads a mailbox
 //!   "after cursor", and an id committed after a higher one would be skipped for ever. Reads do
-//!   not take the lock. The cost is that writes do not scale with nodes (one writer at a time;
+//!   not take the lock. The sequence must keep `CACHE 1` (see the schema). The cost is that writes do not scale with nodes (one writer at a time;
 //!   each batch is a few milliseconds); reads and connections do.
-//! - **Connections.** One writer connection and [`READERS`] reader connections, each opened on
+//! - **Connections.** One writer connection and four reader connections, each opened on
 //!   first use and dropped when found closed (server restart, network loss), so the next call
-//!   reconnects: the call that hits a dead connection fails with a [`StoreError`] (a read retries
-//!   once on a fresh connection first), and the store never needs a restart. Connect timeout
-//!   5 s, TCP keepalive after 30 s idle, TCP user timeout 30 s (unless the URL sets them).
-//!   Prepared statements are cached per connection and rebuilt with it.
+//!   reconnects and the store never needs a restart. A call that meets a dead connection is
+//!   retried once on a fresh one when that is safe (reads always; a batch only if COMMIT was not
+//!   sent yet), else fails with a [`StoreError`]. Connect timeout 5 s, TCP keepalive after 30 s
+//!   idle, TCP user timeout 30 s (unless the URL sets them); the writer session also asks the
+//!   server to end it after 30 s idle inside a transaction, so a vanished writer cannot hold the
+//!   write lock for long. Prepared statements are cached per connection, rebuilt with it (and
+//!   after any error).
+//! - **Blocking.** The sync `postgres` client runs its own small runtime and panics if used
+//!   from inside an async context: call [`PostgresStore::connect`] and every method from a plain
+//!   thread or `spawn_blocking` (as the relay does for every store call). Dropping the store is
+//!   safe anywhere (inside a runtime its connections are closed on a helper thread).
 //! - **No TLS (limitation).** Connections use `NoTls`: the server must be on loopback or a
 //!   private network the operator trusts, since the traffic (envelopes are ciphertext, but
 //!   names, identity keys, metadata and the password exchange) is not encrypted. A URL asking
@@ -34,15 +42,13 @@
 //! Everything read back is checked (blob lengths, integer ranges, identity keys); a malformed
 //! row is a [`StoreError`], never a panic. Requires PostgreSQL 11 or later.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postgres::types::ToSql;
-use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use postgres::{Client, Config, GenericClient, IsolationLevel};
 
 use hush_proto::relay::GroupId;
 
@@ -51,6 +57,7 @@ use super::{
     StoredMessage, SyncResult, WriteOp, WriteResult,
 };
 
+mod conn;
 mod groups;
 mod keypackages;
 mod mailbox;
@@ -58,6 +65,9 @@ mod prekeys;
 mod schema;
 mod usage;
 
+#[cfg(test)]
+use conn::BEGIN_LOCKED;
+use conn::{describe, run_on, Conn, Db};
 use keypackages::{fetch_key_package, publish_key_packages};
 use prekeys::{delete_prekeys_of, fetch_bundle, prekey_stock, publish_pq_prekeys, publish_prekeys};
 pub use schema::SCHEMA_VERSION;
@@ -82,127 +92,6 @@ const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 /// How long sent data may stay unacknowledged before the connection is declared dead.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Prepared statements of one connection, by their SQL text.
-type Statements = HashMap<&'static str, Statement>;
-
-/// One open connection and its prepared statements (valid only on this connection).
-struct Conn {
-    client: Client,
-    statements: Statements,
-}
-
-impl Conn {
-    fn open(config: &Config, writer: bool) -> Result<Self, StoreError> {
-        let mut client = config.connect(NoTls)?;
-        if writer {
-            // An acknowledged batch must survive a server crash: refuse to run with commits
-            // that return before the WAL is flushed.
-            let setting: String = client
-                .query_one("SELECT current_setting('synchronous_commit')", &[])?
-                .try_get(0)?;
-            if setting == "off" {
-                client.batch_execute("SET synchronous_commit = on")?;
-            }
-        }
-        Ok(Self {
-            client,
-            statements: Statements::new(),
-        })
-    }
-}
-
-/// A session on one connection (the bare client or a transaction) with that connection's
-/// statement cache; every query goes through a cached prepared statement.
-struct Db<'a, C> {
-    client: &'a mut C,
-    statements: &'a mut Statements,
-}
-
-impl<C: GenericClient> Db<'_, C> {
-    fn prepared(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(sql)?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
-    }
-
-    fn query(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.query(&statement, params)?)
-    }
-
-    /// At most one row (more is an error).
-    fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.query_opt(&statement, params)?)
-    }
-
-    /// Exactly one row (none or more is an error).
-    fn query_one(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.query_one(&statement, params)?)
-    }
-
-    /// Rows affected.
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let statement = self.prepared(sql)?;
-        Ok(self.client.execute(&statement, params)?)
-    }
-
-    fn exists(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<bool, StoreError> {
-        Ok(!self.query(sql, params)?.is_empty())
-    }
-}
-
-impl From<postgres::Error> for StoreError {
-    fn from(err: postgres::Error) -> Self {
-        StoreError(describe(&err))
-    }
-}
-
-/// A PostgreSQL error without anything that could quote data: for a server error its severity,
-/// SQLSTATE, message and constraint (not DETAIL, which shows row values, nor the query).
-fn describe(err: &postgres::Error) -> String {
-    if let Some(db) = err.as_db_error() {
-        let mut text = format!(
-            "postgres: {} {}: {}",
-            db.severity(),
-            db.code().code(),
-            db.message()
-        );
-        if let Some(constraint) = db.constraint() {
-            text.push_str(&format!(" (constraint {constraint})"));
-        }
-        return text;
-    }
-    match std::error::Error::source(err) {
-        Some(source) => format!("postgres: {err}: {source}"),
-        None => format!("postgres: {err}"),
-    }
-}
-
 /// The relay store in a PostgreSQL database, shareable by several relay nodes.
 pub struct PostgresStore {
     /// Connection parameters (may hold a password: never printed).
@@ -219,6 +108,38 @@ impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not the config: it may hold the password.
         f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // A `postgres::Client` closes itself by blocking on its runtime, which panics inside an
+        // async context: there, close the connections on a short-lived plain thread instead.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let mut conns: Vec<Conn> = Vec::new();
+        let slots = std::iter::once(&mut self.writer).chain(self.readers.iter_mut());
+        for slot in slots {
+            if let Some(conn) = slot
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                conns.push(conn);
+            }
+        }
+        if !conns.is_empty() {
+            // If the thread cannot start, the closure is dropped here: leaking the connections
+            // (the server ends their sessions when the process exits) beats panicking.
+            let conns = std::mem::ManuallyDrop::new(conns);
+            if let Err(err) = std::thread::Builder::new()
+                .name("hush-pg-close".to_owned())
+                .spawn(move || drop(std::mem::ManuallyDrop::into_inner(conns)))
+            {
+                tracing::warn!("cannot close PostgreSQL connections: {err}");
+            }
+        }
     }
 }
 
@@ -255,15 +176,32 @@ impl PostgresStore {
         })
     }
 
-    /// Run `f` on the writer connection (no retry: a write's outcome must be known).
-    fn with_writer<T>(
+    /// Run `f` in a write transaction on the writer connection. If the connection turns out
+    /// to be dead (the server restarted since it was last used) before COMMIT was sent, once
+    /// more on a fresh one: the server never commits a transaction whose COMMIT it did not
+    /// receive, so nothing was applied. After COMMIT was sent the outcome is unknown: no retry.
+    fn write<T>(
         &self,
-        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut Db<'_, Client>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A panic while holding the lock cannot leave a half-applied batch behind (the
-        // transaction rolls back when dropped), so a poisoned lock is still usable.
+        // A panic while holding the lock cannot leave a half-applied batch behind (the next
+        // use rolls back a transaction left open), so a poisoned lock is still usable.
         let mut slot = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        run_on(&self.config, &mut slot, true, f)
+        let was_open = slot.is_some();
+        let mut commit_sent = false;
+        let first = run_on(&self.config, &mut slot, true, |conn| {
+            let result = conn.write_transaction(&mut f);
+            commit_sent = conn.commit_sent;
+            result
+        });
+        match first {
+            Err(_) if was_open && slot.is_none() && !commit_sent => {
+                run_on(&self.config, &mut slot, true, |conn| {
+                    conn.write_transaction(&mut f)
+                })
+            }
+            other => other,
+        }
     }
 
     /// Run `f` on a reader connection; if its connection turns out to be dead (the server
@@ -304,14 +242,7 @@ impl PostgresStore {
     /// expire with the TTL. Returns the identity that held the name, or `None` if the name was
     /// not registered. Safe while relays run on the same database (it takes the write lock).
     pub fn free_name(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError> {
-        self.with_writer(|conn| {
-            let Conn { client, statements } = conn;
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                client: &mut tx,
-                statements,
-            };
-            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        self.write(|db| {
             let Some(row) = db.query_opt(
                 "DELETE FROM users WHERE name = $1 RETURNING identity",
                 &[&name],
@@ -320,33 +251,12 @@ impl PostgresStore {
                 return Ok(None);
             };
             let identity: Vec<u8> = row.try_get(0)?;
-            delete_prekeys_of(&mut db, &identity)?;
-            tx.commit()?;
-            blob_array(&identity, "user identity").map(Some)
-        })
+            delete_prekeys_of(db, &identity)?;
+            Ok(Some(identity))
+        })?
+        .map(|identity| blob_array(&identity, "user identity"))
+        .transpose()
     }
-}
-
-/// Run `f` on the connection in `slot`, connecting first if there is none (or it is closed),
-/// and dropping it after an error that closed it, so that the next call reconnects.
-fn run_on<T>(
-    config: &Config,
-    slot: &mut Option<Conn>,
-    writer: bool,
-    f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
-        *slot = None;
-    }
-    let conn = match slot {
-        Some(conn) => conn,
-        None => slot.insert(Conn::open(config, writer)?),
-    };
-    let result = f(conn);
-    if result.is_err() && slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
-        *slot = None;
-    }
-    result
 }
 
 impl Store for PostgresStore {
@@ -355,40 +265,28 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let now_ms = unix_now_ms();
-        self.with_writer(|conn| {
-            let Conn { client, statements } = conn;
-            let mut tx = client.transaction()?;
-            let mut db = Db {
-                client: &mut tx,
-                statements,
-            };
-            // Any error below drops `tx`, which rolls the whole batch back.
-            db.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        self.write(|db| {
             let mut results = Vec::with_capacity(ops.len());
             let mut usage = UsageDeltas::default();
             let mut rest = ops;
             while let Some(op) = rest.first() {
                 let taken = match op {
-                    WriteOp::Enqueue { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Enqueue { .. }));
-                        mailbox::enqueue_run(&mut db, &mut usage, run, &mut results)?;
-                        run.len()
-                    }
-                    WriteOp::Ack { .. } => {
-                        let run = leading(rest, |op| matches!(op, WriteOp::Ack { .. }));
-                        mailbox::ack_run(&mut db, &mut usage, run, &mut results)?;
+                    WriteOp::Enqueue { .. } | WriteOp::Ack { .. } => {
+                        let run = leading(rest, |op| {
+                            matches!(op, WriteOp::Enqueue { .. } | WriteOp::Ack { .. })
+                        });
+                        mailbox::mailbox_run(db, &mut usage, run, &mut results)?;
                         run.len()
                     }
                     _ => {
-                        results.push(apply_op(&mut db, op, now_ms, &mut usage)?);
+                        results.push(apply_op(db, op, now_ms, &mut usage)?);
                         1
                     }
                 };
                 rest = rest.get(taken.max(1)..).unwrap_or_default();
             }
-            // Mailbox counters are written once per mailbox per batch, not once per message.
-            usage.flush(&mut db)?;
-            tx.commit()?;
+            // Counters are written once per mailbox and sender per batch, in one statement.
+            usage.flush(db)?;
             if results.len() != ops.len() {
                 return Err(StoreError(format!(
                     "batch of {} ops gave {} results",
@@ -530,7 +428,9 @@ impl Store for PostgresStore {
         max_bytes: usize,
     ) -> Result<SyncResult, StoreError> {
         self.with_reader(|conn| {
-            let Conn { client, statements } = conn;
+            let Conn {
+                client, statements, ..
+            } = conn;
             // One snapshot for the membership check and the log.
             let mut tx = client
                 .build_transaction()
@@ -560,7 +460,8 @@ fn leading(ops: &[WriteOp], same: impl Fn(&WriteOp) -> bool) -> &[WriteOp] {
     ops.get(..count).unwrap_or_default()
 }
 
-/// Apply one op (neither `Enqueue` nor `Ack`: those go in runs) inside the batch transaction.
+/// Apply one op inside the batch transaction (`apply` hands runs of `Enqueue` and `Ack` ops to
+/// [`mailbox::mailbox_run`] instead).
 /// Refusals (`NameTaken`, `MailboxFull`, ...) change nothing; an `Err` aborts the whole batch.
 fn apply_op<C: GenericClient>(
     db: &mut Db<'_, C>,
@@ -589,12 +490,7 @@ fn apply_op<C: GenericClient>(
         WriteOp::FetchBundle { name, pop_one_time } => fetch_bundle(db, name, *pop_one_time),
         WriteOp::Enqueue { .. } | WriteOp::Ack { .. } => {
             let mut results = Vec::with_capacity(1);
-            let run = std::slice::from_ref(op);
-            if matches!(op, WriteOp::Enqueue { .. }) {
-                mailbox::enqueue_run(db, usage, run, &mut results)?;
-            } else {
-                mailbox::ack_run(db, usage, run, &mut results)?;
-            }
+            mailbox::mailbox_run(db, usage, std::slice::from_ref(op), &mut results)?;
             results
                 .pop()
                 .ok_or_else(|| StoreError("an op gave no result".to_owned()))

@@ -168,6 +168,13 @@ impl Relay {
         self.child.as_ref().expect("relay running").id()
     }
 
+    /// Whether the process still runs (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL the relay (no chance to clean up) and reap it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -374,17 +374,25 @@ pub(super) fn group_leave<C: GenericClient>(
     Ok(WriteResult::LeftGroup)
 }
 
+/// What releasing references did to one group blob.
+pub(super) struct Released {
+    /// The blob's length (what a mailbox counted for each row referencing it).
+    pub(super) len: i64,
+    /// The blob's sender, if its last reference went and the blob was deleted (its bytes then
+    /// leave the totals and the sender's share; the caller counts that).
+    pub(super) gone_from: Option<Vec<u8>>,
+}
+
 /// Mailbox rows referencing group blobs were deleted (ack): drop `refs[blob]` references from
-/// each, and each blob with its last one. Returns each blob's length (what a mailbox counted
-/// for one row). Two statements however many blobs.
+/// each, and delete each blob whose last reference went. Two statements however many blobs;
+/// the counters are left to the caller (who knows which op released the last reference).
 pub(super) fn release_blobs<C: GenericClient>(
     db: &mut Db<'_, C>,
-    usage: &mut UsageDeltas,
     refs: &BTreeMap<i64, i64>,
-) -> Result<HashMap<i64, i64>, StoreError> {
-    let mut lens = HashMap::with_capacity(refs.len());
+) -> Result<HashMap<i64, Released>, StoreError> {
+    let mut released = HashMap::with_capacity(refs.len());
     if refs.is_empty() {
-        return Ok(lens);
+        return Ok(released);
     }
     let (ids, counts): (Vec<i64>, Vec<i64>) = refs.iter().map(|(id, n)| (*id, *n)).unzip();
     let rows = db.query(
@@ -399,27 +407,23 @@ pub(super) fn release_blobs<C: GenericClient>(
             "a mailbox row references a missing group blob".to_owned(),
         ));
     }
-    let mut released: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+    let mut gone: Vec<i64> = Vec::new();
     for row in rows {
         let id: i64 = row.try_get(0)?;
         let left: i64 = row.try_get(1)?;
         let len: i64 = row.try_get(2)?;
-        lens.insert(id, len);
-        if left == 0 {
-            released.push((id, len, row.try_get(3)?));
-        }
+        let gone_from = if left == 0 {
+            gone.push(id);
+            Some(row.try_get(3)?)
+        } else {
+            None
+        };
+        released.insert(id, Released { len, gone_from });
     }
-    if !released.is_empty() {
-        let gone: Vec<i64> = released.iter().map(|(id, ..)| *id).collect();
+    if !gone.is_empty() {
         db.execute("DELETE FROM group_blobs WHERE id = ANY($1)", &[&gone])?;
-        let senders: Vec<&[u8]> = released.iter().map(|(_, _, s)| s.as_slice()).collect();
-        usage.prefetch(db, &[], &senders)?;
-        for (_, len, sender) in &released {
-            usage.add_stored_bytes(-*len);
-            usage.add_sender(db, sender, -*len)?;
-        }
     }
-    Ok(lens)
+    Ok(released)
 }
 
 /// Delete stored group state with `sql` (which returns each deleted row's sender and length)

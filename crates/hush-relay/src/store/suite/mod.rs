@@ -23,7 +23,7 @@ use super::{IdentityBytes, MessageId, Store, StoreError, WriteOp, WriteResult};
 pub(crate) mod groups;
 mod keypackages;
 mod messages;
-// pub(crate) mod postgres;
+pub(crate) mod postgres;
 pub(crate) mod prekeys;
 pub(crate) mod sqlite;
 
