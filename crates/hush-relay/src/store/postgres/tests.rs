@@ -748,3 +748,29 @@ fn usable_from_spawn_blocking_and_droppable_in_async_context() {
         drop(store);
     });
 }
+
+/// A batch waits while another writer holds the write lock, and goes on as soon as that
+/// writer's session dies (a node killed mid-batch does not block the others).
+#[test]
+fn a_writer_dying_with_the_lock_releases_it() {
+    let db = test_db!();
+    let store = db.store();
+    let mut holder = db.raw();
+    holder.batch_execute(BEGIN_LOCKED).unwrap();
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let started = Instant::now();
+    let batch =
+        std::thread::spawn(move || store.apply(&[enqueue_op(ident(1), b"x", 1)]).map(|_| store));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!batch.is_finished(), "the batch must wait for the lock");
+    admin_client(&db.admin_url)
+        .unwrap()
+        .query("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let store = batch.join().unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(store.totals().unwrap().messages, 1);
+}
