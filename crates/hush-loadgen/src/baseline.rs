@@ -164,6 +164,7 @@ mod tests {
                 subscribe: true,
                 rx,
                 tx,
+                redial: None,
             });
         }
         let plan = Plan {

@@ -244,6 +244,7 @@ async fn group_inner(
                 subscribe: true,
                 rx,
                 tx,
+                redial: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

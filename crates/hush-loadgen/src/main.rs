@@ -3,6 +3,10 @@
 //! `online` (with `--baseline`, the same traffic through a bare TCP forwarder too), `offline`,
 //! `idle` and `group` (one group's fan-out). Human-readable lines go to stdout; the last line is one JSON object with every
 //! figure. Only loopback addresses are used and every phase is bounded in time.
+//!
+//! `--nodes N --store postgres://... --nats nats://...` runs `online` and `offline` on N relay
+//! children sharing one store, one static key and (with a prefix unique to the run) one NATS
+//! doorbell subject; `online --kill-node SECS` SIGKILLs the last node mid-run.
 
 mod baseline;
 mod conn;
@@ -43,6 +47,18 @@ struct Cli {
     /// Tokio worker threads of the load generator (default: one per core).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Relay nodes to start (`online` and `offline`): they share node 0's static key and the
+    /// same config lines; more than one needs a shared store (`--store postgres://...`).
+    #[arg(long, global = true, default_value_t = 1)]
+    nodes: usize,
+    /// The relays' store: `sqlite` (each node its own file) or a `postgres://` URL (shared).
+    /// Short for `--relay-set store=URL`.
+    #[arg(long, global = true)]
+    store: Option<String>,
+    /// NATS server for the nodes' doorbell (`nats://host:port`); the run gets its own
+    /// `nats_prefix`. Short for `--relay-set nats=URL --relay-set nats_prefix=<unique>`.
+    #[arg(long, global = true)]
+    nats: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -62,6 +78,10 @@ enum Scenario {
         /// Longest wait for stragglers after the send phase, seconds.
         #[arg(long, default_value_t = 20.0)]
         drain: f64,
+        /// SIGKILL the last node (never node 0) this many seconds into the send phase; its
+        /// clients reconnect to the next live node and re-send what had no reply.
+        #[arg(long, value_name = "SECS")]
+        kill_node: Option<f64>,
     },
     /// Even clients send to odd ones that are offline; then the recipients drain.
     Offline {
@@ -162,18 +182,98 @@ impl TrafficArgs {
     }
 }
 
+/// Most relay nodes one run may start.
+const MAX_NODES: usize = 16;
+
+/// The relay config lines of a run: `--store`/`--nats` first (with a `nats_prefix` unique to
+/// this run), then the user's `--relay-set` lines, which win.
+fn relay_lines(cli: &Cli) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(store) = &cli.store {
+        lines.push(format!("store={store}"));
+    }
+    if let Some(nats) = &cli.nats {
+        lines.push(format!("nats={nats}"));
+        lines.push(format!(
+            "nats_prefix=hush_lg_{}_{}",
+            std::process::id(),
+            hex::encode(rand_core::RngCore::next_u64(&mut rand_core::OsRng).to_be_bytes())
+        ));
+    }
+    lines.extend(cli.relay_set.iter().cloned());
+    lines
+}
+
+/// The value of the last `key=value` line for `key`.
+fn line_value<'a>(lines: &'a [String], key: &str) -> Option<&'a str> {
+    lines
+        .iter()
+        .rev()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+/// A config line for printing: a URL's password replaced by `***`.
+fn redact(line: &str) -> String {
+    let Some((scheme, rest)) = line.split_once("://") else {
+        return line.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => line.to_owned(),
+        },
+        None => line.to_owned(),
+    }
+}
+
 async fn run(cli: Cli, nofile: u64) -> Result<serde_json::Value> {
-    let bin = match cli.relay_bin {
-        Some(b) => b,
+    let bin = match &cli.relay_bin {
+        Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("hush-relay"),
     };
+    let lines = relay_lines(&cli);
+    let nodes = cli.nodes;
+    if !(1..=MAX_NODES).contains(&nodes) {
+        return Err(util::fail(format!(
+            "--nodes must be between 1 and {MAX_NODES}"
+        )));
+    }
+    let store = line_value(&lines, "store").unwrap_or("sqlite");
+    let shared_store = store.starts_with("postgres://") || store.starts_with("postgresql://");
+    if nodes > 1 {
+        if !shared_store {
+            return Err(util::fail(
+                "--nodes > 1 needs a shared store: --store postgres://...",
+            ));
+        }
+        if !matches!(
+            cli.scenario,
+            Scenario::Online { .. } | Scenario::Offline { .. }
+        ) {
+            return Err(util::fail("--nodes > 1 applies to online and offline only"));
+        }
+        if line_value(&lines, "nats").is_none() {
+            println!(
+                "[nodes] no --nats: cross-node deliveries wait for the mailbox re-check \
+                 (mailbox_recheck_ms) instead of a doorbell"
+            );
+        }
+    }
+    let printable: Vec<String> = lines.iter().map(|l| redact(l)).collect();
     let common = Common {
         relay: RelayOptions {
             bin,
-            data_parent: cli.data_parent,
-            extra: cli.relay_set.clone(),
+            data_parent: cli.data_parent.clone(),
+            extra: lines,
         },
         concurrency: cli.connect_concurrency.max(1),
+        nodes,
     };
     let mut out = match cli.scenario {
         Scenario::Online {
@@ -181,7 +281,16 @@ async fn run(cli: Cli, nofile: u64) -> Result<serde_json::Value> {
             one_way,
             baseline,
             drain,
-        } => scenarios::online(&common, &traffic.traffic(drain, one_way), baseline).await?,
+            kill_node,
+        } => {
+            scenarios::online(
+                &common,
+                &traffic.traffic(drain, one_way),
+                baseline,
+                kill_node,
+            )
+            .await?
+        }
         Scenario::Offline { traffic, drain } => {
             scenarios::offline(&common, &traffic.traffic(drain, true)).await?
         }
@@ -217,7 +326,11 @@ async fn run(cli: Cli, nofile: u64) -> Result<serde_json::Value> {
     };
     if let Some(obj) = out.as_object_mut() {
         obj.insert("machine".into(), util::machine_description());
-        obj.insert("relay_config_overrides".into(), json!(cli.relay_set));
+        obj.insert("relay_config_overrides".into(), json!(printable));
+        obj.insert(
+            "store".into(),
+            json!(if shared_store { "postgres" } else { "sqlite" }),
+        );
         obj.insert("rlimit_nofile".into(), json!(nofile));
     }
     Ok(out)
@@ -256,5 +369,29 @@ fn main() -> ExitCode {
             eprintln!("hush-loadgen: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_and_the_last_line_wins() {
+        assert_eq!(
+            redact("store=postgres://hush:s3cret@db:5432/hush?sslmode=disable"),
+            "store=postgres://hush:***@db:5432/hush?sslmode=disable"
+        );
+        assert_eq!(
+            redact("store=postgres://postgres@127.0.0.1/x"),
+            "store=postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(redact("max_batch=512"), "max_batch=512");
+        let lines = vec![
+            "store=sqlite".to_owned(),
+            "store = \"postgres://a\"".to_owned(),
+        ];
+        assert_eq!(line_value(&lines, "store"), Some("postgres://a"));
+        assert_eq!(line_value(&lines, "nats"), None);
     }
 }

@@ -3,7 +3,13 @@
 //! recipients, who then connect and drain them), and `idle` (many authenticated, subscribed
 //! connections that do nothing). Each starts its own relay and prints human-readable lines;
 //! the caller prints the returned JSON as the final line.
+//!
+//! `online` and `offline` run on `--nodes N` relays sharing one store: client 2k sits on node
+//! k mod N and client 2k+1 on node (k+1) mod N, so with N > 1 every message crosses nodes.
+//! `online --kill-node SECS` SIGKILLs the last node that far into the send phase; its clients
+//! reconnect to the next live node (see [`crate::engine`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +20,9 @@ use serde_json::{json, Value};
 
 use crate::baseline;
 use crate::conn::{connect_all, connect_plain, connect_relay, split_relay, Rx, Tx};
-use crate::engine::{self, Client, Expect, Plan, RunReport, Target};
+use crate::engine::{self, Client, Expect, KillPlan, Plan, Redial, RunReport, Target};
 use crate::envelope::HEADER_LEN;
-use crate::relay::{scrape, Memory, Probe, RelayOptions, RelayProcess};
+use crate::relay::{scrape, Cluster, Memory, NodeEnd, Nodes, Probe, RelayOptions, RelayProcess};
 use crate::util::{clock_ticks_per_sec, fail, round1, round3, status_kb, Result};
 
 /// Options shared by every scenario.
@@ -26,6 +32,20 @@ pub struct Common {
     pub relay: RelayOptions,
     /// Most connection set-ups in flight.
     pub concurrency: usize,
+    /// Relay nodes (`online` and `offline`; the others use one).
+    pub nodes: usize,
+}
+
+/// The node of client `i` among `n`: client 2k on node k mod n, 2k+1 on node (k+1) mod n,
+/// so that with n > 1 the two ends of every pair sit on different nodes.
+pub fn node_of(i: usize, n: usize) -> usize {
+    let n = n.max(1);
+    let k = i / 2;
+    if i.is_multiple_of(2) {
+        k % n
+    } else {
+        (k + 1) % n
+    }
 }
 
 /// Parameters of the traffic scenarios.
@@ -129,24 +149,25 @@ fn key(ids: &[IdentityKeyPair], i: usize) -> Result<[u8; 32]> {
         .ok_or_else(|| fail("no such client"))
 }
 
-/// Connect `indices` to the relay (registering `u<i>` when asked), split.
+/// Connect `indices` to their nodes ([`node_of`]), registering `u<i>` when asked, split.
 async fn connect_relay_clients(
-    relay: &RelayProcess,
+    nodes: &Arc<Nodes>,
     ids: &Arc<Vec<IdentityKeyPair>>,
     indices: &[usize],
     register: bool,
     concurrency: usize,
 ) -> Result<Vec<(usize, Rx, Tx)>> {
-    let (addr, relay_key) = (relay.addr, relay.public_key);
     let indices = Arc::new(indices.to_vec());
     connect_all(indices.len(), concurrency, |k| {
         let ids = Arc::clone(ids);
         let indices = Arc::clone(&indices);
+        let nodes = Arc::clone(nodes);
         async move {
             let i = *indices.get(k).ok_or_else(|| fail("no such client"))?;
             let id = ids.get(i).ok_or_else(|| fail("no such client"))?;
             let name = register.then(|| format!("u{i}"));
-            let conn = connect_relay(addr, relay_key, id, name).await?;
+            let addr = nodes.addr(node_of(i, nodes.len()))?;
+            let conn = connect_relay(addr, nodes.key, id, name).await?;
             let (rx, tx) = split_relay(conn);
             Ok((i, rx, tx))
         }
@@ -227,9 +248,15 @@ pub(crate) fn traffic_summary(
         );
     }
     let other = r.other_cpu_cores(tps);
+    let services = r.service_cpu_cores(tps);
+    let service_total: f64 = services.values().sum();
+    let rest = (other - service_total).max(0.0);
     println!(
-        "[{label}] other processes and kernel threads used {other:.2} cores during the window{}",
-        if other > 0.15 {
+        "[{label}] other processes and kernel threads used {other:.2} cores during the window \
+         (PostgreSQL {:.2}, nats-server {:.2}, the rest {rest:.2}){}",
+        services.get("postgres").copied().unwrap_or(0.0),
+        services.get("nats-server").copied().unwrap_or(0.0),
+        if rest > 0.15 {
             " (figures DISTURBED by other load)"
         } else {
             ""
@@ -241,7 +268,26 @@ pub(crate) fn traffic_summary(
             r.max_send_lag_ms, r.late_sends
         );
     }
-    json!({
+    if r.reconnects > 0 || r.reconnect_failures > 0 || r.killed_at_s.is_some() {
+        println!(
+            "[{label}] fail-over: {} reconnects ({} failed, slowest {:.1} ms), {} resubscribed, \
+             {} sends re-sent; delivered after the kill {}, on re-established connections {}",
+            r.reconnects,
+            r.reconnect_failures,
+            r.max_reconnect_ms,
+            r.resubscribed,
+            r.resends,
+            r.delivered_after_kill,
+            r.delivered_after_reconnect
+        );
+    }
+    println!(
+        "[{label}] guarantees: acked-but-lost {lost} (must be 0), redelivered after a confirmed ack {} \
+         (must be 0), unexplained second copies {} (must be 0); legitimate: re-sent copies {}, \
+         redeliveries of unacked ids {}",
+        r.redelivered_after_ack, r.unexplained_duplicates, r.resent_duplicates, r.redelivered_unacked
+    );
+    let mut summary = json!({
         "connections": r.clients,
         "senders": r.senders,
         "subscribe_s": round3(r.start_secs),
@@ -268,11 +314,133 @@ pub(crate) fn traffic_summary(
         "relay_cpu_cores": round3(r.relay_cpu_cores(tps)),
         "loadgen_cpu_cores": round3(r.self_cpu_cores(tps)),
         "other_cpu_cores": round3(other),
+        "service_cpu_cores": services.iter().map(|(k, v)| (k.clone(), json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
+        "unrelated_cpu_cores": round3(rest),
         "commits_per_s": round1(r.commits_per_sec()),
         "mean_commit_batch": round1(r.mean_commit_batch()),
         "max_send_lag_ms": round3(r.max_send_lag_ms),
         "late_sends": r.late_sends,
-    })
+    });
+    let guarantees = json!({
+        "lost_acked": lost,
+        "redelivered_after_ack": r.redelivered_after_ack,
+        "resent_duplicates": r.resent_duplicates,
+        "redelivered_unacked": r.redelivered_unacked,
+        "unexplained_duplicates": r.unexplained_duplicates,
+        "resends": r.resends,
+        "reconnects": r.reconnects,
+        "reconnect_failures": r.reconnect_failures,
+        "max_reconnect_ms": round3(r.max_reconnect_ms),
+        "resubscribed": r.resubscribed,
+        "killed_at_s": r.killed_at_s.map(round3),
+        "delivered_after_kill": r.delivered_after_kill,
+        "delivered_after_reconnect": r.delivered_after_reconnect,
+    });
+    if let (Some(obj), Value::Object(more)) = (summary.as_object_mut(), guarantees) {
+        obj.extend(more);
+    }
+    // Multi-node relays: the doorbell and re-check counters over the window, all nodes.
+    let delta = |name: &str| r.snap_end.metric(name) - r.snap_start.metric(name);
+    if r.snap_end
+        .metrics
+        .contains_key("hush_doorbells_published_total")
+    {
+        let bells = json!({
+            "published": delta("hush_doorbells_published_total"),
+            "publish_errors": delta("hush_doorbell_publish_errors_total"),
+            "received": delta("hush_doorbells_received_total"),
+            "wakeups": delta("hush_doorbell_wakeups_total"),
+            "mailbox_rechecks": delta("hush_mailbox_rechecks_total"),
+            "store_errors": delta("hush_store_errors_total"),
+        });
+        println!("[{label}] doorbell over the window (all nodes): {bells}");
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert("doorbell".into(), bells);
+        }
+    }
+    summary
+}
+
+/// Per-node CPU (over the window) and memory lines and JSON, plus the sum of the memory
+/// figures over the nodes.
+fn nodes_summary(
+    label: &str,
+    table: &[(u32, SocketAddr, usize)],
+    ends: &[NodeEnd],
+    cpu: &[f64],
+) -> (Value, Memory) {
+    let mut total = Memory::default();
+    let mut nodes = Vec::with_capacity(ends.len());
+    for (i, end) in ends.iter().enumerate() {
+        let (pid, addr, clients) =
+            table
+                .get(i)
+                .copied()
+                .unwrap_or((0, SocketAddr::from(([0, 0, 0, 0], 0)), 0));
+        let cores = cpu.get(i).copied().unwrap_or(0.0);
+        let m = &end.memory;
+        total.rss_kb += m.rss_kb;
+        total.sampled_peak_rss_kb += m.sampled_peak_rss_kb;
+        total.hwm_kb += m.hwm_kb;
+        if ends.len() > 1 {
+            println!(
+                "[{label}] node {i} (pid {pid}, {clients} clients): CPU {cores:.2} cores during the window, \
+                 peak RSS {:.1} MB (VmHWM {:.1} MB), {}",
+                mb(m.sampled_peak_rss_kb),
+                mb(m.hwm_kb),
+                if end.killed {
+                    "killed".to_owned()
+                } else {
+                    format!("graceful exit {}", end.graceful)
+                }
+            );
+        }
+        nodes.push(json!({
+            "index": i,
+            "pid": pid,
+            "addr": addr.to_string(),
+            "clients": clients,
+            "cpu_cores": round3(cores),
+            "memory": memory_json(m),
+            "graceful_exit": end.graceful,
+            "killed": end.killed,
+        }));
+    }
+    (Value::Array(nodes), total)
+}
+
+/// (pid, address, clients placed there) of every node.
+fn node_table(cluster: &Cluster, clients: &[usize]) -> Vec<(u32, SocketAddr, usize)> {
+    let n = cluster.nodes.len();
+    cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(k, node)| {
+            (
+                node.pid,
+                node.addr,
+                clients.iter().filter(|&&i| node_of(i, n) == k).count(),
+            )
+        })
+        .collect()
+}
+
+/// Start the run's nodes and print where they listen.
+fn start_cluster(common: &Common, label: &str) -> Result<Cluster> {
+    let cluster = Cluster::start(&common.relay, common.nodes.max(1))?;
+    if cluster.nodes.len() > 1 {
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            println!("[{label}] node {i}: pid {} on {}", node.pid, node.addr);
+        }
+        println!(
+            "[{label}] {} nodes share one static key and one store; client 2k is on node k mod {n}, \
+             2k+1 on node (k+1) mod {n}: every message crosses nodes",
+            cluster.nodes.len(),
+            n = cluster.nodes.len()
+        );
+    }
+    Ok(cluster)
 }
 
 fn partner(i: u32) -> Option<u32> {
@@ -283,6 +451,7 @@ fn partner(i: u32) -> Option<u32> {
 fn online_clients(
     conns: Vec<(usize, Rx, Tx)>,
     key_of: impl Fn(usize) -> Result<[u8; 32]>,
+    redial_of: impl Fn(usize) -> Option<Redial>,
     one_way: bool,
 ) -> Result<Vec<Client>> {
     conns
@@ -299,17 +468,36 @@ fn online_clients(
                 subscribe: true,
                 rx,
                 tx,
+                redial: redial_of(i),
             })
         })
         .collect()
 }
 
-/// Scenario `online`.
-pub async fn online(common: &Common, t: &Traffic, baseline_too: bool) -> Result<Value> {
+/// Scenario `online`; `kill_after`: SIGKILL the last node this many seconds into the send
+/// phase.
+pub async fn online(
+    common: &Common,
+    t: &Traffic,
+    baseline_too: bool,
+    kill_after: Option<f64>,
+) -> Result<Value> {
     t.check()?;
+    let n = common.nodes.max(1);
+    if let Some(k) = kill_after {
+        if n < 2 {
+            return Err(fail("--kill-node needs --nodes 2 or more"));
+        }
+        if !k.is_finite() || k <= 0.0 || k >= t.duration {
+            return Err(fail(
+                "--kill-node must be inside the send phase (0 < SECS < --duration)",
+            ));
+        }
+    }
     let tps = clock_ticks_per_sec();
     let ids = identities(t.clients);
-    let relay = RelayProcess::start(&common.relay)?;
+    let cluster = start_cluster(common, "relay")?;
+    let relay = cluster.first()?;
     println!(
         "[relay] pid {} on {}; {} clients, {} B messages, {} s (+{} s warm-up excluded), rate {}, window {}",
         relay.pid,
@@ -321,30 +509,51 @@ pub async fn online(common: &Common, t: &Traffic, baseline_too: bool) -> Result<
         if t.rate > 0.0 { format!("{} msgs/s", t.rate) } else { "flat out".into() },
         t.window
     );
+    let fsync = fsync_json(relay);
+    let nodes = Arc::clone(&cluster.shared);
     let started = Instant::now();
     let all: Vec<usize> = (0..t.clients).collect();
-    let conns = connect_relay_clients(&relay, &ids, &all, true, common.concurrency).await?;
+    let conns = connect_relay_clients(&nodes, &ids, &all, true, common.concurrency).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     println!(
         "[relay] connected and registered {} clients in {connect_secs:.2} s",
         t.clients
     );
-    let clients = online_clients(conns, |i| key(&ids, i), t.one_way)?;
+    let redial_of = |i: usize| {
+        (n > 1).then(|| Redial {
+            nodes: Arc::clone(&nodes),
+            ids: Arc::clone(&ids),
+            identity: i,
+            node: node_of(i, n),
+        })
+    };
+    let clients = online_clients(conns, |i| key(&ids, i), redial_of, t.one_way)?;
     let senders = clients.iter().filter(|c| c.send_to.is_some()).count();
-    let report = engine::run(
+    let kill = match kill_after {
+        Some(k) => Some(KillPlan {
+            after: Duration::from_secs_f64(k),
+            killer: cluster.killer(n - 1)?,
+        }),
+        None => None,
+    };
+    let report = engine::run_with(
         clients,
         t.plan(senders, Expect::Stored),
         &partner,
-        &relay.probe(),
+        &cluster.probe(),
+        kill,
     )
     .await;
-    let fsync = fsync_json(&relay);
-    let (memory, graceful) = relay.stop()?;
+    let table = node_table(&cluster, &all);
+    let ends = cluster.stop()?;
     let report = report?;
     let (lost, unconfirmed) = report.losses_against(&report.received_sets);
     let mut relay_json = traffic_summary("relay", &report, lost, unconfirmed, tps);
+    let (nodes_json, memory) = nodes_summary("relay", &table, &ends, &report.node_cpu_cores(tps));
+    let graceful = ends.iter().all(|e| e.graceful || e.killed);
     println!(
-        "[relay] memory: peak RSS {:.1} MB (VmHWM {:.1} MB); graceful exit {graceful}",
+        "[relay] memory{}: peak RSS {:.1} MB (VmHWM {:.1} MB); graceful exit {graceful}",
+        if n > 1 { " (all nodes)" } else { "" },
         mb(memory.sampled_peak_rss_kb),
         mb(memory.hwm_kb)
     );
@@ -353,13 +562,23 @@ pub async fn online(common: &Common, t: &Traffic, baseline_too: bool) -> Result<
         obj.insert("connect_s".into(), json!(round3(connect_secs)));
         obj.insert("fsync_before_run".into(), fsync);
         obj.insert("graceful_exit".into(), json!(graceful));
+        obj.insert("nodes".into(), nodes_json);
+        obj.insert("cross_node".into(), json!(n > 1));
+        obj.insert(
+            "killed_node".into(),
+            json!(kill_after.is_some().then_some(n - 1)),
+        );
     }
     let mut out = json!({
         "scenario": "online",
         "params": t.params_json(),
+        "nodes": n,
         "senders": senders,
         "relay": relay_json,
     });
+    if let Some(obj) = out.pointer_mut("/params").and_then(Value::as_object_mut) {
+        obj.insert("kill_node_s".into(), json!(kill_after));
+    }
     if baseline_too {
         let base = baseline_run(common, t, tps).await?;
         let ratio = match (
@@ -395,6 +614,7 @@ async fn baseline_run(common: &Common, t: &Traffic, tps: u64) -> Result<Value> {
     let clients = online_clients(
         conns,
         |i| Ok(baseline::key_of(u32::try_from(i)?)),
+        |_| None,
         t.one_way,
     )?;
     let senders = clients.iter().filter(|c| c.send_to.is_some()).count();
@@ -416,13 +636,18 @@ pub async fn offline(common: &Common, t: &Traffic) -> Result<Value> {
     t.check()?;
     let tps = clock_ticks_per_sec();
     let ids = identities(t.clients);
-    let relay = RelayProcess::start(&common.relay)?;
-    let result = offline_inner(common, t, &ids, &relay, tps).await;
-    let fsync = fsync_json(&relay);
-    let (memory, graceful) = relay.stop()?;
-    let mut out = result?;
+    let cluster = start_cluster(common, "offline")?;
+    let result = offline_inner(common, t, &ids, &cluster, tps).await;
+    let fsync = fsync_json(cluster.first()?);
+    let all: Vec<usize> = (0..t.clients).collect();
+    let table = node_table(&cluster, &all);
+    let ends = cluster.stop()?;
+    let (mut out, cpu) = result?;
+    let (nodes_json, memory) = nodes_summary("offline", &table, &ends, &cpu);
+    let graceful = ends.iter().all(|e| e.graceful);
     println!(
-        "[offline] relay memory: peak RSS {:.1} MB (VmHWM {:.1} MB); graceful exit {graceful}",
+        "[offline] relay memory{}: peak RSS {:.1} MB (VmHWM {:.1} MB); graceful exit {graceful}",
+        if ends.len() > 1 { " (all nodes)" } else { "" },
         mb(memory.sampled_peak_rss_kb),
         mb(memory.hwm_kb)
     );
@@ -430,17 +655,22 @@ pub async fn offline(common: &Common, t: &Traffic) -> Result<Value> {
         obj.insert("memory".into(), memory_json(&memory));
         obj.insert("graceful_exit".into(), json!(graceful));
         obj.insert("fsync_before_run".into(), fsync);
+        obj.insert("nodes".into(), json!(ends.len()));
+        obj.insert("node_figures".into(), nodes_json);
     }
     Ok(out)
 }
 
+/// The offline run; also returns each node's CPU (cores) during the sending window.
 async fn offline_inner(
     common: &Common,
     t: &Traffic,
     ids: &Arc<Vec<IdentityKeyPair>>,
-    relay: &RelayProcess,
+    cluster: &Cluster,
     tps: u64,
-) -> Result<Value> {
+) -> Result<(Value, Vec<f64>)> {
+    let relay = cluster.first()?;
+    let nodes = &cluster.shared;
     let senders: Vec<usize> = (0..t.clients).step_by(2).collect();
     let recipients: Vec<usize> = (1..t.clients).step_by(2).collect();
     println!(
@@ -456,9 +686,9 @@ async fn offline_inner(
     );
     // Recipients register, then go away.
     let registered =
-        connect_relay_clients(relay, ids, &recipients, true, common.concurrency).await?;
+        connect_relay_clients(nodes, ids, &recipients, true, common.concurrency).await?;
     drop(registered);
-    let conns = connect_relay_clients(relay, ids, &senders, false, common.concurrency).await?;
+    let conns = connect_relay_clients(nodes, ids, &senders, false, common.concurrency).await?;
     let clients = conns
         .into_iter()
         .map(|(i, rx, tx)| {
@@ -468,6 +698,7 @@ async fn offline_inner(
                 subscribe: false,
                 rx,
                 tx,
+                redial: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -475,7 +706,7 @@ async fn offline_inner(
         clients,
         t.plan(senders.len(), Expect::Count(0)),
         &|_| None,
-        &relay.probe(),
+        &cluster.probe(),
     )
     .await?;
     let stored_rate = if sending.window_secs > 0.0 {
@@ -487,11 +718,15 @@ async fn offline_inner(
         "[offline] stored {:.0} msgs/s durably (Stored replies in {:.1} s); {} sent, {} stored, errors {:?}",
         stored_rate, sending.window_secs, sending.sent, sending.stored, sending.errors
     );
+    let services = sending.service_cpu_cores(tps);
     println!(
-        "[offline] CPU during window: relay {:.2} cores, loadgen {:.2} cores, others {:.2} cores; group commit {:.0}/s, mean batch {:.1}",
+        "[offline] CPU during window: relay {:.2} cores, loadgen {:.2} cores, others {:.2} cores \
+         (PostgreSQL {:.2}, nats-server {:.2}); group commit {:.0}/s, mean batch {:.1}",
         sending.relay_cpu_cores(tps),
         sending.self_cpu_cores(tps),
         sending.other_cpu_cores(tps),
+        services.get("postgres").copied().unwrap_or(0.0),
+        services.get("nats-server").copied().unwrap_or(0.0),
         sending.commits_per_sec(),
         sending.mean_commit_batch()
     );
@@ -504,7 +739,7 @@ async fn offline_inner(
     };
     println!("[offline] relay mailboxes hold {queued:?} messages; recipients connect");
 
-    let conns = connect_relay_clients(relay, ids, &recipients, false, common.concurrency).await?;
+    let conns = connect_relay_clients(nodes, ids, &recipients, false, common.concurrency).await?;
     let clients = conns
         .into_iter()
         .map(|(i, rx, tx)| {
@@ -514,6 +749,7 @@ async fn offline_inner(
                 subscribe: true,
                 rx,
                 tx,
+                redial: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -522,7 +758,7 @@ async fn offline_inner(
         warmup: Duration::ZERO,
         ..t.plan(1, Expect::Count(sending.stored))
     };
-    let draining = engine::run(clients, drain_plan, &partner, &relay.probe()).await?;
+    let draining = engine::run(clients, drain_plan, &partner, &cluster.probe()).await?;
     let (lost, unconfirmed) = sending.losses_against(&draining.received_sets);
     let drain_rate = if draining.drained_secs > 0.0 {
         draining.delivered_unique as f64 / draining.drained_secs
@@ -546,36 +782,43 @@ async fn offline_inner(
         draining.duplicates,
         draining.acked,
     );
-    Ok(json!({
-        "scenario": "offline",
-        "params": t.params_json(),
-        "senders": senders.len(),
-        "recipients": recipients.len(),
-        "stored_msgs_per_s": round1(stored_rate),
-        "offered_msgs_per_s": round1(if sending.window_secs > 0.0 { sending.sent_in_window as f64 / sending.window_secs } else { 0.0 }),
-        "sent": sending.sent,
-        "stored": sending.stored,
-        "send_errors": sending.errors,
-        "relay_cpu_cores": round3(sending.relay_cpu_cores(tps)),
-        "loadgen_cpu_cores": round3(sending.self_cpu_cores(tps)),
-        "other_cpu_cores": round3(sending.other_cpu_cores(tps)),
-        "commits_per_s": round1(sending.commits_per_sec()),
-        "mean_commit_batch": round1(sending.mean_commit_batch()),
-        "mailbox_messages_after_send": queued,
-        "drain": {
-            "delivered_unique": draining.delivered_unique,
-            "delivered": draining.delivered,
-            "seconds": round3(draining.drained_secs),
-            "msgs_per_s": round1(drain_rate),
-            "drained": draining.drained,
-            "acked": draining.acked,
-            "errors": draining.errors,
-        },
-        "mailbox_messages_after_drain": left,
-        "losses": lost,
-        "duplicates": draining.duplicates,
-        "unconfirmed_deliveries": unconfirmed,
-    }))
+    let cpu = sending.node_cpu_cores(tps);
+    Ok((
+        json!({
+            "scenario": "offline",
+            "params": t.params_json(),
+            "senders": senders.len(),
+            "recipients": recipients.len(),
+            "stored_msgs_per_s": round1(stored_rate),
+            "offered_msgs_per_s": round1(if sending.window_secs > 0.0 { sending.sent_in_window as f64 / sending.window_secs } else { 0.0 }),
+            "sent": sending.sent,
+            "stored": sending.stored,
+            "send_errors": sending.errors,
+            "relay_cpu_cores": round3(sending.relay_cpu_cores(tps)),
+            "loadgen_cpu_cores": round3(sending.self_cpu_cores(tps)),
+            "other_cpu_cores": round3(sending.other_cpu_cores(tps)),
+        "service_cpu_cores": services.iter().map(|(k, v)| (k.clone(), json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
+            "commits_per_s": round1(sending.commits_per_sec()),
+            "mean_commit_batch": round1(sending.mean_commit_batch()),
+            "mailbox_messages_after_send": queued,
+            "drain": {
+                "delivered_unique": draining.delivered_unique,
+                "delivered": draining.delivered,
+                "seconds": round3(draining.drained_secs),
+                "msgs_per_s": round1(drain_rate),
+                "drained": draining.drained,
+                "acked": draining.acked,
+                "errors": draining.errors,
+            },
+            "mailbox_messages_after_drain": left,
+            "losses": lost,
+            "duplicates": draining.duplicates,
+            "unconfirmed_deliveries": unconfirmed,
+            "lost_acked": lost,
+            "redelivered_after_ack": draining.redelivered_after_ack,
+        }),
+        cpu,
+    ))
 }
 
 /// Scenario `idle`: `connections` authenticated, subscribed connections held for `hold`.
@@ -705,4 +948,25 @@ async fn idle_inner(
         "answered_ping": alive,
         "loadgen_rss_mb": mb(loadgen_rss),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_sit_on_different_nodes() {
+        for n in 2..6 {
+            for k in 0..50 {
+                let (a, b) = (node_of(2 * k, n), node_of(2 * k + 1, n));
+                assert_ne!(a, b, "pair {k} on {n} nodes");
+                assert!(a < n && b < n);
+            }
+            // Every node gets clients.
+            let used: std::collections::BTreeSet<usize> =
+                (0..2 * n).map(|i| node_of(i, n)).collect();
+            assert_eq!(used.len(), n);
+        }
+        assert!((0..10).all(|i| node_of(i, 1) == 0));
+    }
 }

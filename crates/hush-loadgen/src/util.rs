@@ -46,6 +46,14 @@ impl BitSet {
         }
     }
 
+    /// Whether `i` is a member.
+    pub fn contains(&self, i: u64) -> bool {
+        usize::try_from(i / 64)
+            .ok()
+            .and_then(|w| self.words.get(w))
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
     /// Number of members.
     pub fn len(&self) -> u64 {
         self.count
@@ -171,6 +179,35 @@ pub fn cpu_ticks(pid: &str) -> Result<u64> {
     Ok(utime + stime)
 }
 
+/// Services whose CPU a run reports beside the relay's (the shared store and the doorbell).
+pub const SERVICES: [&str; 2] = ["postgres", "nats-server"];
+
+/// CPU time, in clock ticks, of all processes named each of `names` (`/proc/<pid>/comm`),
+/// by name; processes that vanish while being read are skipped.
+pub fn named_cpu_ticks(names: &[&str]) -> std::collections::BTreeMap<String, u64> {
+    let mut out: std::collections::BTreeMap<String, u64> =
+        names.iter().map(|n| ((*n).to_owned(), 0)).collect();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if let Some(total) = out.get_mut(comm.trim()) {
+            *total += cpu_ticks(pid).unwrap_or(0);
+        }
+    }
+    out
+}
+
 /// Busy CPU time of the whole machine, in clock ticks (`/proc/stat`: user, nice, system,
 /// steal; interrupt and softirq time, much of it our own loopback traffic, is left out), to
 /// tell how much CPU other processes took during a run.
@@ -267,6 +304,7 @@ mod tests {
         assert!(a.insert(65));
         assert!(!a.insert(65));
         assert!(!a.insert(MAX_SEQ));
+        assert!(a.contains(65) && a.contains(0) && !a.contains(64) && !a.contains(1 << 40));
         assert_eq!(a.len(), 2);
         let mut b = BitSet::default();
         b.insert(65);
