@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
+mod values;
 
 use hush_proto::pq::PqPrekey;
 use hush_proto::relay::{GroupCommit, GroupCommits, GroupId};

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hush_proto::relay::GroupCommit;
+
+use crate::store::GroupQuota;
 use hush_proto::{IdentityKeyPair, OneTimePrekey, SignedPrekey, X25519PublicKey};
 use postgres::NoTls;
 use rand_core::{OsRng, RngCore};
