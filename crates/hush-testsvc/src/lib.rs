@@ -54,10 +54,23 @@ fn unavailable<T>(needs: &str, how: &str, reason: &str) -> Option<T> {
     if services_required() {
         panic!("{REQUIRE_ENV}=1 but this test cannot run: needs {needs}: {reason}; {how}");
     }
-    // One write, so that the line stays whole among other tests' output.
+    // One write, so that the line stays whole among other tests' output; straight to the
+    // stderr handle, because the test harness captures `eprint!` of a passing test and the
+    // user would never see why it passed.
     let line =
         format!("skipped: needs {needs}: {reason}; {how}; {REQUIRE_ENV}=1 makes this fail\n");
-    eprint!("{line}");
+    // Once per missing service and test binary: a suite of 45 store tests says it once.
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let first = SAID.lock().map_or(true, |mut said| {
+        let first = !said.iter().any(|n| n == needs);
+        if first {
+            said.push(needs.to_owned());
+        }
+        first
+    });
+    if first {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }
     None
 }
 
