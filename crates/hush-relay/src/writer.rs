@@ -144,12 +144,19 @@ fn run(mut rx: mpsc::Receiver<Pending>, store: &dyn Store, mut woken: Woken<'_>,
                 // batch was applied.
                 metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, ops = ops.len(), "batch failed; retrying ops one by one");
-                // Two failures in a row mean the store itself is failing (PostgreSQL down),
-                // not one op: the rest fail at once instead of each waiting out a connection
-                // attempt. Their clients get `Internal` and retry.
+                // After two failures in a row, ask the store whether it answers at all: if it
+                // does not (PostgreSQL down), the rest fail at once instead of each waiting out
+                // a connection attempt (their clients get `Internal` and retry). If it does,
+                // the failures were the ops' own, and the others still get their commit: two
+                // bad ops side by side must not fail everyone else's.
                 let mut failed_in_a_row = 0u32;
+                let mut store_down = false;
                 for (op, reply) in ops.into_iter().zip(replies) {
-                    if failed_in_a_row >= 2 {
+                    if failed_in_a_row >= 2 && !store_down {
+                        store_down = store.totals().is_err();
+                        failed_in_a_row = 0;
+                    }
+                    if store_down {
                         let _ = reply.send(Err("store unavailable".into()));
                         continue;
                     }
@@ -287,5 +294,139 @@ fn wake_fan_out(
             received_at_ms,
             envelope: envelope.to_vec(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{
+        GroupStats, IdentityBytes, MessageId, PrekeyStock, StoreTotals, SyncResult,
+    };
+    use hush_proto::relay::GroupId;
+
+    /// A real SQLite store that fails, as a store error (not a refusal), any batch holding an
+    /// envelope starting with `poison`: an op the store cannot apply.
+    struct Poisoned(SqliteStore);
+
+    impl Store for Poisoned {
+        fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, ApplyError> {
+            let poisoned = ops.iter().any(|op| {
+                matches!(op, WriteOp::Enqueue { envelope, .. } if envelope.starts_with(b"poison"))
+            });
+            if poisoned {
+                return Err(ApplyError::NotApplied(StoreError("poisoned op".into())));
+            }
+            self.0.apply(ops)
+        }
+        fn pending(
+            &self,
+            recipient: &IdentityBytes,
+            after: MessageId,
+            limit: usize,
+            max_bytes: usize,
+        ) -> Result<Vec<StoredMessage>, StoreError> {
+            self.0.pending(recipient, after, limit, max_bytes)
+        }
+        fn identity_of(&self, name: &str) -> Result<Option<IdentityBytes>, StoreError> {
+            self.0.identity_of(name)
+        }
+        fn name_of(&self, identity: &IdentityBytes) -> Result<Option<String>, StoreError> {
+            self.0.name_of(identity)
+        }
+        fn totals(&self) -> Result<StoreTotals, StoreError> {
+            self.0.totals()
+        }
+        fn prekey_stock(&self) -> Result<PrekeyStock, StoreError> {
+            self.0.prekey_stock()
+        }
+        fn group_stats(&self) -> Result<GroupStats, StoreError> {
+            self.0.group_stats()
+        }
+        fn group_sync(
+            &self,
+            group_id: &GroupId,
+            member: &IdentityBytes,
+            after_epoch: u64,
+            max_commits: usize,
+            max_bytes: usize,
+        ) -> Result<SyncResult, StoreError> {
+            self.0
+                .group_sync(group_id, member, after_epoch, max_commits, max_bytes)
+        }
+    }
+
+    fn enqueue(envelope: &[u8]) -> WriteOp {
+        WriteOp::Enqueue {
+            recipient: [1; 32],
+            sender: [2; 32],
+            envelope: envelope.to_vec(),
+            received_at_ms: 1,
+            max_messages: 1000,
+            max_bytes: 1 << 20,
+            max_total_bytes: 1 << 30,
+            max_sender_bytes: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn two_bad_ops_side_by_side_do_not_fail_the_rest_of_their_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("relay.sqlite3")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(Poisoned(store));
+        let metrics = Arc::new(Metrics::default());
+        let presence = Arc::new(Presence::new(Arc::clone(&metrics)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Queue the whole batch before the writer starts, so it is taken as one batch.
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = Writer { tx };
+        let envelopes: Vec<&[u8]> = vec![b"poison 1", b"poison 2", b"good 1", b"good 2"];
+        let results = runtime.block_on(async {
+            let mut waits = Vec::new();
+            for envelope in &envelopes {
+                let (reply, rx) = oneshot::channel();
+                writer
+                    .tx
+                    .send(Pending {
+                        op: enqueue(envelope),
+                        reply,
+                    })
+                    .await
+                    .unwrap();
+                waits.push(rx);
+            }
+            drop(writer);
+            let (s, m, p) = (
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+                Arc::clone(&presence),
+            );
+            let thread = std::thread::spawn(move || {
+                let woken = Woken {
+                    presence: &p,
+                    metrics: &m,
+                    doorbell: None,
+                    recipients: Vec::new(),
+                };
+                run(rx, s.as_ref(), woken, 64);
+            });
+            let mut results = Vec::new();
+            for wait in waits {
+                results.push(wait.await.unwrap());
+            }
+            thread.join().unwrap();
+            results
+        });
+        assert!(results[0].is_err() && results[1].is_err(), "{results:?}");
+        assert!(
+            matches!(results[2], Ok(WriteResult::Stored(_)))
+                && matches!(results[3], Ok(WriteResult::Stored(_))),
+            "the good ops of the batch were failed with the bad ones: {results:?}"
+        );
+        assert_eq!(store.totals().unwrap().messages, 2);
     }
 }
